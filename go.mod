@@ -1,0 +1,3 @@
+module github.com/silt-dev/silt
+
+go 1.26

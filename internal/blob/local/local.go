@@ -1,0 +1,245 @@
+// Package local implements blob.Store over a directory on the local disk.
+//
+// Files appear whole or not at all: Put writes a temp file in the target
+// directory, fsyncs it, renames it over the key and fsyncs the directory.
+// PutIfAbsent links the synced temp file to the key (link fails if the key
+// exists), so two writers racing on one key cannot both win.
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/silt-dev/silt/internal/blob"
+)
+
+// Store is a blob.Store rooted at a directory.
+type Store struct {
+	root string
+	// NoSync skips fsync (tests and throwaway demos only).
+	NoSync bool
+}
+
+// New returns a store rooted at dir, creating it if needed.
+func New(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blob/local: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("blob/local: create root %s: %w", abs, err)
+	}
+	return &Store{root: abs}, nil
+}
+
+// Root returns the directory the store is rooted at.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) path(key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") {
+		return "", fmt.Errorf("blob/local: invalid key %q", key)
+	}
+	clean := filepath.Clean(filepath.FromSlash(key))
+	if clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("blob/local: key %q escapes the root", key)
+	}
+	return filepath.Join(s.root, clean), nil
+}
+
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("get %s: %w", key, blob.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return b, nil
+}
+
+type reader struct {
+	*os.File
+	size int64
+}
+
+func (r reader) Size() int64 { return r.size }
+
+func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open %s: %w", key, blob.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", key, err)
+	}
+	return reader{File: f, size: st.Size()}, nil
+}
+
+// writeTemp writes data to a synced temp file next to p and returns its name.
+func (s *Store) writeTemp(p string, data []byte) (string, error) {
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(p)+"-*")
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	_, err = bytes.NewReader(data).WriteTo(f)
+	if err == nil && !s.NoSync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Store) syncDir(dir string) error {
+	if s.NoSync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *Store) Put(ctx context.Context, key string, data []byte) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := s.writeTemp(p, data)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := s.syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("put %s: sync dir: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := s.writeTemp(p, data)
+	if err != nil {
+		return fmt.Errorf("put-if-absent %s: %w", key, err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, p); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("put-if-absent %s: %w", key, blob.ErrExists)
+		}
+		return fmt.Errorf("put-if-absent %s: %w", key, err)
+	}
+	if err := s.syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("put-if-absent %s: sync dir: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	// Walk the deepest directory that the prefix fully names.
+	dirPart := prefix
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		dirPart = prefix[:i]
+	} else {
+		dirPart = ""
+	}
+	start := s.root
+	if dirPart != "" {
+		p, err := s.path(dirPart)
+		if err != nil {
+			return nil, err
+		}
+		start = p
+	}
+	var out []blob.Info
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			rel, _ := filepath.Rel(s.root, p)
+			rel = filepath.ToSlash(rel)
+			if rel != "." && !strings.HasPrefix(rel+"/", prefix) && !strings.HasPrefix(prefix, rel+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		out = append(out, blob.Info{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+func (s *Store) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}

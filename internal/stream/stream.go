@@ -1,0 +1,70 @@
+// Package stream defines silt's sharded log with Kinesis semantics: the MD5
+// of a record's partition key picks a shard over the 128-bit hash key space;
+// records of one partition key keep their order within their shard.
+//
+// Implementations: locallog (embedded, on local disk; the default) and, later,
+// kinesis (Amazon Kinesis Data Streams).
+package stream
+
+import (
+	"context"
+	"crypto/md5"
+	"errors"
+	"math/big"
+)
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("stream closed")
+
+// Entry is a record to append.
+type Entry struct {
+	PartitionKey []byte
+	Data         []byte
+}
+
+// Record is a record read back from a shard. Offsets are dense per shard,
+// starting at 0: the record after offset o has offset o+1.
+type Record struct {
+	Shard        int
+	Offset       int64
+	PartitionKey []byte
+	Data         []byte
+}
+
+// Log is a sharded, durable, append-only log.
+type Log interface {
+	// Shards is the number of shards.
+	Shards() int
+	// Append appends entries, each to the shard its partition key hashes to,
+	// preserving order per partition key. When Append returns nil the entries
+	// are durable according to the log's durability setting.
+	Append(ctx context.Context, entries []Entry) error
+	// Read returns up to max records of shard starting at offset from. It
+	// returns an empty slice, not an error, when nothing is available yet.
+	// Record data may alias internal buffers valid until the next Read on the
+	// same shard.
+	Read(ctx context.Context, shard int, from int64, max int) ([]Record, error)
+	// End returns the offset one past the last record of shard.
+	End(ctx context.Context, shard int) (int64, error)
+	// Close releases resources. It is safe to call more than once.
+	Close() error
+}
+
+// hashKeySpace is 2^128, the Kinesis hash key space.
+var hashKeySpace = new(big.Int).Lsh(big.NewInt(1), 128)
+
+// ShardFor returns the shard that the partition key maps to when the 128-bit
+// MD5 hash key space is split into n equal ranges, as Kinesis does for a
+// stream created with n shards.
+func ShardFor(partitionKey []byte, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	sum := md5.Sum(partitionKey)
+	// The top 64 bits suffice to pick one of n equal ranges exactly unless a
+	// range boundary falls inside a 2^64-wide bucket; use big.Int for exactness.
+	h := new(big.Int).SetBytes(sum[:])
+	h.Mul(h, big.NewInt(int64(n)))
+	h.Div(h, hashKeySpace)
+	return int(h.Int64())
+}
