@@ -1,0 +1,7 @@
+//go:build !linux
+
+package pgcluster
+
+import "syscall"
+
+func setParentDeathSignal(*syscall.SysProcAttr) {}
