@@ -16,7 +16,7 @@ type Action struct {
 	Remove         *Remove         `json:"remove,omitempty"`
 	MetaData       *Metadata       `json:"metaData,omitempty"`
 	Protocol       *Protocol       `json:"protocol,omitempty"`
-	Txn            *Txn            `json:"txn,omitempty"`
+	Txn            *SetTransaction `json:"txn,omitempty"`
 	CommitInfo     map[string]any  `json:"commitInfo,omitempty"`
 	CDC            *CDC            `json:"cdc,omitempty"`
 	DomainMetadata *DomainMetadata `json:"domainMetadata,omitempty"`
@@ -86,21 +86,22 @@ type Add struct {
 
 // Remove is the remove action: a tombstone for a data file.
 type Remove struct {
-	Path                 string             `json:"path"`
-	DeletionTimestamp    *int64             `json:"deletionTimestamp,omitempty"`
-	DataChange           bool               `json:"dataChange"`
-	ExtendedFileMetadata *bool              `json:"extendedFileMetadata,omitempty"`
-	PartitionValues      map[string]*string `json:"partitionValues,omitempty"`
-	Size                 *int64             `json:"size,omitempty"`
-	Stats                string             `json:"stats,omitempty"`
-	Tags                 map[string]string  `json:"tags,omitempty"`
-	DeletionVector       *DeletionVector    `json:"deletionVector,omitempty"`
-	BaseRowID            *int64             `json:"baseRowId,omitempty"`
-	DefaultRowCommitVersion *int64          `json:"defaultRowCommitVersion,omitempty"`
+	Path                    string             `json:"path"`
+	DeletionTimestamp       *int64             `json:"deletionTimestamp,omitempty"`
+	DataChange              bool               `json:"dataChange"`
+	ExtendedFileMetadata    *bool              `json:"extendedFileMetadata,omitempty"`
+	PartitionValues         map[string]*string `json:"partitionValues,omitempty"`
+	Size                    *int64             `json:"size,omitempty"`
+	Stats                   string             `json:"stats,omitempty"`
+	Tags                    map[string]string  `json:"tags,omitempty"`
+	DeletionVector          *DeletionVector    `json:"deletionVector,omitempty"`
+	BaseRowID               *int64             `json:"baseRowId,omitempty"`
+	DefaultRowCommitVersion *int64             `json:"defaultRowCommitVersion,omitempty"`
 }
 
-// Txn is the txn (SetTransaction) action: the progress of an idempotent writer.
-type Txn struct {
+// SetTransaction is the txn action: the progress of an idempotent writer.
+// (Named after Delta's SetTransaction; Txn is the optimistic transaction.)
+type SetTransaction struct {
 	AppID       string `json:"appId"`
 	Version     int64  `json:"version"`
 	LastUpdated *int64 `json:"lastUpdated,omitempty"`
