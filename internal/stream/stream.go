@@ -68,3 +68,32 @@ func ShardFor(partitionKey []byte, n int) int {
 	h.Div(h, hashKeySpace)
 	return int(h.Int64())
 }
+
+// ErrOutOfRange is returned for an offset past the end of a shard, or for a
+// shard number outside [0, Shards()).
+var ErrOutOfRange = errors.New("stream: offset or shard out of range")
+
+// ErrTrimmed is returned by Read for an offset whose record retention has
+// already deleted. Only offsets below a trim point set through Trimmer can be
+// deleted; a consumer restarting from its durable position never sees it.
+var ErrTrimmed = errors.New("stream: offset trimmed")
+
+// Trimmer is implemented by logs that can release storage once a consumer no
+// longer needs it.
+type Trimmer interface {
+	// Trim declares that every record of shard below offset before is durably
+	// consumed, so retention may delete it. Records at or above the highest
+	// trim point are never deleted. The trim point only moves forward: a
+	// smaller before is ignored. before > End(shard) is ErrOutOfRange.
+	// Records below the trim point may stay readable for a while; once they
+	// are gone Read returns ErrTrimmed.
+	Trim(ctx context.Context, shard int, before int64) error
+}
+
+// Waiter is implemented by logs that let a consumer block until new data
+// arrives instead of polling.
+type Waiter interface {
+	// Wait returns nil once End(shard) > offset, ctx.Err() when ctx is done
+	// first, and ErrClosed when the log is closed first.
+	Wait(ctx context.Context, shard int, offset int64) error
+}

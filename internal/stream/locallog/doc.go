@@ -1,0 +1,108 @@
+// Package locallog is silt's embedded stream.Log: a sharded, segmented,
+// append-only log on local disk with Kinesis semantics (see package stream).
+// It also implements stream.Trimmer and stream.Waiter.
+//
+// # Directory layout
+//
+//	<dir>/LOCK                          advisory lock: one process per log
+//	<dir>/META                          {"format":1,"shards":N}, written once (temp, fsync, rename, fsync dir)
+//	<dir>/shard-0000/
+//	    00000000000000000000.seg        segment; the name is the offset of its first record,
+//	    00000000000000052113.seg        20 decimal digits so names sort in offset order
+//	<dir>/shard-0001/...
+//
+// A shard's segments cover contiguous offset ranges: segment i holds the
+// records [base(i), base(i+1)); the last ("active") segment holds [base,
+// End). Segments other than the last are closed and never written again.
+//
+// # Record frame
+//
+// A segment is a sequence of frames with nothing before, between or after
+// them. All integers are little-endian.
+//
+//	 0      4      8   9      11         11+k
+//	 +------+------+---+------+----------+--------------------+
+//	 | len  | crc  | v | klen | key      | data               |
+//	 +------+------+---+------+----------+--------------------+
+//	   u32    u32   u8   u16    k bytes    len-3-k bytes
+//
+//	len   bytes after the crc field: 1 + 2 + k + len(data); 3 <= len <= 2^28
+//	crc   CRC-32C (Castagnoli) of those len bytes (v, klen, key, data)
+//	v     frame version, 1
+//	klen  k, the partition key length (<= 65535)
+//
+// A frame's offset is not stored: it is the segment's base plus the number
+// of frames before it. A zero len (for example a zero-filled tail after a
+// crash) is invalid, as is any frame whose CRC does not match.
+//
+// # Durability and group commit
+//
+// Each shard has one flusher goroutine, the only writer of its segments.
+// Append encodes its entries into frames (so the caller's memory is free
+// once Append returns), queues one request per shard touched and waits.
+// The flusher takes everything queued at once, writes it with one write
+// call (two when the batch crosses into a new segment) and, with
+// DurabilityFsync, one fsync; then it publishes the new End and completes
+// every request of the batch. So N concurrent Appends cost one fsync, not
+// N, and Append returns only once its entries are durable. Readers and End
+// never see records that are not yet durable. A new segment's directory
+// entry is fsynced before any record in it is acknowledged. A failed write
+// or fsync fails the shard for good (no retry of fsync: after a failed
+// fsync the page cache can no longer be trusted); reopening recovers from
+// what reached the disk. Records of one Append that go to different shards
+// are not atomic across shards.
+//
+// With DurabilityNone nothing is fsynced: a process crash loses nothing the
+// OS accepted, a machine crash may lose acknowledged records, and closed
+// segments may then be torn (reads of them report ErrCorrupt).
+//
+// # Recovery
+//
+// Open scans only the last segment of each shard, keeps the longest prefix
+// of whole frames with valid length, version and CRC, truncates the rest
+// (logging how many bytes it cut and why) and continues offsets from
+// there. A corrupt frame in the middle of the last segment cuts everything
+// after it, even whole frames, because offsets must stay dense. Closed
+// segments are trusted at Open (each was fsynced before its successor was
+// created) and are checked when first read: a closed segment that does not
+// decode to exactly base(i+1)-base(i) records is reported as ErrCorrupt.
+//
+// # Reads and memory
+//
+// Read finds the segment by name (binary search over bases), then the last
+// sparse-index entry at or before the offset (one entry per 64 KiB of
+// segment), skips frame headers to the offset and decodes from one read
+// window. Returned PartitionKey and Data slices alias that window: they are
+// valid until the next Read of the same shard. A Read returns at most
+// min(max, MaxReadRecords) records and MaxReadBytes of frames (one larger
+// record comes alone), and never crosses a segment boundary. The index
+// and read handle are kept for the active segment and at most one closed
+// segment per shard. Appends queue at most MaxPendingBytes per shard before
+// blocking.
+//
+// # Retention
+//
+// Retention deletes whole segment files from the head of a shard, never
+// from the middle, and never a segment holding a record at or above the
+// shard's trim point (set by Trim from a consumer's durable position): we
+// never drop unconsumed data. Precisely, segment i may be deleted only if
+// it is closed and base(i+1) <= trim point, i.e. every record in it is
+// below the trim point. Such a segment is deleted
+//
+//   - at once, when Retention.MaxAge and Retention.MaxBytes are both 0;
+//   - when it was last written more than MaxAge ago (MaxAge > 0), or
+//   - while the shard's segments total more than MaxBytes (MaxBytes > 0).
+//
+// So the limits only decide how much consumed data is kept for replay; a
+// consumer that never calls Trim makes the log grow without bound, however
+// small the limits. Retention runs every RetentionInterval, after a Trim
+// moves the trim point and after a segment roll. The trim point is kept in
+// memory; after a reopen it is the first stored offset until the consumer
+// trims again. Reading a deleted offset returns stream.ErrTrimmed.
+//
+// # Goroutines
+//
+// Open starts one flusher per shard and one retention goroutine; Close
+// stops them and waits. Close lets the flushers write what is already
+// queued, then closes every file; it is idempotent.
+package locallog

@@ -1,0 +1,747 @@
+package locallog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/silt-dev/silt/internal/stream"
+)
+
+// indexInterval is the spacing, in segment bytes, of the sparse index: a
+// Read skips at most this many bytes of headers to reach its offset. An
+// index costs 16 bytes per interval: 16 KiB for a 64 MiB segment.
+const indexInterval = 64 << 10
+
+const segSuffix = ".seg"
+
+func shardDir(root string, i int) string { return filepath.Join(root, fmt.Sprintf("shard-%04d", i)) }
+
+func segName(base int64) string { return fmt.Sprintf("%020d%s", base, segSuffix) }
+
+// parseSegName returns the base offset of a segment file name.
+func parseSegName(name string) (int64, bool) {
+	digits, ok := strings.CutSuffix(name, segSuffix)
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(digits, 10, 64)
+	return base, err == nil && base >= 0
+}
+
+// shard is one shard's segments, append queue and flusher.
+//
+// Lock order: readMu before mu. mu is held only for short bookkeeping, never
+// across a write or fsync; it may be held across opening a segment file
+// for reading.
+//
+// Who writes what:
+//   - Append goroutines push to queue (mu).
+//   - The flusher goroutine owns w, wpos, wend, lastIdx and wbuf outright,
+//     and is the only writer of end, the active segment's size/next/index
+//     and the segment list's tail (all under mu), which it updates only
+//     after the bytes are written (and fsynced): readers never see a
+//     record that is not durable.
+//   - The retention goroutine removes segments from the head of segs (mu).
+//   - Read holds readMu for its whole duration, so rbuf and lazily built
+//     indexes of closed segments have one user at a time.
+type shard struct {
+	id   int
+	dir  string
+	opts *Options
+	fs   FS
+	log  *slog.Logger
+	// kick wakes the flusher (buffered 1; a full buffer means it is awake).
+	kick chan struct{}
+	// retention asks the Log's retention goroutine for a pass.
+	retention func()
+
+	readMu   sync.Mutex
+	rbuf     []byte
+	lastRead *segment // closed segment whose index and handle Read keeps
+
+	mu      sync.Mutex
+	segs    []*segment // ascending base; the last is the active segment
+	end     int64      // one past the last durable record
+	trim    int64      // records below may be deleted
+	closed  bool
+	err     error         // sticky write failure
+	queue   []*appendReq  // waiting for the flusher
+	pending int           // bytes in queue
+	space   chan struct{} // closed (and replaced) when the flusher takes the queue
+	notify  chan struct{} // closed (and replaced) when end advances or on close
+
+	// Flusher-owned.
+	w       File  // active segment, for writing
+	wbase   int64 // base offset of the active segment
+	wpos    int64 // bytes written to w
+	wend    int64 // offset of the next record to write
+	lastIdx int64 // position of the active segment's last index entry; -1: none
+	wbuf    []byte
+	batch   []*appendReq
+}
+
+// segment is one segment file. All fields except base are guarded by
+// shard.mu.
+type segment struct {
+	base    int64
+	size    int64 // bytes of whole, durable frames
+	next    int64 // offset after its last record
+	modTime time.Time
+	indexed bool         // index is complete for [0, size)
+	index   []indexEntry // ascending; first entry at position 0
+	h       *handle      // read handle, opened on demand
+}
+
+type indexEntry struct{ off, pos int64 }
+
+// lookup returns the last index entry at or before offset off.
+func (g *segment) lookup(off int64) indexEntry {
+	i := sort.Search(len(g.index), func(i int) bool { return g.index[i].off > off }) - 1
+	if i < 0 {
+		return indexEntry{off: g.base}
+	}
+	return g.index[i]
+}
+
+// handle is a refcounted read-only file: the segment holds one reference
+// while it caches the handle, and each Read one while it reads. The file
+// closes when the last reference goes, so dropping a handle (eviction,
+// retention, Close) never pulls a file out from under a Read.
+type handle struct {
+	f    File
+	refs atomic.Int32
+}
+
+func (h *handle) release() error {
+	if h.refs.Add(-1) == 0 {
+		return h.f.Close()
+	}
+	return nil
+}
+
+// dropHandle releases the segment's own reference. Caller holds mu.
+func (g *segment) dropHandle() error {
+	if g.h == nil {
+		return nil
+	}
+	h := g.h
+	g.h = nil
+	return h.release()
+}
+
+type appendReq struct {
+	buf  []byte     // encoded frames
+	n    int        // records in buf
+	done chan error // buffered(1)
+}
+
+func (s *shard) segPath(base int64) string { return filepath.Join(s.dir, segName(base)) }
+
+// openShard lists the shard's segments and recovers the last one.
+func (l *Log) openShard(i int) (*shard, error) {
+	s := &shard{
+		id:        i,
+		dir:       shardDir(l.dir, i),
+		opts:      &l.opts,
+		fs:        l.fs,
+		log:       l.opts.Logger.With("shard", i),
+		kick:      make(chan struct{}, 1),
+		retention: l.kickRetention,
+		space:     make(chan struct{}),
+		notify:    make(chan struct{}),
+		lastIdx:   -1,
+	}
+	if err := s.fs.MkdirAll(s.dir); err != nil {
+		return nil, err
+	}
+	names, err := s.fs.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var bases []int64
+	for _, name := range names {
+		if base, ok := parseSegName(name); ok {
+			bases = append(bases, base)
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	if len(bases) == 0 {
+		f, err := s.fs.Create(s.segPath(0))
+		if err != nil {
+			return nil, err
+		}
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+		s.w = f
+		s.segs = []*segment{{indexed: true, modTime: l.opts.Now()}}
+		return s, nil
+	}
+	// Closed segments are trusted as written: each was fsynced before the
+	// next one was created. Their indexes are built when first read, which
+	// also checks that each holds exactly next-base records.
+	for k, base := range bases[:len(bases)-1] {
+		f, err := s.fs.Open(s.segPath(base))
+		if err != nil {
+			return nil, err
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		s.segs = append(s.segs, &segment{base: base, size: fi.Size(), next: bases[k+1], modTime: fi.ModTime()})
+	}
+	last := &segment{base: bases[len(bases)-1], indexed: true}
+	if err := s.recoverActive(last); err != nil {
+		return nil, fmt.Errorf("recover %s: %w", segName(last.base), err)
+	}
+	s.segs = append(s.segs, last)
+	return s, nil
+}
+
+// recoverActive scans the last segment, keeps the longest valid prefix,
+// cuts the rest and sets the flusher up to append after it.
+func (s *shard) recoverActive(g *segment) error {
+	f, err := s.fs.OpenRW(s.segPath(g.base))
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	size := fi.Size()
+	sr := newSegmentReader(f, size)
+	n := int64(0)
+	var cause error
+	for {
+		_, _, pos, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				f.Close()
+				return err
+			}
+			cause = err
+			break
+		}
+		if len(g.index) == 0 || pos-g.index[len(g.index)-1].pos >= indexInterval {
+			g.index = append(g.index, indexEntry{off: g.base + n, pos: pos})
+		}
+		n++
+	}
+	valid := sr.pos
+	if valid < size {
+		// Only the tail of the last segment can be torn by a crash; we cut
+		// from the first bad frame, even if whole frames follow it, because
+		// offsets after a hole would no longer be dense.
+		s.log.Warn("locallog: cut invalid tail of last segment",
+			"segment", segName(g.base), "kept_bytes", valid, "cut_bytes", size-valid,
+			"kept_records", n, "cause", cause)
+		if err := f.Truncate(valid); err != nil {
+			f.Close()
+			return fmt.Errorf("truncate to %d: %w", valid, err)
+		}
+		if s.opts.Durability == DurabilityFsync {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("sync after truncate: %w", err)
+			}
+		}
+	}
+	g.size = valid
+	g.next = g.base + n
+	g.modTime = fi.ModTime()
+	s.w = f
+	s.wbase = g.base
+	s.wpos = valid
+	s.wend = g.next
+	s.end = g.next
+	if len(g.index) > 0 {
+		s.lastIdx = g.index[len(g.index)-1].pos
+	}
+	return nil
+}
+
+// enqueue hands r to the flusher, blocking while the queue is full.
+func (s *shard) enqueue(ctx context.Context, r *appendReq) error {
+	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return stream.ErrClosed
+		}
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
+		}
+		// A request larger than the whole queue is let in alone.
+		if s.pending == 0 || s.pending+len(r.buf) <= s.opts.MaxPendingBytes {
+			break
+		}
+		space := s.space
+		s.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.queue = append(s.queue, r)
+	s.pending += len(r.buf)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// runFlusher is the shard's single writer. It exits after Close, once the
+// queue is drained.
+func (s *shard) runFlusher(stop <-chan struct{}, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for {
+		select {
+		case <-s.kick:
+			s.flushQueued()
+		case <-stop:
+			// markClosed ran before stop was closed, so nothing can be
+			// queued after this final drain.
+			s.flushQueued()
+			return
+		}
+	}
+}
+
+// flushQueued writes batches until the queue is empty. Every request that
+// waits at the moment the flusher takes the queue shares one write and one
+// fsync: that is the group commit.
+func (s *shard) flushQueued() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		s.batch, s.queue = s.queue, s.batch[:0]
+		s.pending = 0
+		close(s.space)
+		s.space = make(chan struct{})
+		failed := s.err
+		s.mu.Unlock()
+
+		err := failed
+		if err == nil {
+			err = s.writeBatch(s.batch)
+			if err != nil {
+				s.mu.Lock()
+				s.err = fmt.Errorf("shard failed: %w", err)
+				err = s.err
+				s.mu.Unlock()
+				s.log.Error("locallog: write failed; shard refuses appends until reopened", "err", err)
+			}
+		}
+		for i, r := range s.batch {
+			r.done <- err
+			s.batch[i] = nil
+		}
+		// Drop a write buffer that one huge batch grew far beyond the queue
+		// bound, rather than hold it forever.
+		if cap(s.wbuf) > 2*s.opts.MaxPendingBytes {
+			s.wbuf = nil
+		}
+	}
+}
+
+// writeBatch appends the batch's frames to the active segment, rolling to
+// a new segment where the size limit says so, and publishes them.
+func (s *shard) writeBatch(batch []*appendReq) error {
+	var (
+		count int64        // records in wbuf
+		idx   []indexEntry // index entries for wbuf
+	)
+	s.wbuf = s.wbuf[:0]
+	for _, r := range batch {
+		for b := r.buf; len(b) > 0; {
+			n := frameHeaderLen + int(binary.LittleEndian.Uint32(b))
+			at := s.wpos + int64(len(s.wbuf))
+			if at > 0 && at+int64(n) > s.opts.SegmentBytes {
+				if err := s.writeChunk(count, idx); err != nil {
+					return err
+				}
+				count, idx = 0, idx[:0]
+				if err := s.roll(); err != nil {
+					return err
+				}
+				at = 0
+			}
+			if s.lastIdx < 0 || at-s.lastIdx >= indexInterval {
+				idx = append(idx, indexEntry{off: s.wend + count, pos: at})
+				s.lastIdx = at
+			}
+			s.wbuf = append(s.wbuf, b[:n]...)
+			count++
+			b = b[n:]
+		}
+	}
+	return s.writeChunk(count, idx)
+}
+
+// writeChunk writes wbuf at the end of the active segment, syncs it, and
+// only then makes its records visible.
+func (s *shard) writeChunk(count int64, idx []indexEntry) error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	if _, err := s.w.WriteAt(s.wbuf, s.wpos); err != nil {
+		return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
+	}
+	if s.opts.Durability == DurabilityFsync {
+		if err := s.w.Sync(); err != nil {
+			return fmt.Errorf("fsync: %w", err)
+		}
+	}
+	s.wpos += int64(len(s.wbuf))
+	s.wend += count
+	now := s.opts.Now()
+	s.mu.Lock()
+	g := s.segs[len(s.segs)-1]
+	g.size = s.wpos
+	g.next = s.wend
+	g.modTime = now
+	g.index = append(g.index, idx...)
+	s.end = s.wend
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	s.wbuf = s.wbuf[:0]
+	return nil
+}
+
+// roll closes the active segment for writing and starts a new one whose
+// name is the next offset. The new directory entry is fsynced before any
+// record in it can be acknowledged.
+func (s *shard) roll() error {
+	f, err := s.fs.Create(s.segPath(s.wend))
+	if err != nil {
+		return fmt.Errorf("roll: %w", err)
+	}
+	if s.opts.Durability == DurabilityFsync {
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			f.Close()
+			return fmt.Errorf("roll: sync dir: %w", err)
+		}
+	}
+	if err := s.w.Close(); err != nil {
+		f.Close()
+		return fmt.Errorf("roll: close %s: %w", segName(s.wbase), err)
+	}
+	s.w, s.wbase, s.wpos, s.lastIdx = f, s.wend, 0, -1
+	s.mu.Lock()
+	s.segs = append(s.segs, &segment{base: s.wend, next: s.wend, indexed: true, modTime: s.opts.Now()})
+	s.mu.Unlock()
+	s.retention()
+	return nil
+}
+
+// markClosed refuses new appends and wakes every waiter.
+func (s *shard) markClosed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	close(s.space)
+	s.space = make(chan struct{})
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+// closeFiles closes the write handle and drops every read handle. Called
+// once the flusher has exited (or never started).
+func (s *shard) closeFiles() error {
+	var errs []error
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+		s.w = nil
+	}
+	s.mu.Lock()
+	for _, g := range s.segs {
+		errs = append(errs, g.dropHandle())
+	}
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// read implements Log.Read for one shard; max is already capped.
+func (s *shard) read(from int64, max int) ([]stream.Record, error) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+
+	s.mu.Lock()
+	if from < 0 || from > s.end {
+		end := s.end
+		s.mu.Unlock()
+		return nil, fmt.Errorf("end is %d: %w", end, stream.ErrOutOfRange)
+	}
+	if from == s.end {
+		s.mu.Unlock()
+		return []stream.Record{}, nil
+	}
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].base > from }) - 1
+	if i < 0 {
+		start := s.segs[0].base
+		s.mu.Unlock()
+		return nil, fmt.Errorf("first stored offset is %d: %w", start, stream.ErrTrimmed)
+	}
+	g := s.segs[i]
+	// Keep the index and handle of at most one closed segment besides the
+	// active one, so memory and open files stay bounded however long the
+	// log gets.
+	if s.lastRead != nil && s.lastRead != g && s.lastRead != s.segs[len(s.segs)-1] {
+		s.lastRead.index, s.lastRead.indexed = nil, false
+		_ = s.lastRead.dropHandle() // a read-only close has nothing to report
+	}
+	s.lastRead = g
+	if g.h == nil {
+		f, err := s.fs.Open(s.segPath(g.base))
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		g.h = &handle{f: f}
+		g.h.refs.Store(1)
+	}
+	h := g.h
+	h.refs.Add(1)
+	size, next, indexed := g.size, g.next, g.indexed
+	var at indexEntry
+	if indexed {
+		at = g.lookup(from)
+	}
+	s.mu.Unlock()
+	defer h.release()
+
+	if !indexed {
+		idx, err := buildIndex(h.f, g.base, size, next)
+		if err != nil {
+			return nil, fmt.Errorf("segment %s: %w", segName(g.base), err)
+		}
+		s.mu.Lock()
+		if !g.indexed { // retention may have dropped g meanwhile; harmless
+			g.index, g.indexed = idx, true
+		}
+		at = g.lookup(from)
+		s.mu.Unlock()
+	}
+	recs, err := s.decodeFrom(h.f, at, from, size, min(int64(max), next-from))
+	if err != nil {
+		return nil, fmt.Errorf("segment %s: %w", segName(g.base), err)
+	}
+	return recs, nil
+}
+
+// buildIndex scans a closed segment and checks that it holds exactly the
+// records [base, next).
+func buildIndex(f io.ReaderAt, base, size, next int64) ([]indexEntry, error) {
+	sr := newSegmentReader(f, size)
+	var idx []indexEntry
+	n := int64(0)
+	for {
+		_, _, pos, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("at byte %d: %w", pos, corrupt(err))
+		}
+		if len(idx) == 0 || pos-idx[len(idx)-1].pos >= indexInterval {
+			idx = append(idx, indexEntry{off: base + n, pos: pos})
+		}
+		n++
+	}
+	if base+n != next {
+		return nil, fmt.Errorf("%w: holds %d records, the next segment starts at offset %d", ErrCorrupt, n, next)
+	}
+	return idx, nil
+}
+
+// corrupt turns a torn frame inside a closed segment into ErrCorrupt:
+// only the last segment may legitimately end early.
+func corrupt(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+// decodeFrom reads up to max records starting at offset from, given the
+// index entry at at, from a segment of size bytes. Caller holds readMu:
+// the records alias s.rbuf.
+func (s *shard) decodeFrom(f io.ReaderAt, at indexEntry, from, size int64, max int64) ([]stream.Record, error) {
+	capBytes := int64(s.opts.MaxReadBytes)
+	var wstart int64
+	win := s.rbuf[:0]
+	load := func(pos, n int64) error {
+		if n > size-pos {
+			n = size - pos
+		}
+		// Reuse the buffer unless it is too small, or far larger than a
+		// normal window because one huge record grew it.
+		if int64(cap(s.rbuf)) < n || int64(cap(s.rbuf)) > 2*(capBytes+indexInterval) && n <= capBytes+indexInterval {
+			s.rbuf = make([]byte, n)
+		}
+		win = s.rbuf[:n]
+		wstart = pos
+		got, err := f.ReadAt(win, pos)
+		if int64(got) < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				return fmt.Errorf("%w: segment shorter than %d bytes", ErrCorrupt, pos+n)
+			}
+			return err
+		}
+		return nil
+	}
+	// have reports whether the window holds n bytes at pos.
+	have := func(pos, n int64) bool { return pos >= wstart && pos+n <= wstart+int64(len(win)) }
+
+	pos, off := at.pos, at.off
+	if err := load(pos, indexInterval+capBytes); err != nil {
+		return nil, err
+	}
+	// Skip the frames between the index entry and from by their headers.
+	for off < from {
+		if size-pos < frameHeaderLen {
+			return nil, fmt.Errorf("%w: segment ends at byte %d before offset %d", ErrCorrupt, pos, from)
+		}
+		if !have(pos, frameHeaderLen) {
+			if err := load(pos, indexInterval+capBytes); err != nil {
+				return nil, err
+			}
+		}
+		body := int64(binary.LittleEndian.Uint32(win[pos-wstart:]))
+		if body < minFrameBody || body > maxFrameBody {
+			return nil, fmt.Errorf("%w: frame length %d at byte %d", ErrCorrupt, body, pos)
+		}
+		pos += frameHeaderLen + body
+		off++
+	}
+	if size-pos < frameHeaderLen {
+		return nil, fmt.Errorf("%w: segment ends at byte %d before offset %d", ErrCorrupt, pos, from)
+	}
+	if !have(pos, frameHeaderLen) {
+		if err := load(pos, capBytes); err != nil {
+			return nil, err
+		}
+	}
+	first := frameHeaderLen + int64(binary.LittleEndian.Uint32(win[pos-wstart:]))
+	if first > size-pos {
+		return nil, fmt.Errorf("%w: frame of %d bytes at byte %d overruns the segment", ErrCorrupt, first, pos)
+	}
+	if !have(pos, first) {
+		if err := load(pos, max64(first, capBytes)); err != nil {
+			return nil, err
+		}
+	}
+	recs := make([]stream.Record, 0, min(max, 256))
+	var taken int64
+	for int64(len(recs)) < max {
+		key, data, n, err := decodeFrame(win[pos-wstart:])
+		if errors.Is(err, io.ErrUnexpectedEOF) && len(recs) > 0 {
+			break // the window ends here; the next Read continues
+		}
+		if err != nil {
+			return nil, fmt.Errorf("offset %d at byte %d: %w", off, pos, corrupt(err))
+		}
+		if len(recs) > 0 && taken+int64(n) > capBytes {
+			break
+		}
+		recs = append(recs, stream.Record{Shard: s.id, Offset: off, PartitionKey: key, Data: data})
+		taken += int64(n)
+		pos += int64(n)
+		off++
+	}
+	return recs, nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// applyRetention deletes segments from the head of the shard. The rule
+// (also in the package doc): a segment may go only if it is closed and all
+// its records are below the trim point; such a segment goes if no limit is
+// set, or it is older than MaxAge, or the shard is over MaxBytes. Deletion
+// always takes a prefix, so the stored offsets stay contiguous.
+func (s *shard) applyRetention() {
+	ret := s.opts.Retention
+	now := s.opts.Now()
+	s.mu.Lock()
+	var total int64
+	for _, g := range s.segs {
+		total += g.size
+	}
+	var del []*segment
+	for _, g := range s.segs[:len(s.segs)-1] {
+		if g.next > s.trim {
+			break // holds unconsumed records: never deleted
+		}
+		over := ret.MaxAge == 0 && ret.MaxBytes == 0 ||
+			ret.MaxAge > 0 && now.Sub(g.modTime) > ret.MaxAge ||
+			ret.MaxBytes > 0 && total > ret.MaxBytes
+		if !over {
+			break
+		}
+		del = append(del, g)
+		total -= g.size
+	}
+	if len(del) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.segs = append([]*segment(nil), s.segs[len(del):]...)
+	for _, g := range del {
+		if s.lastRead == g {
+			s.lastRead = nil
+		}
+		_ = g.dropHandle() // read-only; a Read still using it keeps its own reference
+	}
+	s.mu.Unlock()
+	// Oldest first, syncing the directory after each removal, so a crash
+	// can leave fewer segments deleted but never a hole between segments.
+	for _, g := range del {
+		if err := s.fs.Remove(s.segPath(g.base)); err != nil {
+			// The segment is already out of the log; the file is only
+			// wasted space until a later Open lists it again.
+			s.log.Warn("locallog: retention could not delete segment", "segment", segName(g.base), "err", err)
+			return
+		}
+		if s.opts.Durability == DurabilityFsync {
+			if err := s.fs.SyncDir(s.dir); err != nil {
+				s.log.Warn("locallog: retention could not sync directory", "err", err)
+				return
+			}
+		}
+		s.log.Info("locallog: retention deleted segment", "segment", segName(g.base), "bytes", g.size, "next", g.next)
+	}
+}
