@@ -1,0 +1,590 @@
+// Package bronze writes change events from the stream into Bronze: one
+// append-only Delta table per source table, Parquet (zstd) files partitioned
+// by the commit time's year/month/day/hour, each row one change with its
+// operation, commit LSN, position and commit time.
+//
+// Exactly-once: every Bronze commit carries a txn action per stream shard
+// whose version is the next shard offset not yet in that table (appId
+// "shard-<n>"). After all tables of a flush are committed, the progress
+// table (<lake>/_silt/bronze_progress) commits a txn per shard with the
+// position every table has reached (the watermark). On restart the writer
+// reads from the watermark and skips, per table, the records below that
+// table's own txn version, so nothing is written twice and nothing skipped.
+package bronze
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/delta"
+	"github.com/silt-dev/silt/internal/delta/datafile"
+	"github.com/silt-dev/silt/internal/stream"
+)
+
+// Metadata columns of every Bronze table.
+const (
+	ColOp        = "_silt_op"        // I, U, D or T
+	ColLSN       = "_silt_lsn"       // commit LSN of the source transaction
+	ColPos       = "_silt_pos"       // position of the change in its transaction
+	ColXID       = "_silt_xid"       // source transaction id
+	ColCommitTS  = "_silt_commit_ts" // source commit time (UTC)
+	ColUnchanged = "_silt_unchanged" // comma-separated columns whose unchanged TOAST value was not sent
+)
+
+// TablePath is the key prefix of a source table's Bronze table.
+func TablePath(t change.TableID) string { return "bronze/" + t.Schema + "/" + t.Name }
+
+// ProgressPath is the key prefix of the progress table.
+const ProgressPath = "_silt/bronze_progress"
+
+// AppID is the txn appId for a stream shard.
+func AppID(shard int) string { return fmt.Sprintf("shard-%d", shard) }
+
+// Options tune the writer.
+type Options struct {
+	FlushInterval  time.Duration
+	FlushBytes     int64
+	TargetFileSize int64
+	// ReadBatch is the maximum records read from a shard per call.
+	ReadBatch int
+	// OnProgress is called after each durable flush with the per-shard
+	// watermark (next offset to read). It must not block for long.
+	OnProgress func(pos []int64)
+	// OnCommit is called after a table's Bronze commit.
+	OnCommit func(t change.TableID, version int64, rows int)
+	Logger   *slog.Logger
+}
+
+// Writer moves records from a stream.Log into Bronze.
+type Writer struct {
+	store     blob.Store
+	log       stream.Log
+	opts      Options
+	pos       []int64
+	progress  *delta.Table
+	tables    map[change.TableID]*table
+	buffered  int64
+	lastFlush time.Time
+	relCache  change.RelationCache
+	// readTo is how far each shard was read; pos (durable) trails it.
+	readTo           []int64
+	progressSnapshot *delta.Snapshot
+}
+
+type table struct {
+	id     change.TableID
+	tbl    *delta.Table
+	snap   *delta.Snapshot // nil until the table exists
+	done   map[int]int64   // shard -> next offset already in this table
+	rows   []*change.Change
+	maxOff map[int]int64 // shard -> highest offset buffered
+}
+
+// NewWriter returns a writer; call Run.
+func NewWriter(store blob.Store, log stream.Log, opts Options) *Writer {
+	if opts.ReadBatch == 0 {
+		opts.ReadBatch = 4096
+	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = time.Second
+	}
+	if opts.FlushBytes == 0 {
+		opts.FlushBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Writer{store: store, log: log, opts: opts, tables: map[change.TableID]*table{}}
+}
+
+// Positions returns the durable per-shard watermark loaded at start or after the last flush.
+func (w *Writer) Positions() []int64 { return append([]int64(nil), w.pos...) }
+
+// LoadProgress reads the per-shard watermark from the progress table.
+func LoadProgress(ctx context.Context, store blob.Store, shards int) ([]int64, error) {
+	pos := make([]int64, shards)
+	snap, err := delta.NewTable(store, ProgressPath).Snapshot(ctx)
+	if errors.Is(err, delta.ErrNotATable) {
+		return pos, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bronze: read progress: %w", err)
+	}
+	for s := range pos {
+		if v, ok := snap.TxnVersion(AppID(s)); ok {
+			pos[s] = v
+		}
+	}
+	return pos, nil
+}
+
+// Run reads the stream and writes Bronze until ctx is done; it flushes what
+// is buffered before returning on a clean stop.
+func (w *Writer) Run(ctx context.Context) error {
+	var err error
+	w.pos, err = LoadProgress(ctx, w.store, w.log.Shards())
+	if err != nil {
+		return err
+	}
+	w.progress = delta.NewTable(w.store, ProgressPath)
+	w.lastFlush = time.Now()
+	for {
+		read := 0
+		for s := 0; s < w.log.Shards(); s++ {
+			n, err := w.readShard(ctx, s)
+			if err != nil {
+				return err
+			}
+			read += n
+		}
+		if w.buffered >= w.opts.FlushBytes || (time.Since(w.lastFlush) >= w.opts.FlushInterval) {
+			// Flush even with nothing buffered only if records were consumed
+			// (pos moved); otherwise just reset the timer.
+			if err := w.flush(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			if err := w.flush(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			return nil
+		}
+		if read == 0 {
+			w.wait(ctx)
+		}
+	}
+}
+
+// readPos is the next offset to read per shard (beyond the durable watermark).
+func (w *Writer) readShard(ctx context.Context, s int) (int, error) {
+	from := w.nextRead(s)
+	recs, err := w.log.Read(ctx, s, from, w.opts.ReadBatch)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("bronze: read shard %d at %d: %w", s, from, err)
+	}
+	for _, r := range recs {
+		data := append([]byte(nil), r.Data...) // Read's buffer is reused
+		c, err := change.Decode(data, &w.relCache)
+		if err != nil {
+			return 0, fmt.Errorf("bronze: shard %d offset %d: %w", s, r.Offset, err)
+		}
+		t, err := w.table(ctx, c.Rel.Table)
+		if err != nil {
+			return 0, err
+		}
+		w.setRead(s, r.Offset+1)
+		if r.Offset < t.done[s] {
+			continue // already committed to this table before a restart
+		}
+		t.rows = append(t.rows, c)
+		t.maxOff[s] = r.Offset
+		w.buffered += int64(len(data))
+	}
+	return len(recs), nil
+}
+
+// readAhead tracks how far each shard was read (beyond pos, which is durable).
+func (w *Writer) nextRead(s int) int64 {
+	if w.readTo == nil {
+		w.readTo = append([]int64(nil), w.pos...)
+	}
+	return w.readTo[s]
+}
+
+func (w *Writer) setRead(s int, off int64) { w.readTo[s] = off }
+
+func (w *Writer) wait(ctx context.Context) {
+	if wt, ok := w.log.(interface {
+		Wait(ctx context.Context, shard int, offset int64) error
+	}); ok && w.log.Shards() == 1 {
+		wctx, cancel := context.WithTimeout(ctx, w.opts.FlushInterval)
+		defer cancel()
+		_ = wt.Wait(wctx, 0, w.nextRead(0))
+		return
+	}
+	t := time.NewTimer(20 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (w *Writer) table(ctx context.Context, id change.TableID) (*table, error) {
+	if t, ok := w.tables[id]; ok {
+		return t, nil
+	}
+	t := &table{id: id, tbl: delta.NewTable(w.store, TablePath(id)), done: map[int]int64{}, maxOff: map[int]int64{}}
+	snap, err := t.tbl.Snapshot(ctx)
+	switch {
+	case errors.Is(err, delta.ErrNotATable):
+	case err != nil:
+		return nil, fmt.Errorf("bronze: open table %s: %w", id, err)
+	default:
+		if err := snap.CanWrite(); err != nil {
+			return nil, fmt.Errorf("bronze: table %s: %w", id, err)
+		}
+		t.snap = snap
+		for s := 0; s < w.log.Shards(); s++ {
+			if v, ok := snap.TxnVersion(AppID(s)); ok {
+				t.done[s] = v
+			}
+		}
+	}
+	w.tables[id] = t
+	return t, nil
+}
+
+// flush commits every buffered table, then the progress watermark.
+func (w *Writer) flush(ctx context.Context) error {
+	w.lastFlush = time.Now()
+	moved := false
+	for s := range w.pos {
+		if w.nextRead(s) != w.pos[s] {
+			moved = true
+		}
+	}
+	if !moved {
+		return nil
+	}
+	for _, t := range w.tables {
+		if len(t.rows) == 0 {
+			continue
+		}
+		if err := w.commitTable(ctx, t); err != nil {
+			return err
+		}
+	}
+	newPos := append([]int64(nil), w.readTo...)
+	tx := w.progress.Begin(w.progressSnap(ctx))
+	if w.progressSnapshot == nil {
+		if err := w.createProgress(ctx); err != nil {
+			return err
+		}
+		tx = w.progress.Begin(w.progressSnapshot)
+	}
+	for s, p := range newPos {
+		tx.SetAppTxn(AppID(s), p)
+	}
+	if _, err := tx.Commit(ctx, "STREAMING UPDATE", map[string]any{"outputMode": "Append", "queryId": "silt-bronze-progress"}); err != nil {
+		return fmt.Errorf("bronze: commit progress: %w", err)
+	}
+	snap, err := w.progress.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("bronze: read progress: %w", err)
+	}
+	w.progressSnapshot = snap
+	w.pos = newPos
+	w.buffered = 0
+	if w.opts.OnProgress != nil {
+		w.opts.OnProgress(append([]int64(nil), newPos...))
+	}
+	return nil
+}
+
+func (w *Writer) progressSnap(ctx context.Context) *delta.Snapshot {
+	if w.progressSnapshot == nil {
+		snap, err := w.progress.Snapshot(ctx)
+		if err == nil {
+			w.progressSnapshot = snap
+		}
+	}
+	return w.progressSnapshot
+}
+
+func (w *Writer) createProgress(ctx context.Context) error {
+	schema := &delta.StructType{Fields: []*delta.StructField{{Name: "shard", Type: delta.Integer, Nullable: true}}}
+	snap, err := delta.CreateTable(ctx, w.progress, schema, nil, nil, "silt_bronze_progress")
+	if err != nil {
+		return fmt.Errorf("bronze: create progress table: %w", err)
+	}
+	w.progressSnapshot = snap
+	return nil
+}
+
+func (w *Writer) commitTable(ctx context.Context, t *table) error {
+	// The table schema is the union of every relation seen (new columns are
+	// added as nullable columns: schema evolution in the same commit).
+	var schema *delta.StructType
+	if t.snap != nil {
+		schema = t.snap.Schema()
+	}
+	newSchema, changed, parts, err := evolve(schema, t.rows)
+	if err != nil {
+		return fmt.Errorf("bronze: table %s: %w", t.id, err)
+	}
+	if t.snap == nil {
+		conf := map[string]string{"delta.appendOnly": "true", ConfPrimaryKey: strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")}
+		snap, err := delta.CreateTable(ctx, t.tbl, newSchema, parts, conf, t.id.String())
+		if err != nil {
+			if !errors.Is(err, delta.ErrConflict) {
+				return fmt.Errorf("bronze: create table %s: %w", t.id, err)
+			}
+			if snap, err = t.tbl.Snapshot(ctx); err != nil {
+				return fmt.Errorf("bronze: create table %s: %w", t.id, err)
+			}
+		}
+		t.snap = snap
+		schema, changed = snap.Schema(), false
+		if newSchema, changed, _, err = evolve(schema, t.rows); err != nil {
+			return fmt.Errorf("bronze: table %s: %w", t.id, err)
+		}
+	}
+	ti := datafile.TableInfo{Root: t.tbl.Root(), Schema: newSchema, PartitionColumns: t.snap.PartitionColumns(), Config: t.snap.Config()}
+	rec, err := buildRecord(newSchema, t.snap.PartitionColumns(), t.rows)
+	if err != nil {
+		return fmt.Errorf("bronze: table %s: %w", t.id, err)
+	}
+	defer rec.Release()
+	adds, err := datafile.Write(ctx, w.store, ti, rec, datafile.WriteOptions{TargetFileSize: w.opts.TargetFileSize, DataChange: true})
+	if err != nil {
+		return fmt.Errorf("bronze: write %s: %w", t.id, err)
+	}
+	tx := t.tbl.Begin(t.snap)
+	pk := strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")
+	if changed || t.snap.Config()[ConfPrimaryKey] != pk {
+		md := *t.snap.Metadata
+		md.SchemaString = newSchema.SchemaString()
+		md.Configuration = map[string]string{}
+		for k, v := range t.snap.Metadata.Configuration {
+			md.Configuration[k] = v
+		}
+		md.Configuration[ConfPrimaryKey] = pk
+		tx.SetMetadata(&md)
+	}
+	tx.Add(adds...)
+	for s, off := range t.maxOff {
+		tx.SetAppTxn(AppID(s), off+1)
+	}
+	v, err := tx.Commit(ctx, "STREAMING UPDATE", map[string]any{"outputMode": "Append", "queryId": "silt-bronze"})
+	if err != nil {
+		return fmt.Errorf("bronze: commit %s: %w", t.id, err)
+	}
+	snap, err := t.tbl.SnapshotAt(ctx, v)
+	if err != nil {
+		return fmt.Errorf("bronze: reload %s: %w", t.id, err)
+	}
+	t.snap = snap
+	for s, off := range t.maxOff {
+		t.done[s] = off + 1
+	}
+	if w.opts.OnCommit != nil {
+		w.opts.OnCommit(t.id, v, len(t.rows))
+	}
+	t.rows = t.rows[:0]
+	t.maxOff = map[int]int64{}
+	return nil
+}
+
+// Partition columns of Bronze tables; a source column of the same name makes
+// the table use the "_silt_" prefixed names instead.
+var partitionNames = []string{"year", "month", "day", "hour"}
+
+func partitionColumns(source *delta.StructType) []string {
+	var out []string
+	for _, n := range partitionNames {
+		if source.Field(n) != nil {
+			out = append(out, "_silt_"+n)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// evolve returns the Bronze schema covering every relation in rows, starting
+// from have (nil: new table), whether it differs from have, and for a new
+// table its partition columns.
+func evolve(have *delta.StructType, rows []*change.Change) (*delta.StructType, bool, []string, error) {
+	out := &delta.StructType{}
+	if have != nil {
+		out.Fields = append(out.Fields, have.Fields...)
+	}
+	changed := false
+	var seen *change.Relation
+	for _, c := range rows {
+		if c.Rel == seen {
+			continue
+		}
+		seen = c.Rel
+		for _, col := range c.Rel.Columns {
+			dt := DeltaType(col)
+			if f := out.Field(col.Name); f != nil {
+				if f.Type.TypeName() != dt.TypeName() {
+					return nil, false, nil, fmt.Errorf("column %q changed type from %s to %s; silt cannot change a column's type in place yet: stop silt, rename or recreate the Bronze table %s, then restart", col.Name, f.Type.TypeName(), dt.TypeName(), c.Rel.Table)
+				}
+				continue
+			}
+			if strings.HasPrefix(col.Name, "_silt_") {
+				return nil, false, nil, fmt.Errorf("column %q uses the reserved prefix _silt_: rename it in the source", col.Name)
+			}
+			changed = true
+			// Insert source columns before the metadata columns.
+			f := &delta.StructField{Name: col.Name, Type: dt, Nullable: true, Metadata: map[string]any{}}
+			idx := len(out.Fields)
+			for i, of := range out.Fields {
+				if strings.HasPrefix(of.Name, "_silt_") {
+					idx = i
+					break
+				}
+			}
+			out.Fields = append(out.Fields[:idx], append([]*delta.StructField{f}, out.Fields[idx:]...)...)
+		}
+	}
+	var parts []string
+	if have == nil {
+		parts = partitionColumns(out)
+		out.Fields = append(out.Fields,
+			&delta.StructField{Name: ColOp, Type: delta.String, Nullable: false, Metadata: map[string]any{}},
+			&delta.StructField{Name: ColLSN, Type: delta.Long, Nullable: false, Metadata: map[string]any{}},
+			&delta.StructField{Name: ColPos, Type: delta.Long, Nullable: false, Metadata: map[string]any{}},
+			&delta.StructField{Name: ColXID, Type: delta.Long, Nullable: false, Metadata: map[string]any{}},
+			&delta.StructField{Name: ColCommitTS, Type: delta.Timestamp, Nullable: false, Metadata: map[string]any{}},
+			&delta.StructField{Name: ColUnchanged, Type: delta.String, Nullable: true, Metadata: map[string]any{}},
+		)
+		for _, n := range parts {
+			out.Fields = append(out.Fields, &delta.StructField{Name: n, Type: delta.Integer, Nullable: false, Metadata: map[string]any{}})
+		}
+		changed = true
+	}
+	return out, changed, parts, nil
+}
+
+// buildRecord turns changes into one Arrow record of the Bronze schema.
+func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Change) (arrow.RecordBatch, error) {
+	as, err := datafile.ArrowSchema(schema)
+	if err != nil {
+		return nil, err
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
+	defer b.Release()
+	idx := map[string]int{}
+	for i, f := range schema.Fields {
+		idx[strings.ToLower(f.Name)] = i
+	}
+	col := func(name string) array.Builder { return b.Field(idx[strings.ToLower(name)]) }
+	var unchanged []string
+	for _, c := range rows {
+		written := make([]bool, len(schema.Fields))
+		emit := func(op byte, img []change.Datum) error {
+			unchanged = unchanged[:0]
+			for i := range written {
+				written[i] = false
+			}
+			for ci, colDef := range c.Rel.Columns {
+				fi, ok := idx[strings.ToLower(colDef.Name)]
+				if !ok {
+					return fmt.Errorf("internal: column %q missing from schema", colDef.Name)
+				}
+				written[fi] = true
+				var d change.Datum
+				if ci < len(img) {
+					d = img[ci]
+				}
+				switch d.Kind {
+				case change.Text:
+					if err := AppendText(b.Field(fi), schema.Fields[fi].Type, d.Data); err != nil {
+						return fmt.Errorf("table %s column %q: %w", c.Rel.Table, colDef.Name, err)
+					}
+				case change.Unchanged:
+					unchanged = append(unchanged, colDef.Name)
+					b.Field(fi).AppendNull()
+				default:
+					b.Field(fi).AppendNull()
+				}
+			}
+			col(ColOp).(*array.StringBuilder).Append(string(op))
+			col(ColLSN).(*array.Int64Builder).Append(int64(c.LSN))
+			col(ColPos).(*array.Int64Builder).Append(int64(c.Pos))
+			col(ColXID).(*array.Int64Builder).Append(int64(c.XID))
+			col(ColCommitTS).(*array.TimestampBuilder).Append(arrow.Timestamp(c.CommitTime.UnixMicro()))
+			if len(unchanged) > 0 {
+				col(ColUnchanged).(*array.StringBuilder).Append(strings.Join(unchanged, ","))
+			} else {
+				col(ColUnchanged).AppendNull()
+			}
+			ts := c.CommitTime.UTC()
+			for pi, pn := range partCols {
+				v := [4]int{ts.Year(), int(ts.Month()), ts.Day(), ts.Hour()}[pi]
+				col(pn).(*array.Int32Builder).Append(int32(v))
+			}
+			for _, n := range []string{ColOp, ColLSN, ColPos, ColXID, ColCommitTS, ColUnchanged} {
+				written[idx[strings.ToLower(n)]] = true
+			}
+			for _, pn := range partCols {
+				written[idx[strings.ToLower(pn)]] = true
+			}
+			for i, wr := range written {
+				if !wr {
+					b.Field(i).AppendNull() // a column this relation does not have (dropped or not yet added)
+				}
+			}
+			return nil
+		}
+		var err error
+		switch c.Op {
+		case change.OpInsert:
+			err = emit('I', c.New)
+		case change.OpUpdate:
+			if c.Old != nil && keyChanged(c) {
+				if err = emit('D', c.Old); err != nil {
+					break
+				}
+			}
+			err = emit('U', c.New)
+		case change.OpDelete:
+			err = emit('D', c.Old)
+		case change.OpTruncate:
+			err = emit('T', nil)
+		default:
+			err = fmt.Errorf("unknown op %v", c.Op)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b.NewRecordBatch(), nil
+}
+
+// ConfPrimaryKey is the table property that records the source key columns.
+const ConfPrimaryKey = "silt.primaryKey"
+
+func keyNames(r *change.Relation) []string {
+	var out []string
+	for _, c := range r.Columns {
+		if c.Key {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+func keyChanged(c *change.Change) bool {
+	for i, col := range c.Rel.Columns {
+		if !col.Key || i >= len(c.Old) || i >= len(c.New) {
+			continue
+		}
+		o, n := c.Old[i], c.New[i]
+		if o.Kind == change.Absent || n.Kind == change.Unchanged {
+			continue
+		}
+		if o.Kind != n.Kind || string(o.Data) != string(n.Data) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,484 @@
+// Package pipeline wires the stages together and owns every goroutine and
+// the acknowledgement path:
+//
+//	PostgreSQL slot --capture--> stream (shards) --bronze--> Bronze Delta --silver--> Silver Delta
+//	      ^                                                        |
+//	      +---------- Ack(endLSN) once the txn is in Bronze -------+
+//
+// Ack rule: the slot's confirmed LSN advances to a transaction's end LSN only
+// after every record of that transaction (and of every earlier one) is
+// committed to Bronze, i.e. below the per-shard watermark stored by the
+// Bronze progress commit. The stream is a buffer, never the only copy that
+// the slot has given up.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/blob/local"
+	"github.com/silt-dev/silt/internal/bronze"
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/config"
+	"github.com/silt-dev/silt/internal/silver"
+	"github.com/silt-dev/silt/internal/source/pgrepl"
+	"github.com/silt-dev/silt/internal/stream"
+	"github.com/silt-dev/silt/internal/stream/locallog"
+)
+
+// Pipeline is one running silt pipeline.
+type Pipeline struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	store  blob.Store
+	log    stream.Log
+	src    *pgrepl.Source
+
+	// capture state (capture goroutine only)
+	dedup   []lastPos // per shard: last (LSN,pos) already in the stream at start
+	dedupOn bool
+	entries []stream.Entry
+	encBuf  []byte
+
+	ackMu         sync.Mutex
+	pending       []pendingAck // guarded by ackMu
+	lastWatermark []int64      // guarded by ackMu: Bronze's durable per-shard position
+
+	stats Stats
+	fresh *quantiles
+}
+
+type lastPos struct {
+	ok  bool
+	lsn change.LSN
+	pos uint32
+}
+
+type pendingAck struct {
+	end  change.LSN
+	ends []int64 // per shard: stream end offset after this txn was appended
+}
+
+// Stats are counters for status output. Read with Snapshot.
+type Stats struct {
+	Transactions  atomic.Int64
+	Changes       atomic.Int64
+	LastCommitLSN atomic.Uint64
+	AckedLSN      atomic.Uint64
+	BronzeCommits atomic.Int64
+	BronzeRows    atomic.Int64
+	SilverBatches atomic.Int64
+	SilverChanges atomic.Int64
+	SilverMaxLSN  atomic.Uint64
+}
+
+// StatsSnapshot is a point-in-time copy of Stats plus freshness figures.
+type StatsSnapshot struct {
+	Transactions, Changes        int64
+	LastCommitLSN, AckedLSN      change.LSN
+	BronzeCommits, BronzeRows    int64
+	SilverBatches, SilverChanges int64
+	SilverMaxLSN                 change.LSN
+	FreshnessP50, FreshnessP99   time.Duration
+	FreshnessSamples             int
+}
+
+// Snapshot returns current figures.
+func (p *Pipeline) Snapshot() StatsSnapshot {
+	p50, p99, n := p.fresh.get()
+	return StatsSnapshot{
+		Transactions: p.stats.Transactions.Load(), Changes: p.stats.Changes.Load(),
+		LastCommitLSN: change.LSN(p.stats.LastCommitLSN.Load()), AckedLSN: change.LSN(p.stats.AckedLSN.Load()),
+		BronzeCommits: p.stats.BronzeCommits.Load(), BronzeRows: p.stats.BronzeRows.Load(),
+		SilverBatches: p.stats.SilverBatches.Load(), SilverChanges: p.stats.SilverChanges.Load(),
+		SilverMaxLSN: change.LSN(p.stats.SilverMaxLSN.Load()),
+		FreshnessP50: p50, FreshnessP99: p99, FreshnessSamples: n,
+	}
+}
+
+// Open validates the configuration, opens the lake and the stream and runs
+// the source's preflight checks (connection, wal_level, keys, slot).
+func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	p := &Pipeline{cfg: cfg, logger: logger, fresh: newQuantiles(10000)}
+	st, err := local.New(cfg.Lake.Path)
+	if err != nil {
+		return nil, fmt.Errorf("lake.path %s: %w", cfg.Lake.Path, err)
+	}
+	p.store = st
+	var tables []change.TableID
+	for _, t := range cfg.Source.Tables {
+		id, _ := config.ParseTable(t) // validated
+		tables = append(tables, id)
+	}
+	src, err := pgrepl.Open(ctx, pgrepl.Config{
+		DSN:            SessionDSN(cfg.Source.DSN),
+		Slot:           cfg.Source.Slot,
+		Publication:    cfg.Source.Publication,
+		Tables:         tables,
+		StatusInterval: cfg.Source.StatusInterval.Duration,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.src = src
+	lg, err := locallog.Open(cfg.Stream.Dir, locallog.Options{Shards: cfg.Stream.Shards, Durability: durability(cfg.Stream.Durability)})
+	if err != nil {
+		src.Close()
+		return nil, fmt.Errorf("stream.dir %s: %w", cfg.Stream.Dir, err)
+	}
+	p.log = lg
+	return p, nil
+}
+
+// Close releases the source connection and the stream.
+func (p *Pipeline) Close() error {
+	var errs []error
+	if p.src != nil {
+		errs = append(errs, p.src.Close())
+	}
+	if p.log != nil {
+		errs = append(errs, p.log.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Store returns the lake's object store.
+func (p *Pipeline) Store() blob.Store { return p.store }
+
+// Run runs capture, Bronze and Silver until ctx is cancelled (a clean stop:
+// capture stops, Bronze drains what is in the stream, Silver merges it) or a
+// stage fails.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.loadDedup(ctx); err != nil {
+		return err
+	}
+	captureCtx, stopCapture := context.WithCancel(ctx)
+	defer stopCapture()
+	bronzeCtx, stopBronze := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBronze()
+	silverCtx, stopSilver := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSilver()
+
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	captureDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(captureDone)
+		err := p.src.Run(captureCtx, p.onTxn)
+		if err != nil && captureCtx.Err() == nil {
+			errc <- fmt.Errorf("capture: %w", err)
+		}
+	}()
+	bw := bronze.NewWriter(p.store, p.log, bronze.Options{
+		FlushInterval:  p.cfg.Bronze.FlushInterval.Duration,
+		FlushBytes:     int64(p.cfg.Bronze.FlushBytes),
+		TargetFileSize: int64(p.cfg.Bronze.TargetFileSize),
+		OnProgress:     p.onBronzeProgress,
+		OnCommit: func(t change.TableID, v int64, rows int) {
+			p.stats.BronzeCommits.Add(1)
+			p.stats.BronzeRows.Add(int64(rows))
+		},
+		Logger: p.logger,
+	})
+	bronzeDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(bronzeDone)
+		if err := bw.Run(bronzeCtx); err != nil {
+			errc <- fmt.Errorf("bronze: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := p.runSilver(silverCtx, bronzeDone); err != nil {
+			errc <- fmt.Errorf("silver: %w", err)
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Soft stop in data-flow order: capture, then Bronze drains the stream,
+	// then Silver merges what Bronze has.
+	stopCapture()
+	<-captureDone
+	if runErr == nil {
+		p.drainBronze(ctx, bw)
+	}
+	stopBronze()
+	<-bronzeDone
+	stopSilver()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+// drainBronze waits (bounded) until Bronze has consumed the stream.
+func (p *Pipeline) drainBronze(ctx context.Context, bw *bronze.Writer) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		caught := true
+		pos := p.watermark()
+		for s := 0; s < p.log.Shards(); s++ {
+			end, err := p.log.End(context.WithoutCancel(ctx), s)
+			if err != nil || (s < len(pos) && pos[s] < end) || len(pos) == 0 {
+				caught = false
+			}
+		}
+		if caught {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *Pipeline) watermark() []int64 {
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
+	return p.lastWatermark
+}
+
+// loadDedup reads the last (LSN, pos) of each shard. After a crash the slot
+// may resend transactions that are already in the stream; a change routed to
+// shard s is a duplicate iff it is at or before that shard's last record,
+// because each shard holds a prefix of the changes routed to it in order.
+func (p *Pipeline) loadDedup(ctx context.Context) error {
+	p.dedup = make([]lastPos, p.log.Shards())
+	var cache change.RelationCache
+	for s := range p.dedup {
+		end, err := p.log.End(ctx, s)
+		if err != nil {
+			return fmt.Errorf("stream: shard %d: %w", s, err)
+		}
+		if end == 0 {
+			continue
+		}
+		recs, err := p.log.Read(ctx, s, end-1, 1)
+		if err != nil || len(recs) != 1 {
+			return fmt.Errorf("stream: read last record of shard %d: %v", s, err)
+		}
+		c, err := change.Decode(recs[0].Data, &cache)
+		if err != nil {
+			return fmt.Errorf("stream: shard %d offset %d: %w", s, end-1, err)
+		}
+		p.dedup[s] = lastPos{ok: true, lsn: c.LSN, pos: c.Pos}
+		p.dedupOn = true
+	}
+	return nil
+}
+
+// onTxn is the capture handler: route, encode and append one transaction.
+func (p *Pipeline) onTxn(ctx context.Context, txn []*change.Change, commitLSN, endLSN change.LSN) error {
+	shards := p.log.Shards()
+	p.entries = p.entries[:0]
+	p.encBuf = p.encBuf[:0]
+	type span struct{ start, end int }
+	spans := make([]span, 0, len(txn))
+	keys := make([][]byte, 0, len(txn))
+	for _, c := range txn {
+		key := PartitionKey(p.cfg.Stream.PartitionKey, c)
+		if p.dedupOn {
+			s := stream.ShardFor(key, shards)
+			if d := p.dedup[s]; d.ok && !change.Less(d.lsn, d.pos, c.LSN, c.Pos) {
+				continue // already in the stream before the restart
+			}
+		}
+		start := len(p.encBuf)
+		p.encBuf = change.AppendEncode(p.encBuf, c)
+		spans = append(spans, span{start, len(p.encBuf)})
+		keys = append(keys, key)
+	}
+	if p.dedupOn && commitLSN > p.maxDedupLSN() {
+		p.dedupOn = false // every shard is past its restart point
+	}
+	for i, sp := range spans {
+		p.entries = append(p.entries, stream.Entry{PartitionKey: keys[i], Data: p.encBuf[sp.start:sp.end]})
+	}
+	if len(p.entries) > 0 {
+		if err := p.log.Append(ctx, p.entries); err != nil {
+			return fmt.Errorf("append to stream: %w", err)
+		}
+	}
+	ends := make([]int64, shards)
+	for s := range ends {
+		e, err := p.log.End(ctx, s)
+		if err != nil {
+			return fmt.Errorf("stream end of shard %d: %w", s, err)
+		}
+		ends[s] = e
+	}
+	p.stats.Transactions.Add(1)
+	p.stats.Changes.Add(int64(len(txn)))
+	p.stats.LastCommitLSN.Store(uint64(commitLSN))
+	p.ackMu.Lock()
+	p.pending = append(p.pending, pendingAck{end: endLSN, ends: ends})
+	p.ackMu.Unlock()
+	p.tryAck()
+	return nil
+}
+
+func (p *Pipeline) maxDedupLSN() change.LSN {
+	var m change.LSN
+	for _, d := range p.dedup {
+		if d.ok && d.lsn > m {
+			m = d.lsn
+		}
+	}
+	return m
+}
+
+// onBronzeProgress is called after each Bronze progress commit.
+func (p *Pipeline) onBronzeProgress(pos []int64) {
+	p.ackMu.Lock()
+	p.lastWatermark = pos
+	p.ackMu.Unlock()
+	p.tryAck()
+}
+
+// tryAck acknowledges the newest transaction all of whose records are below
+// the Bronze watermark.
+func (p *Pipeline) tryAck() {
+	p.ackMu.Lock()
+	pos := p.lastWatermark
+	n := 0
+	var ack change.LSN
+	for _, pa := range p.pending {
+		if pos == nil || !below(pa.ends, pos) {
+			break
+		}
+		ack = pa.end
+		n++
+	}
+	if n > 0 {
+		p.pending = append(p.pending[:0], p.pending[n:]...)
+	}
+	p.ackMu.Unlock()
+	if n > 0 {
+		p.src.Ack(ack)
+		p.stats.AckedLSN.Store(uint64(ack))
+	}
+}
+
+func below(ends, pos []int64) bool {
+	for s, e := range ends {
+		if s >= len(pos) || e > pos[s] {
+			return false
+		}
+	}
+	return true
+}
+
+// runSilver runs micro-batches for every table on the trigger interval until
+// ctx is done; after bronzeDone closes it does a final pass.
+func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}) error {
+	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Bronze.TargetFileSize)})
+	tick := time.NewTicker(p.cfg.Silver.Interval.Duration)
+	defer tick.Stop()
+	final := false
+	for {
+		if err := p.silverPass(context.WithoutCancel(ctx), proc); err != nil {
+			return err
+		}
+		if final {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-bronzeDone:
+			final = true
+			bronzeDone = nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error {
+	tables, err := silver.ListTables(ctx, p.store)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		for {
+			res, err := proc.Process(ctx, t)
+			if err != nil {
+				return err
+			}
+			if res.ToVersion < 0 {
+				break
+			}
+			now := time.Now()
+			for _, ct := range res.CommitTimes {
+				p.fresh.add(now.Sub(ct))
+			}
+			p.stats.SilverBatches.Add(1)
+			p.stats.SilverChanges.Add(int64(res.Changes))
+			if uint64(res.MaxLSN) > p.stats.SilverMaxLSN.Load() {
+				p.stats.SilverMaxLSN.Store(uint64(res.MaxLSN))
+			}
+			p.logger.Debug("silver batch", "table", t.String(), "bronze_from", res.FromVersion, "bronze_to", res.ToVersion,
+				"silver_version", res.SilverVersion, "changes", res.Changes, "upserts", res.Upserts, "deletes", res.Deletes)
+		}
+	}
+	return nil
+}
+
+func durability(s string) locallog.Durability {
+	if s == "none" {
+		return locallog.DurabilityNone
+	}
+	return locallog.DurabilityFsync
+}
+
+// quantiles keeps the last n samples.
+type quantiles struct {
+	mu  sync.Mutex
+	buf []time.Duration
+	n   int
+	i   int
+}
+
+func newQuantiles(n int) *quantiles { return &quantiles{buf: make([]time.Duration, n)} }
+
+func (q *quantiles) add(d time.Duration) {
+	q.mu.Lock()
+	q.buf[q.i] = d
+	q.i = (q.i + 1) % len(q.buf)
+	if q.n < len(q.buf) {
+		q.n++
+	}
+	q.mu.Unlock()
+}
+
+func (q *quantiles) get() (p50, p99 time.Duration, n int) {
+	q.mu.Lock()
+	s := append([]time.Duration(nil), q.buf[:q.n]...)
+	q.mu.Unlock()
+	if len(s) == 0 {
+		return 0, 0, 0
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)*50/100], s[min(len(s)-1, len(s)*99/100)], len(s)
+}
