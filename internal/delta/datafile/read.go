@@ -1,0 +1,402 @@
+package datafile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/delta"
+)
+
+// TableInfo is what reading and writing data files needs from a snapshot.
+type TableInfo struct {
+	Root             string            // table root key prefix in the store ("" = store root)
+	Schema           *delta.StructType // logical schema
+	PartitionColumns []string
+	Config           map[string]string // table configuration (column mapping mode etc.)
+	// Allocator for Arrow buffers; nil means memory.DefaultAllocator.
+	Allocator memory.Allocator
+}
+
+func (ti TableInfo) mem() memory.Allocator {
+	if ti.Allocator != nil {
+		return ti.Allocator
+	}
+	return memory.DefaultAllocator
+}
+
+// readBatchRows is the number of rows per record Read produces (at most).
+const readBatchRows = 64 * 1024
+
+// ErrCorruptFile is wrapped by errors about data files that cannot be decoded.
+var ErrCorruptFile = errors.New("corrupt data file")
+
+// Read returns the rows of one data file as records whose schema is exactly
+// ArrowSchema(ti.Schema): partition columns are materialised from
+// add.PartitionValues, columns the file lacks are null, Parquet variants
+// (INT96 and millisecond timestamps, decimals stored as INT32/INT64/FLBA,
+// legacy lists) are converted, column mapping is resolved, and the rows of
+// the add's deletion vector are dropped.
+//
+// The caller owns the returned records and must Release each one. Records
+// never share buffers with the blob store's memory; they may share buffers
+// with each other.
+func Read(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Add) ([]arrow.Record, error) {
+	var out []arrow.Record
+	err := readFile(ctx, store, ti, add, func(r arrow.Record) error {
+		r.Retain()
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		for _, r := range out {
+			r.Release()
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// Scan reads files in order and calls fn for every record (see Read). The
+// record is released when fn returns; fn must Retain it to keep it. An
+// error from fn stops the scan and is returned as is.
+func Scan(ctx context.Context, store blob.Store, ti TableInfo, files []*delta.Add, fn func(arrow.Record) error) error {
+	for _, add := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := readFile(ctx, store, ti, add, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fnError marks errors returned by the caller's callback, so they are not
+// wrapped with the file name.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// dataKey resolves add.path (URI-encoded, relative or absolute) to a key.
+func dataKey(store blob.Store, ti TableInfo, p string) (string, error) {
+	if strings.Contains(p, "://") || strings.HasPrefix(p, "/") || strings.HasPrefix(p, "file:") {
+		return absoluteKey(store, p)
+	}
+	rel, err := url.PathUnescape(p)
+	if err != nil {
+		return "", fmt.Errorf("add.path %q is not URI-encoded: %w", p, err)
+	}
+	return blob.Join(ti.Root, rel), nil
+}
+
+type colKind int
+
+const (
+	colFile colKind = iota
+	colPartition
+	colMissing
+)
+
+type colPlan struct {
+	kind  colKind
+	src   int // index into the record reader's columns (colFile)
+	value any // parsed partition value (colPartition)
+}
+
+func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Add, fn func(arrow.Record) error) (err error) {
+	if add == nil {
+		return fmt.Errorf("datafile: read: nil add")
+	}
+	key, err := dataKey(store, ti, add.Path)
+	if err != nil {
+		return fmt.Errorf("datafile: read %s: %w", add.Path, err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("datafile: read %s: %w: %v", key, ErrCorruptFile, r)
+		}
+		var fe fnError
+		if errors.As(err, &fe) {
+			err = fe.err
+		} else if err != nil && !strings.HasPrefix(err.Error(), "datafile: read ") {
+			err = fmt.Errorf("datafile: read %s: %w", key, err)
+		}
+	}()
+	if ti.Schema == nil {
+		return fmt.Errorf("nil schema")
+	}
+	mode, err := columnMapping(ti.Config)
+	if err != nil {
+		return err
+	}
+	outSchema, err := ArrowSchema(ti.Schema)
+	if err != nil {
+		return err
+	}
+	deleted, err := deletedRows(ctx, store, ti, add.DeletionVector)
+	if err != nil {
+		return err
+	}
+	mem := ti.mem()
+
+	r, err := store.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	pf, err := file.NewParquetReader(io.NewSectionReader(r, 0, r.Size()),
+		file.WithReadProps(parquet.NewReaderProperties(mem)))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+	}
+	defer pf.Close()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: readBatchRows}, mem)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+	}
+	fileSchema, err := fr.Schema()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+	}
+
+	isPart := map[string]bool{}
+	for _, p := range ti.PartitionColumns {
+		isPart[strings.ToLower(p)] = true
+	}
+	c := &conformer{mem: mem, match: mode, out: mapNone}
+	plans := make([]colPlan, len(ti.Schema.Fields))
+	var selected []int
+	for i, f := range ti.Schema.Fields {
+		if isPart[strings.ToLower(f.Name)] {
+			v, ok := add.PartitionValues[physicalName(f, mode)]
+			if !ok {
+				v = add.PartitionValues[f.Name]
+			}
+			pv, err := ParsePartitionValue(f.Type, v)
+			if err != nil {
+				return fmt.Errorf("column %q: %w", f.Name, err)
+			}
+			plans[i] = colPlan{kind: colPartition, value: pv}
+			continue
+		}
+		j := c.findField(fileSchema.Fields(), f)
+		if j < 0 {
+			plans[i] = colPlan{kind: colMissing}
+			continue
+		}
+		plans[i] = colPlan{kind: colFile, src: j}
+		selected = append(selected, j)
+	}
+	sort.Ints(selected)
+	pos := map[int]int{}
+	var leaves []int
+	for _, j := range selected {
+		if _, dup := pos[j]; dup {
+			continue
+		}
+		pos[j] = len(pos)
+		leaves = appendLeaves(leaves, &fr.Manifest.Fields[j])
+	}
+	for i := range plans {
+		if plans[i].kind == colFile {
+			plans[i].src = pos[plans[i].src]
+		}
+	}
+
+	emit := func(cols []arrow.Array, n int, rowStart int64) error {
+		rec := array.NewRecordBatch(outSchema, cols, int64(n))
+		defer rec.Release()
+		rec2, err := applyDeletes(mem, rec, rowStart, deleted)
+		if err != nil || rec2 == nil {
+			return err
+		}
+		defer rec2.Release()
+		if err := fn(rec2); err != nil {
+			return fnError{err}
+		}
+		return nil
+	}
+
+	total := pf.NumRows()
+	if len(leaves) == 0 {
+		// Nothing to read from the file (only partition, missing or void columns).
+		for start := int64(0); start < total; start += readBatchRows {
+			n := int(min(readBatchRows, total-start))
+			cols, err := buildColumns(c, ti.Schema, outSchema, plans, nil, n)
+			if err != nil {
+				return err
+			}
+			err = emit(cols, n, start)
+			releaseAll(cols)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	rr, err := fr.GetRecordReader(ctx, leaves, nil)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+	}
+	defer rr.Release()
+	rowStart := int64(0)
+	for rr.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec := rr.RecordBatch()
+		if int(rec.NumCols()) != len(pos) {
+			return fmt.Errorf("%w: read %d columns, want %d", ErrCorruptFile, rec.NumCols(), len(pos))
+		}
+		n := int(rec.NumRows())
+		cols, err := buildColumns(c, ti.Schema, outSchema, plans, rec, n)
+		if err != nil {
+			return err
+		}
+		err = emit(cols, n, rowStart)
+		releaseAll(cols)
+		if err != nil {
+			return err
+		}
+		rowStart += int64(n)
+	}
+	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+	}
+	if rowStart != total {
+		return fmt.Errorf("%w: read %d rows, footer says %d", ErrCorruptFile, rowStart, total)
+	}
+	return nil
+}
+
+func appendLeaves(out []int, f *pqarrow.SchemaField) []int {
+	if f.IsLeaf() {
+		return append(out, f.ColIndex)
+	}
+	for i := range f.Children {
+		out = appendLeaves(out, &f.Children[i])
+	}
+	return out
+}
+
+func releaseAll(cols []arrow.Array) {
+	for _, c := range cols {
+		if c != nil {
+			c.Release()
+		}
+	}
+}
+
+// buildColumns returns one array per output column, n rows each.
+func buildColumns(c *conformer, s *delta.StructType, outSchema *arrow.Schema, plans []colPlan, rec arrow.Record, n int) ([]arrow.Array, error) {
+	cols := make([]arrow.Array, len(plans))
+	for i, p := range plans {
+		f := s.Fields[i]
+		target := outSchema.Field(i).Type
+		switch p.kind {
+		case colMissing:
+			cols[i] = array.MakeArrayOfNull(c.mem, target, n)
+		case colPartition:
+			a, err := constantArray(c.mem, target, p.value, n)
+			if err != nil {
+				releaseAll(cols)
+				return nil, fmt.Errorf("column %q: %w", f.Name, err)
+			}
+			cols[i] = a
+		case colFile:
+			d, err := c.conform(rec.Column(p.src).Data(), f.Type, target)
+			if err != nil {
+				releaseAll(cols)
+				return nil, fmt.Errorf("column %q: %w", f.Name, err)
+			}
+			cols[i] = array.MakeFromData(d)
+			d.Release()
+		}
+	}
+	return cols, nil
+}
+
+// applyDeletes returns rec without the rows whose file positions
+// (rowStart+i) are in deleted (sorted); nil when every row is deleted. The
+// result is a new reference.
+func applyDeletes(mem memory.Allocator, rec arrow.Record, rowStart int64, deleted []uint64) (arrow.Record, error) {
+	n := rec.NumRows()
+	lo := sort.Search(len(deleted), func(i int) bool { return deleted[i] >= uint64(rowStart) })
+	hi := sort.Search(len(deleted), func(i int) bool { return deleted[i] >= uint64(rowStart+n) })
+	if lo == hi {
+		rec.Retain()
+		return rec, nil
+	}
+	if int64(hi-lo) == n {
+		return nil, nil
+	}
+	// Kept runs [a, b) between deleted rows.
+	var runs [][2]int64
+	next := int64(0)
+	for _, d := range deleted[lo:hi] {
+		p := int64(d) - rowStart
+		if p > next {
+			runs = append(runs, [2]int64{next, p})
+		}
+		next = p + 1
+	}
+	if next < n {
+		runs = append(runs, [2]int64{next, n})
+	}
+	cols := make([]arrow.Array, rec.NumCols())
+	defer releaseAll(cols)
+	kept := int64(0)
+	for _, r := range runs {
+		kept += r[1] - r[0]
+	}
+	for ci := range cols {
+		col := rec.Column(ci)
+		parts := make([]arrow.Array, len(runs))
+		for k, r := range runs {
+			parts[k] = array.NewSlice(col, r[0], r[1])
+		}
+		var err error
+		if len(parts) == 1 {
+			cols[ci] = parts[0]
+			parts = nil
+		} else {
+			cols[ci], err = array.Concatenate(parts, mem)
+		}
+		releaseAll(parts)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return array.NewRecordBatch(rec.Schema(), cols, kept), nil
+}
+
+// constantArray returns n copies of v (a ParsePartitionValue result) as an
+// array of type dt.
+func constantArray(mem memory.Allocator, dt arrow.DataType, v any, n int) (arrow.Array, error) {
+	if v == nil || dt.ID() == arrow.NULL {
+		return array.MakeArrayOfNull(mem, dt, n), nil
+	}
+	b := array.NewBuilder(mem, dt)
+	defer b.Release()
+	b.Reserve(n)
+	for i := 0; i < n; i++ {
+		if err := appendGo(b, v); err != nil {
+			return nil, err
+		}
+	}
+	return b.NewArray(), nil
+}
