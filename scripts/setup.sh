@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what silt's demo and tests need, only what is missing (idempotent).
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+
+log() { echo "setup: $*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+		log "need root to run: $*"; return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+	if [ "$apt_updated" = 0 ]; then
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		apt_updated=1
+	fi
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+need_go() {
+	if ! command -v go >/dev/null; then
+		log "Go is not installed: install Go 1.26 or newer from https://go.dev/dl/ and re-run"; exit 1
+	fi
+	local v; v=$(go env GOVERSION | sed 's/^go//')
+	case "$v" in 1.2[6-9]*|1.[3-9]*) ;; *) log "Go $v is too old: silt needs Go 1.26 or newer"; exit 1;; esac
+}
+
+have_postgres() {
+	local d
+	if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ] && [ -x "$(pg_config --bindir)/postgres" ]; then return 0; fi
+	for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0; done
+	return 1
+}
+
+need_postgres() {
+	if have_postgres && command -v pg_recvlogical >/dev/null; then return; fi
+	log "installing PostgreSQL (apt)"
+	apt_install postgresql postgresql-client
+	# The package starts a system cluster we do not use; tests start their own.
+	if command -v pg_ctlcluster >/dev/null; then as_root systemctl disable --now postgresql >/dev/null 2>&1 || true; fi
+	have_postgres || { log "PostgreSQL install failed"; exit 1; }
+	id postgres >/dev/null 2>&1 || { log "the postgres user is missing after install"; exit 1; }
+}
+
+need_go_modules() {
+	go mod download
+}
+
+setup_all() {
+	need_go
+	need_postgres
+	need_go_modules
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then setup_all; fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test: unit, real-PostgreSQL, end-to-end, and brief fuzzing.
+# Tests that need PostgreSQL fail (not skip) when CI is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+setup_all
+echo "== go vet"
+go vet ./...
+echo "== go test"
+go test -race -count=1 -timeout 30m ./...
+echo "== fuzz (brief)"
+fuzz() { # package target
+	go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" "$1"
+}
+for t in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' internal | sed 's/func //' | sort -u); do
+	for pkg in $(grep -rlE "^func $t\(" --include='*_test.go' internal | xargs -n1 dirname | sort -u); do
+		echo "-- $t ./$pkg"
+		fuzz "./$pkg" "$t"
+	done
+done
+echo "== all tests passed"
