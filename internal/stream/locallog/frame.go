@@ -80,7 +80,8 @@ func decodeFrame(b []byte) (key, data []byte, n int, err error) {
 		return nil, nil, 0, fmt.Errorf("%w: key length %d exceeds frame length %d", ErrCorrupt, klen, body)
 	}
 	k := b[frameHeaderLen+minFrameBody:]
-	return k[:klen:klen], k[klen:int(body)-minFrameBody], n, nil
+	dlen := int(body) - minFrameBody
+	return k[:klen:klen], k[klen:dlen:dlen], n, nil
 }
 
 // segmentReader reads the frames of one segment in order through a
