@@ -138,6 +138,9 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	w.progress = delta.NewTable(w.store, ProgressPath)
 	w.lastFlush = time.Now()
+	if w.opts.OnProgress != nil {
+		w.opts.OnProgress(append([]int64(nil), w.pos...)) // what is durable already
+	}
 	for {
 		read := 0
 		for s := 0; s < w.log.Shards(); s++ {

@@ -355,6 +355,18 @@ func (p *Pipeline) onBronzeProgress(pos []int64) {
 	p.lastWatermark = pos
 	p.ackMu.Unlock()
 	p.tryAck()
+	// Let retention drop what Bronze holds, but keep each shard's last
+	// record: loadDedup needs it to skip transactions the slot resends
+	// after a crash.
+	if tr, ok := p.log.(stream.Trimmer); ok {
+		for s, off := range pos {
+			if off > 1 {
+				if err := tr.Trim(context.Background(), s, off-1); err != nil {
+					p.logger.Warn("stream trim failed", "shard", s, "offset", off-1, "err", err)
+				}
+			}
+		}
+	}
 }
 
 // tryAck acknowledges the newest transaction all of whose records are below
