@@ -26,8 +26,9 @@ type memFS struct {
 	mu     sync.Mutex
 	dirs   map[string]*memDir
 	locks  map[string]bool
-	budget int // mutating operations left before failing; -1: unlimited
-	ops    int // mutating operations performed
+	budget int  // mutating operations left before failing; -1: unlimited
+	ops    int  // mutating operations performed
+	failed bool // an injected failure fired
 }
 
 var errInjected = errors.New("injected failure")
@@ -54,9 +55,17 @@ func (m *memFS) failAfter(n int) {
 	m.budget = n
 }
 
+// fired reports whether an injected failure fired.
+func (m *memFS) fired() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failed
+}
+
 // step accounts for one mutating operation. Caller holds m.mu.
 func (m *memFS) step() error {
 	if m.budget == 0 {
+		m.failed = true
 		return errInjected
 	}
 	if m.budget > 0 {
