@@ -1,0 +1,551 @@
+// Package pgrepl captures committed changes from PostgreSQL through a
+// logical replication slot using the pgoutput plugin (protocol 1).
+//
+// # Lifecycle
+//
+//	src, err := pgrepl.Open(ctx, cfg) // preflight; create publication and slot if missing
+//	go src.Run(ctx, handler)          // stream until ctx ends or an error
+//	src.Ack(lsn)                      // whenever everything up to lsn is durable downstream
+//	src.Close()                       // stops Run and waits for it
+//
+// Open connects with a normal SQL connection and checks, in order: the
+// server is reachable (*ConnectError), wal_level is logical
+// (*WALLevelError), every configured table exists (*TableError,
+// ErrMissingTable) and every table to publish has a primary key, a replica
+// identity index or REPLICA IDENTITY FULL (*TableError, ErrNoPrimaryKey).
+// It then creates the publication (FOR ALL TABLES when Config.Tables is
+// empty, else FOR TABLE ...) and then the slot, in that order: pgoutput looks
+// the publication up as of each decoded change, so it must predate the slot.
+// Each of these errors prints as one line saying what to do.
+//
+// Run opens a replication connection and streams from the slot's
+// confirmed_flush_lsn. It buffers each transaction in memory (bounded by
+// Config.MaxTxnBytes) and calls the Handler once per committed transaction,
+// in commit order. Run returns on ctx end (the ctx error), on a handler
+// error, or on a connection or protocol error; the caller decides whether to
+// call Run again, which resumes from confirmed_flush_lsn (at-least-once:
+// transactions not acknowledged are delivered again).
+//
+// # Acknowledgement
+//
+// The standby status updates that Run sends report write = flush = apply =
+// the highest LSN passed to Ack (initially the slot's confirmed_flush_lsn),
+// never the LSN received: PostgreSQL may discard WAL up to the flush LSN, so
+// it must only cover data that is durable downstream. A status update is
+// sent when Ack raises the LSN, when the server asks for a reply, and at
+// least every Config.StatusInterval. The natural value to Ack is a
+// transaction's endLSN once it (and all before it) are durable.
+//
+// # Change fields
+//
+// Within a transaction changes have Pos 0..n-1 in the order PostgreSQL
+// sent them; all share LSN = the commit LSN, EndLSN = the end of the commit
+// record, XID and CommitTime. Inserts fill New. Updates fill New, with
+// change.Unchanged for unchanged TOASTed values that were not sent, and Old
+// when PostgreSQL sent an old image: the key columns (other columns
+// change.Absent) when the key changed, or the whole row for REPLICA IDENTITY
+// FULL. Deletes fill Old the same way and leave New nil. A TRUNCATE gives
+// one OpTruncate change per truncated table, with New and Old nil.
+//
+// Relation.Columns[i].Key marks the replica identity columns; for REPLICA
+// IDENTITY FULL tables known at Open that have a primary key, Key marks the
+// primary key instead (PostgreSQL would flag every column).
+//
+// # Concurrency
+//
+// Run is called by one goroutine at a time and does all network I/O on it:
+// a receive is interrupted (its context cancelled) to send a status update
+// promptly when Ack is called from another goroutine. Ack and Close are safe
+// for concurrent use.
+package pgrepl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/source/pgoutput"
+)
+
+// Config configures a Source.
+type Config struct {
+	// DSN is a libpq-style connection string or URL.
+	DSN string
+	// Slot is the logical replication slot name: 1 to 63 characters of
+	// a-z, 0-9 and _. Created with the pgoutput plugin if missing.
+	Slot string
+	// Publication is created if missing.
+	Publication string
+	// Tables to publish. Empty means all tables in the database's
+	// non-system schemas (FOR ALL TABLES, so tables created later too).
+	Tables []change.TableID
+	// StatusInterval is the longest time between standby status updates.
+	// Default 10s; it must stay below the server's wal_sender_timeout.
+	StatusInterval time.Duration
+	// SkipThrough drops transactions whose commit LSN is <= SkipThrough:
+	// they are already durable downstream.
+	SkipThrough change.LSN
+	// MaxTxnBytes bounds the memory one buffered transaction may use
+	// (approximately: message bytes plus a per-change overhead). A larger
+	// transaction makes Run fail with ErrTxnTooLarge. Default 1 GiB.
+	MaxTxnBytes int64
+}
+
+// Defaults.
+const (
+	DefaultStatusInterval = 10 * time.Second
+	DefaultMaxTxnBytes    = 1 << 30
+)
+
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Validate reports every problem with cfg at once. It does not fill defaults.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.DSN == "" {
+		errs = append(errs, errors.New("source.dsn is empty"))
+	} else if _, err := pgconn.ParseConfig(cfg.DSN); err != nil {
+		errs = append(errs, fmt.Errorf("source.dsn: %w", err))
+	}
+	if !slotNameRE.MatchString(cfg.Slot) {
+		errs = append(errs, fmt.Errorf("source.slot %q must be 1-63 characters of a-z, 0-9 and _", cfg.Slot))
+	}
+	if cfg.Publication == "" || len(cfg.Publication) > 63 {
+		errs = append(errs, fmt.Errorf("source.publication %q must be 1-63 characters", cfg.Publication))
+	}
+	for _, t := range cfg.Tables {
+		if t.Schema == "" || t.Name == "" {
+			errs = append(errs, fmt.Errorf("source.tables: %q must be schema.table", t.String()))
+		}
+	}
+	if cfg.StatusInterval < 0 {
+		errs = append(errs, errors.New("source.status_interval must not be negative"))
+	}
+	if cfg.MaxTxnBytes < 0 {
+		errs = append(errs, errors.New("source.max_txn_bytes must not be negative"))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}
+
+// Handler receives each committed transaction, in commit order, with its
+// changes ordered by Pos. Datums may alias buffers valid only during the
+// call, and the slice and *change.Change values may be reused afterwards:
+// copy whatever is retained. Relations are immutable and may be kept.
+// Returning an error stops Run with that error.
+type Handler func(ctx context.Context, txn []*change.Change, commitLSN, endLSN change.LSN) error
+
+// Source streams changes from one slot. See the package doc.
+type Source struct {
+	cfg     Config
+	keys    map[change.TableID][]string // primary keys of REPLICA IDENTITY FULL tables
+	connCfg *pgconn.Config              // replication connection settings
+
+	acked atomic.Uint64 // highest LSN passed to Ack (or the slot's confirmed_flush_lsn)
+
+	mu      sync.Mutex
+	kick    context.CancelFunc // cancels the current receive, so Run sends a status update
+	running bool
+	stop    context.CancelFunc // cancels the running Run
+	done    chan struct{}      // closed when the running Run returns
+	closed  bool
+}
+
+// Open checks the source (see the package doc), creates the publication and
+// the slot if missing, and returns a Source ready to Run.
+func Open(ctx context.Context, cfg Config) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StatusInterval == 0 {
+		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.MaxTxnBytes == 0 {
+		cfg.MaxTxnBytes = DefaultMaxTxnBytes
+	}
+	cfg.Tables = slices.Clone(cfg.Tables)
+
+	conn, err := connect(ctx, cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tables, err := preflight(ctx, conn, cfg.Tables)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensurePublication(ctx, conn, cfg.Publication, cfg.Tables); err != nil {
+		return nil, err
+	}
+	if err := ensureSlot(ctx, conn, cfg.Slot); err != nil {
+		return nil, err
+	}
+
+	s := &Source{cfg: cfg, keys: map[change.TableID][]string{}}
+	for id, ti := range tables {
+		if ti.identity == 'f' && len(ti.pk) > 0 {
+			s.keys[id] = ti.pk
+		}
+	}
+	s.connCfg, err = pgconn.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: source.dsn: %w", ErrConfig, err)
+	}
+	s.connCfg.RuntimeParams["replication"] = "database"
+	return s, nil
+}
+
+// Ack records that everything up to lsn is durable downstream. The next
+// standby status update, sent promptly, reports it as the flushed LSN.
+// Lower values than an earlier Ack are ignored. Safe for concurrent use.
+func (s *Source) Ack(lsn change.LSN) {
+	for {
+		old := s.acked.Load()
+		if uint64(lsn) <= old {
+			return
+		}
+		if s.acked.CompareAndSwap(old, uint64(lsn)) {
+			break
+		}
+	}
+	s.mu.Lock()
+	k := s.kick
+	s.mu.Unlock()
+	if k != nil {
+		k()
+	}
+}
+
+// Acked returns the LSN the source reports as flushed.
+func (s *Source) Acked() change.LSN { return change.LSN(s.acked.Load()) }
+
+// Close stops a running Run and waits for it to return. It is idempotent.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	stop, done := s.stop, s.done
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done // Run returns promptly: every blocking call in it honours its ctx
+	}
+	return nil
+}
+
+// Run streams from the slot until ctx ends, the handler fails, or the
+// connection breaks; see the package doc. It never returns nil.
+func (s *Source) Run(ctx context.Context, h Handler) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.running:
+		s.mu.Unlock()
+		return errors.New("pgrepl: Run is already running")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s.running, s.stop, s.done = true, cancel, make(chan struct{})
+	done := s.done
+	s.mu.Unlock()
+	defer func() {
+		cancel()
+		s.mu.Lock()
+		s.running, s.stop, s.done = false, nil, nil
+		s.mu.Unlock()
+		close(done)
+	}()
+
+	conn, err := pgconn.ConnectConfig(ctx, s.connCfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("replication connection: %w", newConnectError(s.connCfg, err))
+	}
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer ccancel()
+		conn.Close(cctx)
+	}()
+	r := &runner{s: s, conn: conn, h: h, asm: assembler{maxBytes: s.cfg.MaxTxnBytes}}
+	r.asm.rels.Keys = func(id change.TableID) []string { return s.keys[id] }
+	err = r.run(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// runner is the state of one Run.
+type runner struct {
+	s    *Source
+	conn *pgconn.PgConn
+	h    Handler
+	asm  assembler
+
+	sent       change.LSN // flush LSN of the last status update
+	nextStatus time.Time  // when the next periodic status update is due
+}
+
+func (r *runner) run(ctx context.Context) error {
+	s := r.s
+	confirmed, err := r.slotState(ctx)
+	if err != nil {
+		return err
+	}
+	// Never report less than the slot already confirmed: PostgreSQL 15
+	// stores the reported flush LSN as is, even if it moves backwards.
+	s.Ack(confirmed)
+
+	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
+	err = pglogrepl.StartReplication(ctx, r.conn, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names '" + strings.ReplaceAll(pub, "'", "''") + "'",
+		},
+	})
+	if err != nil {
+		return r.slotError(fmt.Errorf("start replication from slot %s: %w", s.cfg.Slot, err))
+	}
+	defer r.finalStatus(ctx)
+
+	r.nextStatus = time.Now() // send one at once: it confirms the start position
+	for {
+		if err := r.maybeSendStatus(false); err != nil {
+			return err
+		}
+		msg, err := r.receive(ctx)
+		if err != nil {
+			return err
+		}
+		if msg == nil {
+			continue // interrupted to send a status update
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := r.handleCopyData(ctx, msg.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return r.slotError(fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg)))
+		case *pgproto3.CopyDone:
+			return fmt.Errorf("%w: server ended the replication stream", ErrProtocol)
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		default:
+			return fmt.Errorf("%w: %T during replication", ErrProtocol, msg)
+		}
+	}
+}
+
+// slotBusyWait is how long Run waits for the slot to be released. After a
+// Run ends, its walsender exits only once it sees the connection close, so
+// the next Run can briefly find the slot still active.
+const slotBusyWait = 10 * time.Second
+
+// slotState waits until the slot is free and returns its
+// confirmed_flush_lsn.
+func (r *runner) slotState(ctx context.Context) (change.LSN, error) {
+	deadline := time.Now().Add(slotBusyWait)
+	for {
+		lsn, err := r.readSlot(ctx)
+		var se *SlotError
+		if !errors.As(err, &se) || se.Err != ErrSlotActive || time.Now().After(deadline) {
+			return lsn, err
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// readSlot reads the slot's confirmed_flush_lsn and checks it is free.
+// A replication=database connection accepts simple SQL queries; the slot
+// name was validated by Config.Validate, so quoting it inline is safe.
+func (r *runner) readSlot(ctx context.Context) (change.LSN, error) {
+	slot := r.s.cfg.Slot
+	res, err := r.conn.Exec(ctx, "SELECT confirmed_flush_lsn::text, coalesce(active_pid, 0)::text FROM pg_replication_slots WHERE slot_name = '"+slot+"'").ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("read slot %s: %w", slot, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) == 0 {
+		return 0, &SlotError{Slot: slot, Err: ErrSlotNotFound}
+	}
+	row := res[0].Rows[0]
+	if pid := string(row[1]); pid != "0" {
+		return 0, &SlotError{Slot: slot, Err: ErrSlotActive, Detail: "PID " + pid}
+	}
+	if row[0] == nil {
+		return 0, &SlotError{Slot: slot, Err: ErrSlotMismatch, Detail: "a slot without confirmed_flush_lsn"}
+	}
+	lsn, err := change.ParseLSN(string(row[0]))
+	if err != nil {
+		return 0, fmt.Errorf("read slot %s: %w", slot, err)
+	}
+	return lsn, nil
+}
+
+// slotError maps server errors about the slot to *SlotError.
+func (r *runner) slotError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42704": // undefined_object: replication slot "x" does not exist
+			return &SlotError{Slot: r.s.cfg.Slot, Err: ErrSlotNotFound}
+		case "55006": // object_in_use: replication slot "x" is active for PID n
+			return &SlotError{Slot: r.s.cfg.Slot, Err: ErrSlotActive, Detail: pgErr.Message}
+		}
+	}
+	return err
+}
+
+// receive waits for the next message. It returns (nil, nil) when the wait
+// was cut short to send a status update (Ack called, or one is due).
+func (r *runner) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
+	rctx, cancel := context.WithDeadline(ctx, r.nextStatus)
+	defer cancel()
+	r.s.mu.Lock()
+	r.s.kick = cancel
+	r.s.mu.Unlock()
+	defer func() {
+		r.s.mu.Lock()
+		r.s.kick = nil
+		r.s.mu.Unlock()
+	}()
+	// An Ack between maybeSendStatus and registering kick found no kick to
+	// call; look again now that it is registered.
+	if change.LSN(r.s.acked.Load()) != r.sent {
+		return nil, nil
+	}
+	msg, err := r.conn.ReceiveMessage(rctx)
+	if err == nil {
+		return msg, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	// Our own deadline or kick interrupts the read through a socket
+	// deadline; pgconn keeps the connection usable after a timeout.
+	if rctx.Err() != nil && !r.conn.IsClosed() {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("receive from slot %s: %w", r.s.cfg.Slot, err)
+}
+
+func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
+	f, err := pgoutput.ParseFrame(data)
+	if err != nil {
+		return fmt.Errorf("replication frame: %w", err)
+	}
+	switch f := f.(type) {
+	case *pgoutput.Keepalive:
+		if f.ReplyRequested {
+			return r.maybeSendStatus(true)
+		}
+		return nil
+	case *pgoutput.XLogData:
+		// The receive buffer is reused by the next receive; the message is
+		// copied once so that the decoded tuples can alias it while the
+		// transaction is buffered.
+		payload := append([]byte(nil), f.Data...)
+		m, err := pgoutput.Decode(payload)
+		if err != nil {
+			return fmt.Errorf("decode message at %v: %w", f.WALStart, err)
+		}
+		commit, err := r.asm.feed(m, len(payload))
+		if err != nil {
+			return fmt.Errorf("at %v: %w", f.WALStart, err)
+		}
+		if commit == nil || len(r.asm.txn) == 0 || commit.CommitLSN <= r.s.cfg.SkipThrough {
+			return nil
+		}
+		if err := r.h(ctx, r.asm.txn, commit.CommitLSN, commit.EndLSN); err != nil {
+			return fmt.Errorf("handle transaction %d at %v: %w", r.asm.begin.XID, commit.CommitLSN, err)
+		}
+	}
+	return nil
+}
+
+// maybeSendStatus sends a standby status update if the acknowledged LSN
+// moved, the periodic one is due, or force is set (the server asked).
+func (r *runner) maybeSendStatus(force bool) error {
+	acked := change.LSN(r.s.acked.Load())
+	now := time.Now()
+	if !force && acked == r.sent && now.Before(r.nextStatus) {
+		return nil
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(acked),
+		WALFlushPosition: pglogrepl.LSN(acked),
+		WALApplyPosition: pglogrepl.LSN(acked),
+		ClientTime:       now,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status to slot %s: %w", r.s.cfg.Slot, err)
+	}
+	r.sent = acked
+	r.nextStatus = now.Add(r.s.cfg.StatusInterval)
+	return nil
+}
+
+// finalStatus reports the last Ack before the connection closes, so an Ack
+// that raced with shutdown still reaches the slot.
+func (r *runner) finalStatus(context.Context) {
+	if change.LSN(r.s.acked.Load()) != r.sent && !r.conn.IsClosed() {
+		_ = r.maybeSendStatus(true) // best effort: the next Run reports it anyway
+	}
+}
+
+// DropSlot drops a replication slot. It returns a *SlotError wrapping
+// ErrSlotNotFound if there is none, or ErrSlotActive if a consumer is
+// streaming from it.
+func DropSlot(ctx context.Context, dsn, slot string) error {
+	conn, err := connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var pid *int32
+	err = conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return &SlotError{Slot: slot, Err: ErrSlotNotFound}
+	}
+	if err != nil {
+		return fmt.Errorf("look up replication slot %s: %w", slot, err)
+	}
+	if pid != nil {
+		return &SlotError{Slot: slot, Err: ErrSlotActive, Detail: fmt.Sprintf("PID %d", *pid)}
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			switch pgErr.Code {
+			case "42704":
+				return &SlotError{Slot: slot, Err: ErrSlotNotFound}
+			case "55006":
+				return &SlotError{Slot: slot, Err: ErrSlotActive, Detail: pgErr.Message}
+			}
+		}
+		return fmt.Errorf("drop replication slot %s: %w", slot, err)
+	}
+	return nil
+}
