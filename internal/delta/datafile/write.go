@@ -125,10 +125,30 @@ func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record
 		partIdx[k] = i
 		isPart[i] = true
 	}
+	// void columns are never materialised in Parquet (readers fill nulls).
+	skip := map[int]bool{}
 	var dataFields []*delta.StructField
 	for i, f := range ti.Schema.Fields {
-		if !isPart[i] {
-			dataFields = append(dataFields, f)
+		if isPart[i] {
+			continue
+		}
+		if f.Type.TypeName() == "void" {
+			skip[i] = true
+			continue
+		}
+		dataFields = append(dataFields, f)
+	}
+	if len(dataFields) == 0 {
+		// A Parquet file needs a column to carry its row count: keep the
+		// void columns (read back as nulls by any reader), if there are any.
+		if len(skip) == 0 {
+			return nil, fmt.Errorf("table has no data columns (every column is a partition column)")
+		}
+		for i, f := range ti.Schema.Fields {
+			if skip[i] {
+				delete(skip, i)
+				dataFields = append(dataFields, f)
+			}
 		}
 	}
 	physSchema, err := physicalSchema(dataFields, mode)
@@ -147,7 +167,7 @@ func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record
 	pi := 0
 	for i, f := range ti.Schema.Fields {
 		var target arrow.DataType
-		if isPart[i] {
+		if isPart[i] || skip[i] {
 			if target, err = arrowType(f.Type, mapNone); err != nil {
 				return nil, fmt.Errorf("column %q: %w", f.Name, err)
 			}
@@ -189,7 +209,7 @@ func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record
 	}
 	var dataCols []arrow.Array
 	for i := range ti.Schema.Fields {
-		if !isPart[i] {
+		if !isPart[i] && !skip[i] {
 			dataCols = append(dataCols, cols[i])
 		}
 	}
