@@ -116,6 +116,16 @@ func checkWriter(p *Protocol, m *Metadata, schema *StructType) error {
 	if mode := cfg["delta.columnMapping.mode"]; mode != "" && !strings.EqualFold(mode, "none") {
 		return unsupported("writer feature", "columnMapping")
 	}
+	for prop, feat := range map[string]string{
+		"delta.enableInCommitTimestamps": "inCommitTimestamp",
+		"delta.enableDeletionVectors":    "deletionVectors",
+		"delta.enableRowTracking":        "rowTracking",
+		"delta.enableTypeWidening":       "typeWidening",
+	} {
+		if strings.EqualFold(cfg[prop], "true") {
+			return unsupported("writer feature", feat)
+		}
+	}
 	if strings.EqualFold(cfg["delta.checkpoint.writeStatsAsStruct"], "true") {
 		return fmt.Errorf("delta: table sets delta.checkpoint.writeStatsAsStruct=true which silt does not support: %w", ErrUnsupportedFeature)
 	}

@@ -275,11 +275,11 @@ func (tx *Txn) checkConflict(v int64, winner []Action) error {
 			}
 		case a.Remove != nil:
 			p := keyOf(a.Remove.Path, nil).path
-			if tx.readPaths[p] || (tx.readAll && a.Remove.DataChange) {
-				return &ConflictError{Kind: ConflictConcurrentDeleteRead, Version: v, Detail: a.Remove.Path}
-			}
 			if ourRemoves[p] {
 				return &ConflictError{Kind: ConflictConcurrentDeleteDelete, Version: v, Detail: a.Remove.Path}
+			}
+			if tx.readPaths[p] || (tx.readAll && a.Remove.DataChange) {
+				return &ConflictError{Kind: ConflictConcurrentDeleteRead, Version: v, Detail: a.Remove.Path}
 			}
 		case a.Add != nil:
 			// New data in what we read. Under WriteSerializable a winner's
