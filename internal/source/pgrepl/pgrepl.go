@@ -249,6 +249,9 @@ func (s *Source) Close() error {
 // Run streams from the slot until ctx ends, the handler fails, or the
 // connection breaks; see the package doc. It never returns nil.
 func (s *Source) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("pgrepl: Run needs a Handler")
+	}
 	s.mu.Lock()
 	switch {
 	case s.closed:

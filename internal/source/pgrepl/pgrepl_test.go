@@ -568,7 +568,8 @@ func TestSlotMismatchAndDrop(t *testing.T) {
 	if err := DropSlot(ctx, db.DSN, cfg.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.Run(ctx, nil); !errors.Is(err, ErrSlotNotFound) {
+	nop := func(context.Context, []*change.Change, change.LSN, change.LSN) error { return nil }
+	if err := src.Run(ctx, nop); !errors.Is(err, ErrSlotNotFound) {
 		t.Fatalf("Run on dropped slot: %v", err)
 	}
 }
@@ -577,7 +578,8 @@ func TestCloseIdleAndRunAfterClose(t *testing.T) {
 	db := pgtest.NewDB(t)
 	r := start(t, config(db))
 	r.stop(t)
-	if err := r.src.Run(context.Background(), nil); !errors.Is(err, ErrClosed) {
+	nop := func(context.Context, []*change.Change, change.LSN, change.LSN) error { return nil }
+	if err := r.src.Run(context.Background(), nop); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v", err)
 	}
 	if err := r.src.Close(); err != nil {

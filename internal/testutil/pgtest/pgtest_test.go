@@ -2,12 +2,16 @@ package pgtest_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/silt-dev/silt/internal/pgcluster"
 	"github.com/silt-dev/silt/internal/testutil/pgtest"
 )
 
@@ -97,4 +101,39 @@ func TestDatabasesAreIsolated(t *testing.T) {
 	}
 	a.Exec(t, "CREATE TABLE only_in_a (id int)")
 	b.Exec(t, "CREATE TABLE only_in_a (id int)") // would fail if shared
+}
+
+// recorder stands in for a testing.TB to observe SkipOrFatal's choice.
+type recorder struct {
+	testing.TB
+	skipped, failed bool
+}
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Skipf(string, ...any)  { r.skipped = true }
+func (r *recorder) Fatalf(string, ...any) { r.failed = true }
+
+func TestSkipOrFatal(t *testing.T) {
+	noBins := fmt.Errorf("start: %w", pgcluster.ErrNoBinaries)
+	other := errors.New("initdb failed")
+	for _, c := range []struct {
+		ci    string
+		err   error
+		skip  bool
+		fatal bool
+	}{
+		{"", noBins, true, false},
+		{"true", noBins, false, true},
+		{"", other, false, true},
+	} {
+		t.Setenv("CI", c.ci)
+		if c.ci == "" {
+			os.Unsetenv("CI")
+		}
+		r := &recorder{TB: t}
+		pgtest.SkipOrFatal(r, c.err)
+		if r.skipped != c.skip || r.failed != c.fatal {
+			t.Errorf("CI=%q err=%v: skipped=%v failed=%v", c.ci, c.err, r.skipped, r.failed)
+		}
+	}
 }
