@@ -102,7 +102,8 @@ func (tx *Txn) SetMetadata(m *Metadata) { tx.metadata = m }
 // Add adds data files.
 func (tx *Txn) Add(adds ...*Add) { tx.adds = append(tx.adds, adds...) }
 
-// Remove removes data files. A missing deletionTimestamp is set at commit.
+// Remove removes data files. A missing deletionTimestamp is set (in the
+// caller's Remove) at commit.
 func (tx *Txn) Remove(rs ...*Remove) { tx.removes = append(tx.removes, rs...) }
 
 // SetAppTxn records the progress of an idempotent writer (txn action). A
@@ -355,6 +356,23 @@ func (tx *Txn) validate() error {
 	}
 	if err := checkWriter(proto, meta, schema); err != nil {
 		return err
+	}
+	// Required maps and lists are written as {} / [], never null.
+	if tx.metadata != nil {
+		if tx.metadata.Format.Options == nil {
+			tx.metadata.Format.Options = map[string]string{}
+		}
+		if tx.metadata.Configuration == nil {
+			tx.metadata.Configuration = map[string]string{}
+		}
+		if tx.metadata.PartitionColumns == nil {
+			tx.metadata.PartitionColumns = []string{}
+		}
+	}
+	for _, a := range tx.adds {
+		if a.PartitionValues == nil {
+			a.PartitionValues = map[string]*string{}
+		}
 	}
 	appendOnly := strings.EqualFold(meta.Configuration["delta.appendOnly"], "true")
 	addKeys := map[fileKey]bool{}
