@@ -256,7 +256,10 @@ type WorkloadOptions struct {
 	Rate       int
 	Workers    int
 	Seed       uint64
-	Changes    *atomic.Int64
+	// IDBase offsets device and tag ids so that several workload runs on one
+	// database do not collide (use multiples of 100000).
+	IDBase  int
+	Changes *atomic.Int64
 }
 
 // Workload runs the mixed IoT workload against the demo tables.
@@ -293,8 +296,8 @@ func worker(ctx context.Context, dsn string, w int, o WorkloadOptions, end time.
 	rng := mrand.New(mrand.NewPCG(o.Seed, uint64(w)))
 	plants := []string{"north", "south", "east", "west"}
 	// Each worker owns tag ids and device ids = w mod Workers so that workers never conflict.
-	devBase := w * 1_000_000
-	tagBase := w * 1_000_000
+	devBase := o.IDBase + w*1_000_000
+	tagBase := o.IDBase + w*1_000_000
 	nDev := 0
 	seq := int64(0)
 	var tsBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

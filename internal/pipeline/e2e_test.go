@@ -79,6 +79,9 @@ func (r *running) shutdown(t *testing.T) {
 			t.Fatalf("pipeline stopped with error: %v", err)
 		}
 		r.done <- nil // for the cleanup
+		if err := r.p.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("pipeline did not stop within 60s")
 	}
@@ -166,13 +169,13 @@ func TestRestartResumesWithoutLossOrDuplicates(t *testing.T) {
 	r.shutdown(t)
 
 	// Changes made while silt is stopped wait in the slot.
-	if err := demo.Workload(context.Background(), db.DSN, demo.WorkloadOptions{MinChanges: 3000, Workers: 2, Seed: seed + 1}); err != nil {
+	if err := demo.Workload(context.Background(), db.DSN, demo.WorkloadOptions{MinChanges: 3000, Workers: 2, Seed: seed + 1, IDBase: 100_000}); err != nil {
 		t.Fatal(err)
 	}
 	r2 := start(t, testConfig(t, db, dataDir))
 	waitEqual(t, r2, db, time.Minute)
 	// And changes made after the restart.
-	if err := demo.Workload(context.Background(), db.DSN, demo.WorkloadOptions{MinChanges: 2000, Workers: 2, Seed: seed + 2}); err != nil {
+	if err := demo.Workload(context.Background(), db.DSN, demo.WorkloadOptions{MinChanges: 2000, Workers: 2, Seed: seed + 2, IDBase: 200_000}); err != nil {
 		t.Fatal(err)
 	}
 	waitEqual(t, r2, db, time.Minute)

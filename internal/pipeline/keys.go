@@ -48,7 +48,8 @@ func SessionDSN(dsn string) string {
 		}
 		q := u.Query()
 		q.Set("options", strings.TrimSpace(q.Get("options")+" "+opts))
-		u.RawQuery = q.Encode()
+		// url.Values encodes spaces as '+', which libpq-style parsers keep literally.
+		u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 		return u.String()
 	}
 	return strings.TrimSpace(dsn) + " options='" + opts + "'"

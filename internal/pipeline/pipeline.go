@@ -53,6 +53,9 @@ type Pipeline struct {
 
 	stats Stats
 	fresh *quantiles
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 type lastPos struct {
@@ -143,8 +146,13 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 	return p, nil
 }
 
-// Close releases the source connection and the stream.
+// Close releases the source connection and the stream. It is idempotent.
 func (p *Pipeline) Close() error {
+	p.closeOnce.Do(func() { p.closeErr = p.close() })
+	return p.closeErr
+}
+
+func (p *Pipeline) close() error {
 	var errs []error
 	if p.src != nil {
 		errs = append(errs, p.src.Close())
