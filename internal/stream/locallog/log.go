@@ -69,6 +69,11 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := l.fs.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("locallog: open %s: %w", dir, err)
 	}
+	if opts.Durability == DurabilityFsync {
+		if err := l.fs.SyncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return nil, fmt.Errorf("locallog: open %s: sync parent directory: %w", dir, err)
+		}
+	}
 	lock, err := l.fs.Lock(filepath.Join(dir, lockName))
 	if err != nil {
 		return nil, fmt.Errorf("locallog: open %s: lock: %w", dir, err)

@@ -89,6 +89,7 @@ type shard struct {
 	lastIdx int64 // position of the active segment's last index entry; -1: none
 	wbuf    []byte
 	batch   []*appendReq
+	syncs   atomic.Int64 // fsyncs of segment data, for benchmarks
 }
 
 // segment is one segment file. All fields except base are guarded by
@@ -164,6 +165,13 @@ func (l *Log) openShard(i int) (*shard, error) {
 	}
 	if err := s.fs.MkdirAll(s.dir); err != nil {
 		return nil, err
+	}
+	if l.opts.Durability == DurabilityFsync {
+		// The shard directory's own entry must be durable before anything
+		// in it is acknowledged.
+		if err := s.fs.SyncDir(l.dir); err != nil {
+			return nil, err
+		}
 	}
 	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
@@ -419,6 +427,7 @@ func (s *shard) writeChunk(count int64, idx []indexEntry) error {
 		if err := s.w.Sync(); err != nil {
 			return fmt.Errorf("fsync: %w", err)
 		}
+		s.syncs.Add(1)
 	}
 	s.wpos += int64(len(s.wbuf))
 	s.wend += count
@@ -496,6 +505,11 @@ func (s *shard) read(from int64, max int) ([]stream.Record, error) {
 	defer s.readMu.Unlock()
 
 	s.mu.Lock()
+	if s.closed {
+		// Close may already have dropped the handles; do not open new ones.
+		s.mu.Unlock()
+		return nil, stream.ErrClosed
+	}
 	if from < 0 || from > s.end {
 		end := s.end
 		s.mu.Unlock()
