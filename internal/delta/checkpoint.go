@@ -597,9 +597,26 @@ func (t *Table) WriteCheckpoint(ctx context.Context, s *Snapshot) error {
 			nadd++
 		}
 	}
-	lc, _ := json.Marshal(lastCheckpoint{Version: s.Version, Size: int64(len(acts)), SizeInBytes: int64(len(data)), NumOfAddFiles: nadd})
+	lc, err := encodeLastCheckpoint(lastCheckpoint{Version: s.Version, Size: int64(len(acts)), SizeInBytes: int64(len(data)), NumOfAddFiles: nadd})
+	if err != nil {
+		return err
+	}
 	if err := t.store.Put(ctx, t.lastCheckpointKey(), lc); err != nil {
 		return fmt.Errorf("delta: write _last_checkpoint: %w", err)
 	}
 	return nil
+}
+
+// encodeLastCheckpoint renders _last_checkpoint with its checksum.
+func encodeLastCheckpoint(lc lastCheckpoint) ([]byte, error) {
+	b, err := json.Marshal(lc)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := lastCheckpointChecksum(b)
+	if err != nil {
+		return nil, err
+	}
+	lc.Checksum = sum
+	return json.Marshal(lc)
 }

@@ -455,6 +455,7 @@ type lastCheckpoint struct {
 	Parts         *int64 `json:"parts,omitempty"`
 	SizeInBytes   int64  `json:"sizeInBytes,omitempty"`
 	NumOfAddFiles int64  `json:"numOfAddFiles,omitempty"`
+	Checksum      string `json:"checksum,omitempty"`
 }
 
 // readLastCheckpoint returns the hint, or nil when absent or corrupt (it
@@ -467,6 +468,11 @@ func (t *Table) readLastCheckpoint(ctx context.Context) *lastCheckpoint {
 	var lc lastCheckpoint
 	if err := json.Unmarshal(b, &lc); err != nil || lc.Version < 0 {
 		return nil
+	}
+	if lc.Checksum != "" {
+		if sum, err := lastCheckpointChecksum(b); err != nil || sum != lc.Checksum {
+			return nil // corrupt hint
+		}
 	}
 	return &lc
 }

@@ -732,7 +732,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	}
 	compareSnapshots(t, got, want)
 	lc := tab.readLastCheckpoint(ctx)
-	if lc == nil || lc.Version != 2 || lc.NumOfAddFiles != 48 || lc.Size != 2+2+48+2 {
+	if lc == nil || lc.Version != 2 || lc.NumOfAddFiles != 48 || lc.Size != 2+2+48+2 || len(lc.Checksum) != 32 {
 		t.Errorf("_last_checkpoint = %+v", lc)
 	}
 	// Writing it again is harmless.
