@@ -41,8 +41,8 @@
 // Append encodes its entries into frames (so the caller's memory is free
 // once Append returns), queues one request per shard touched and waits.
 // The flusher takes everything queued at once, writes it with one write
-// call (two when the batch crosses into a new segment) and, with
-// DurabilityFsync, one fsync; then it publishes the new End and completes
+// call and, with DurabilityFsync, one fsync (two of each when the batch
+// crosses into a new segment); then it publishes the new End and completes
 // every request of the batch. So N concurrent Appends cost one fsync, not
 // N, and Append returns only once its entries are durable. Readers and End
 // never see records that are not yet durable. A new segment's directory
