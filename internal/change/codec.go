@@ -113,6 +113,14 @@ func (d *decoder) u8(what string) byte {
 	return v
 }
 
+func (d *decoder) flag(what string) bool {
+	v := d.u8(what)
+	if v > 1 && d.err == nil {
+		d.err = fmt.Errorf("%w: %s is %d, want 0 or 1", ErrCorrupt, what, v)
+	}
+	return v == 1
+}
+
 func (d *decoder) u32(what string) uint32 {
 	if d.err != nil || len(d.b) < 4 {
 		d.fail(what)
@@ -191,11 +199,11 @@ func Decode(b []byte, cache *RelationCache) (*Change, error) {
 		rel.Columns[i].Name = string(d.bytes("column name"))
 		rel.Columns[i].TypeOID = d.u32("type oid")
 		rel.Columns[i].TypeMod = int32(d.u32("typmod"))
-		rel.Columns[i].Key = d.u8("key flag") == 1
+		rel.Columns[i].Key = d.flag("key flag")
 	}
-	hasOld := d.u8("old flag")
+	hasOld := d.flag("old flag")
 	c.New = d.image(int(n))
-	if hasOld == 1 {
+	if hasOld {
 		c.Old = d.image(int(n))
 	}
 	if d.err != nil {

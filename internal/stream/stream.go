@@ -9,8 +9,9 @@ package stream
 import (
 	"context"
 	"crypto/md5"
+	"encoding/binary"
 	"errors"
-	"math/big"
+	"math/bits"
 )
 
 // ErrClosed is returned after Close.
@@ -50,23 +51,22 @@ type Log interface {
 	Close() error
 }
 
-// hashKeySpace is 2^128, the Kinesis hash key space.
-var hashKeySpace = new(big.Int).Lsh(big.NewInt(1), 128)
-
 // ShardFor returns the shard that the partition key maps to when the 128-bit
 // MD5 hash key space is split into n equal ranges, as Kinesis does for a
-// stream created with n shards.
+// stream created with n shards: shard = floor(hash * n / 2^128), computed
+// exactly in 192-bit arithmetic without allocating.
 func ShardFor(partitionKey []byte, n int) int {
 	if n <= 1 {
 		return 0
 	}
 	sum := md5.Sum(partitionKey)
-	// The top 64 bits suffice to pick one of n equal ranges exactly unless a
-	// range boundary falls inside a 2^64-wide bucket; use big.Int for exactness.
-	h := new(big.Int).SetBytes(sum[:])
-	h.Mul(h, big.NewInt(int64(n)))
-	h.Div(h, hashKeySpace)
-	return int(h.Int64())
+	hi := binary.BigEndian.Uint64(sum[:8])
+	lo := binary.BigEndian.Uint64(sum[8:])
+	// (hi*2^64 + lo) * n = hHi*2^128 + (hLo + lHi)*2^64 + lLo; we want the 2^128 digit.
+	hHi, hLo := bits.Mul64(hi, uint64(n))
+	lHi, _ := bits.Mul64(lo, uint64(n))
+	_, carry := bits.Add64(hLo, lHi, 0)
+	return int(hHi + carry)
 }
 
 // ErrOutOfRange is returned for an offset past the end of a shard, or for a
