@@ -17,8 +17,8 @@ func sample() *Change {
 	}}
 	return &Change{Rel: rel, Op: OpUpdate, LSN: 0x16B374D848, Pos: 7, EndLSN: 0x16B374D900, XID: 991,
 		CommitTime: time.UnixMicro(1767225600123456).UTC(),
-		New: []Datum{{Text, []byte("42")}, {Text, []byte("2026-01-01 00:00:00+00")}, {Null, nil}, {Unchanged, nil}},
-		Old: []Datum{{Text, []byte("41")}, {Text, []byte("2026-01-01 00:00:00+00")}, {Absent, nil}, {Absent, nil}},
+		New:        []Datum{{Text, []byte("42")}, {Text, []byte("2026-01-01 00:00:00+00")}, {Null, nil}, {Unchanged, nil}},
+		Old:        []Datum{{Text, []byte("41")}, {Text, []byte("2026-01-01 00:00:00+00")}, {Absent, nil}, {Absent, nil}},
 	}
 }
 
