@@ -45,6 +45,12 @@ const (
 	OpDelete Op = 'D'
 	// OpTruncate removes every row of the table (no row image).
 	OpTruncate Op = 'T'
+	// OpLoad is a row read by the initial snapshot (full load), not a
+	// logged change. It carries New only and acts as an insert that is older
+	// than every logged change of its table: its LSN is the slot's
+	// consistent point minus one, which sorts before every commit LSN the
+	// slot can deliver (see internal/source/pgsnap).
+	OpLoad Op = 'L'
 )
 
 func (o Op) String() string {
@@ -57,6 +63,8 @@ func (o Op) String() string {
 		return "delete"
 	case OpTruncate:
 		return "truncate"
+	case OpLoad:
+		return "load"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -64,7 +72,7 @@ func (o Op) String() string {
 // Valid reports whether o is one of the known operations.
 func (o Op) Valid() bool {
 	switch o {
-	case OpInsert, OpUpdate, OpDelete, OpTruncate:
+	case OpInsert, OpUpdate, OpDelete, OpTruncate, OpLoad:
 		return true
 	}
 	return false
