@@ -33,7 +33,7 @@ import (
 
 // Metadata columns of every Bronze table.
 const (
-	ColOp        = "_silt_op"        // I, U, D or T
+	ColOp        = "_silt_op"        // I, U, D, T, or L (snapshot row)
 	ColLSN       = "_silt_lsn"       // commit LSN of the source transaction
 	ColPos       = "_silt_pos"       // position of the change in its transaction
 	ColXID       = "_silt_xid"       // source transaction id
@@ -553,6 +553,8 @@ func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Cha
 			err = emit('D', c.Old)
 		case change.OpTruncate:
 			err = emit('T', nil)
+		case change.OpLoad: // snapshot row (internal/source/pgsnap)
+			err = emit('L', c.New)
 		default:
 			err = fmt.Errorf("unknown op %v", c.Op)
 		}
