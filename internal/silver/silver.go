@@ -12,6 +12,12 @@
 //   - Replaying Bronze commits already merged changes nothing: the txn
 //     version says they are done, and the ordering rule makes even a forced
 //     replay a no-op.
+//   - Snapshot rows (_silt_op L) are merged only by ProcessLoad, a separate
+//     pass with its own txn appId ("silt-load"); Process ignores them. The
+//     pipeline runs ProcessLoad over a table's Bronze versions once its
+//     snapshot is complete and before Process touches the table, so every
+//     logged change of a key is applied after the key's snapshot row even
+//     when the two sit in different micro-batches (see internal/source/pgsnap).
 package silver
 
 import (
@@ -42,6 +48,10 @@ const (
 
 // AppID is the txn appId whose version is the last Bronze version merged.
 const AppID = "silt-bronze"
+
+// LoadAppID is the txn appId whose version is the last Bronze version whose
+// snapshot rows ProcessLoad merged.
+const LoadAppID = "silt-load"
 
 // TablePath is the key prefix of a source table's Silver table.
 func TablePath(t change.TableID) string { return "silver/" + t.Schema + "/" + t.Name }
@@ -113,8 +123,24 @@ func ListTables(ctx context.Context, store blob.Store) ([]change.TableID, error)
 }
 
 // Process merges the next micro-batch of one table. It returns a Result with
-// ToVersion -1 when Silver is already up to date.
+// ToVersion -1 when Silver is already up to date. Snapshot rows are skipped.
 func (p *Processor) Process(ctx context.Context, id change.TableID) (Result, error) {
+	return p.process(ctx, id, false)
+}
+
+// ProcessLoad merges the snapshot rows (_silt_op L) of the next micro-batch
+// of Bronze versions, as inserts, and nothing else; progress is kept under
+// LoadAppID. It returns a Result with ToVersion -1 when every Bronze version
+// has been through it.
+func (p *Processor) ProcessLoad(ctx context.Context, id change.TableID) (Result, error) {
+	return p.process(ctx, id, true)
+}
+
+func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (Result, error) {
+	appID := AppID
+	if load {
+		appID = LoadAppID
+	}
 	res := Result{Table: id, ToVersion: -1}
 	bt := delta.NewTable(p.store, bronze.TablePath(id))
 	bsnap, err := bt.Snapshot(ctx)
@@ -133,7 +159,7 @@ func (p *Processor) Process(ctx context.Context, id change.TableID) (Result, err
 		if err := ssnap.CanWrite(); err != nil {
 			return res, fmt.Errorf("silver %s: %w", id, err)
 		}
-		if v, ok := ssnap.TxnVersion(AppID); ok {
+		if v, ok := ssnap.TxnVersion(appID); ok {
 			done = v
 		}
 	}
@@ -214,6 +240,9 @@ func (p *Processor) Process(ctx context.Context, id change.TableID) (Result, err
 		keyCells := make([]cell, len(keyIdx))
 		for row := 0; row < int(r.NumRows()); row++ {
 			c := chg{lsn: lsnA.Value(row), pos: posA.Value(row), op: opA.Value(row)[0], rec: r, row: row}
+			if (c.op == 'L') != load {
+				continue // snapshot rows go through ProcessLoad only
+			}
 			if !unA.IsNull(row) {
 				c.unchanged = unA.Value(row)
 			}
@@ -333,7 +362,7 @@ func (p *Processor) Process(ctx context.Context, id change.TableID) (Result, err
 			switch c.op {
 			case 'D':
 				state = nil
-			case 'I', 'U':
+			case 'I', 'U', 'L':
 				ix := indexOf(c.rec.Schema())
 				next := make([]cell, len(sschema.Fields))
 				var unch map[string]bool
@@ -378,7 +407,7 @@ func (p *Processor) Process(ctx context.Context, id change.TableID) (Result, err
 	if len(finals) == 0 && len(rewrite) == 0 && ssnap != nil {
 		// Nothing to change in data: still record progress.
 		tx := st.Begin(ssnap)
-		tx.SetAppTxn(AppID, to)
+		tx.SetAppTxn(appID, to)
 		v, err := tx.Commit(ctx, "STREAMING UPDATE", map[string]any{"outputMode": "Update", "queryId": "silt-silver"})
 		if err != nil {
 			return res, fmt.Errorf("silver %s: commit: %w", id, err)
@@ -452,7 +481,7 @@ func (p *Processor) Process(ctx context.Context, id change.TableID) (Result, err
 		}
 		tx.ReadFiles(paths...)
 	}
-	tx.SetAppTxn(AppID, to)
+	tx.SetAppTxn(appID, to)
 	v, err := tx.Commit(ctx, "MERGE", map[string]any{"predicate": "key match on " + strings.Join(keyCols, ","), "source": fmt.Sprintf("bronze versions %d-%d", from, to)})
 	if err != nil {
 		return res, fmt.Errorf("silver %s: commit: %w", id, err)
