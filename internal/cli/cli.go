@@ -73,7 +73,7 @@ Start with "silt demo" to see it work on a throwaway database, then write a conf
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(), demoCmd(), checkCmd(), configCmd(), tableCmd(), slotCmd())
+	root.AddCommand(runCmd(), demoCmd(), checkCmd(), configCmd(), tableCmd(), slotCmd(), statusCmd())
 	return root
 }
 

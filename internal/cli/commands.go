@@ -47,6 +47,14 @@ where it stopped, without loss or duplicates.`,
 			logger.Info("silt running", "slot", cfg.Source.Slot, "stream", cfg.Stream.Dir, "shards", cfg.Stream.Shards, "lake", cfg.Lake.Path)
 			stopStatus := startProgress(cmd.Context(), p, logger)
 			defer stopStatus()
+			srv, err := startStatus(cfg, p)
+			if err != nil {
+				return err
+			}
+			if srv != nil {
+				defer srv.Close()
+				logger.Info("status endpoint", "url", "http://"+srv.Addr()+"/status", "metrics", "http://"+srv.Addr()+"/metrics")
+			}
 			if err := p.Run(cmd.Context()); err != nil {
 				return err
 			}

@@ -109,6 +109,8 @@ bronze:
   flush_interval: 150ms
 silver:
   interval: 200ms
+status:
+  listen: "off"
 log:
   level: warn
 `, cfg.Source.DSN, cfg.Source.Slot, cfg.Source.Publication, cfg.Stream.Dir, cfg.Lake.Path)
