@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -45,6 +46,21 @@ type SourceConfig struct {
 	// StatusInterval is how often the standby status (the acknowledged LSN) is
 	// sent to PostgreSQL. Default 10s.
 	StatusInterval Duration `yaml:"status_interval"`
+	// PasswordFile reads the password from a file (overrides the DSN's and
+	// PGPASSWORD). The password is never logged.
+	PasswordFile string `yaml:"password_file"`
+	// Password is PasswordFile's content (not a YAML key: no secrets in the file).
+	Password string `yaml:"-"`
+	// TxnMemoryLimit is how much of one transaction capture holds in memory;
+	// a larger transaction spills to <stream.dir>/spill. Default 64MiB.
+	TxnMemoryLimit ByteSize `yaml:"txn_memory_limit"`
+	// HeartbeatInterval: when idle, capture writes a heartbeat message this
+	// often so the slot advances (retained WAL stays small). Default 30s;
+	// negative (e.g. -1s) disables.
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	// LagWarnBytes: warn when the slot's unacknowledged WAL exceeds this.
+	// Default 1GiB.
+	LagWarnBytes ByteSize `yaml:"lag_warn_bytes"`
 }
 
 // StreamConfig is the stream between capture and Bronze.
@@ -87,7 +103,8 @@ type SilverConfig struct {
 
 // StatusConfig is the HTTP status endpoint.
 type StatusConfig struct {
-	// Listen is host:port for /status, /metrics and /healthz; empty disables.
+	// Listen is host:port for /status, /metrics and /healthz. Default
+	// 127.0.0.1:9187; "off" disables the endpoint.
 	Listen string `yaml:"listen"`
 }
 
@@ -168,6 +185,15 @@ func (c *Config) SetDefaults(dataDir string) {
 	if s.StatusInterval.Duration == 0 {
 		s.StatusInterval.Duration = 10 * time.Second
 	}
+	if s.TxnMemoryLimit == 0 {
+		s.TxnMemoryLimit = 64 << 20
+	}
+	if s.HeartbeatInterval.Duration == 0 {
+		s.HeartbeatInterval.Duration = 30 * time.Second
+	}
+	if s.LagWarnBytes == 0 {
+		s.LagWarnBytes = 1 << 30
+	}
 	st := &c.Stream
 	if st.Kind == "" {
 		st.Kind = "local"
@@ -203,6 +229,9 @@ func (c *Config) SetDefaults(dataDir string) {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Status.Listen == "" {
+		c.Status.Listen = "127.0.0.1:9187"
+	}
 }
 
 // ValidationError lists every problem found by Validate.
@@ -236,6 +265,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Source.StatusInterval.Duration < 100*time.Millisecond {
 		add("source.status_interval %s is too short: use at least 100ms", c.Source.StatusInterval)
+	}
+	if c.Source.TxnMemoryLimit < 1<<20 {
+		add("source.txn_memory_limit %d is too small: use at least 1MiB", c.Source.TxnMemoryLimit)
+	}
+	if hb := c.Source.HeartbeatInterval.Duration; hb >= 0 && hb < 100*time.Millisecond {
+		add("source.heartbeat_interval %s is too short: use at least 100ms (or a negative value to disable)", c.Source.HeartbeatInterval)
 	}
 	if c.Stream.Kind != "local" {
 		add("stream.kind %q is not supported: use \"local\"", c.Stream.Kind)
@@ -272,6 +307,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Silver.Interval.Duration < 10*time.Millisecond {
 		add("silver.interval %s is too short: use at least 10ms", c.Silver.Interval)
+	}
+	if l := c.Status.Listen; l != "off" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			add("status.listen %q is not host:port (e.g. 127.0.0.1:9187) or \"off\"", l)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -340,6 +380,13 @@ func Parse(raw []byte) (*Config, error) {
 			return nil, fmt.Errorf("source.dsn_file: %w", err)
 		}
 		c.Source.DSN = strings.TrimSpace(string(b))
+	}
+	if c.Source.PasswordFile != "" {
+		b, err := os.ReadFile(c.Source.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("source.password_file: %w", err)
+		}
+		c.Source.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	c.SetDefaults("")
 	return c, nil
