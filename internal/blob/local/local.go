@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/silt-dev/silt/internal/blob"
 )
@@ -47,7 +48,7 @@ func (s *Store) path(key string) (string, error) {
 		return "", fmt.Errorf("blob/local: invalid key %q", key)
 	}
 	clean := filepath.Clean(filepath.FromSlash(key))
-	if clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+	if clean == "." || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
 		return "", fmt.Errorf("blob/local: key %q escapes the root", key)
 	}
 	return filepath.Join(s.root, clean), nil
@@ -59,13 +60,20 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if notExist(err) {
 		return nil, fmt.Errorf("get %s: %w", key, blob.ErrNotExist)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return b, nil
+}
+
+// notExist reports errors meaning "no such object": the file is missing, a
+// path component is a file (ENOTDIR), or the key names a directory
+// (EISDIR), which in an object store is only a prefix of other keys.
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR)
 }
 
 type reader struct {
@@ -81,7 +89,7 @@ func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
 		return nil, err
 	}
 	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if notExist(err) {
 		return nil, fmt.Errorf("open %s: %w", key, blob.ErrNotExist)
 	}
 	if err != nil {
@@ -92,13 +100,18 @@ func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
 		f.Close()
 		return nil, fmt.Errorf("stat %s: %w", key, err)
 	}
+	if st.IsDir() {
+		// A directory is a prefix of other keys, not an object (as in S3).
+		f.Close()
+		return nil, fmt.Errorf("open %s: %w", key, blob.ErrNotExist)
+	}
 	return reader{File: f, size: st.Size()}, nil
 }
 
 // writeTemp writes data to a synced temp file next to p and returns its name.
 func (s *Store) writeTemp(p string, data []byte) (string, error) {
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := s.mkdirs(dir); err != nil {
 		return "", err
 	}
 	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(p)+"-*")
@@ -118,6 +131,35 @@ func (s *Store) writeTemp(p string, data []byte) (string, error) {
 		return "", err
 	}
 	return name, nil
+}
+
+// mkdirs creates dir and its missing parents, and fsyncs the parent of
+// every directory it created: otherwise a crash could lose a new directory
+// (and every file renamed into it) even though the file and its own
+// directory were synced.
+func (s *Store) mkdirs(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == s.root || filepath.Dir(d) == d {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Sync the parent even if another writer created d first: that
+		// writer may not have synced the parent yet.
+		if err := s.syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) syncDir(dir string) error {
@@ -238,7 +280,11 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	st, err := os.Lstat(p)
+	if notExist(err) || (err == nil && st.IsDir()) {
+		return nil // no such object; a directory is only a prefix
+	}
+	if err := os.Remove(p); err != nil && !notExist(err) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
