@@ -65,18 +65,66 @@ type SourceConfig struct {
 
 // StreamConfig is the stream between capture and Bronze.
 type StreamConfig struct {
-	// Kind is "local" (embedded log on disk; the default).
+	// Kind is "local" (embedded log on disk; the default) or "kinesis"
+	// (Amazon Kinesis Data Streams, see Kinesis).
 	Kind string `yaml:"kind"`
-	// Dir is the embedded log's directory. Default <data_dir>/stream.
+	// Dir is the embedded log's directory. Default <data_dir>/stream. With
+	// kind kinesis it holds the Kinesis log's position checkpoints.
 	Dir string `yaml:"dir"`
-	// Shards is the number of shards. Default 1.
+	// Shards is the number of shards. Default 1. With kind kinesis it is the
+	// number of logical shards silt keys its offsets by: it must stay the
+	// same for the life of the lake, while the Kinesis stream itself may be
+	// resharded.
 	Shards int `yaml:"shards"`
 	// Durability is "fsync" (group-commit fsync before a write is
 	// acknowledged; default) or "none" (OS buffered; tests and demos).
+	// Embedded log only.
 	Durability string `yaml:"durability"`
 	// PartitionKey is the partition key strategy: "primary-key" (default;
-	// keeps per-key order), "schema-table", "constant".
+	// keeps per-key order), "columns" (PartitionKeyColumns), "schema-table",
+	// "transaction-id", "constant", "random".
 	PartitionKey string `yaml:"partition_key"`
+	// PartitionKeyColumns are the columns of the "columns" strategy, e.g.
+	// [tag_id, ts]. A table without them is keyed by primary key.
+	PartitionKeyColumns []string `yaml:"partition_key_columns"`
+	// Format is the record format: "compact" (silt's binary change record;
+	// default) or "dms" (the JSON envelope AWS DMS writes to Kinesis, so
+	// existing DMS consumers keep working).
+	Format string `yaml:"format"`
+	// Limits optionally makes the embedded log enforce Kinesis per-shard
+	// limits, to try a shard count locally.
+	Limits ShardLimits `yaml:"limits"`
+	// Kinesis configures kind kinesis.
+	Kinesis KinesisConfig `yaml:"kinesis"`
+}
+
+// ShardLimits are per-shard throughput limits of the embedded log. With
+// Enforce, an append over the write limit waits (back-pressure) and counts
+// as throttled; a read over the read limit waits.
+type ShardLimits struct {
+	// Enforce turns the limits on. Default false.
+	Enforce bool `yaml:"enforce"`
+	// WriteBytesPerSec per shard. Default 1MB (Kinesis).
+	WriteBytesPerSec ByteSize `yaml:"write_bytes_per_sec"`
+	// WriteRecordsPerSec per shard. Default 1000 (Kinesis).
+	WriteRecordsPerSec int `yaml:"write_records_per_sec"`
+	// ReadBytesPerSec per shard. Default 2MB (Kinesis).
+	ReadBytesPerSec ByteSize `yaml:"read_bytes_per_sec"`
+}
+
+// KinesisConfig is Amazon Kinesis Data Streams.
+type KinesisConfig struct {
+	// StreamName is the Kinesis data stream.
+	StreamName string `yaml:"stream_name"`
+	// Region is the AWS region; empty uses the SDK's usual lookup
+	// (AWS_REGION, shared config).
+	Region string `yaml:"region"`
+	// Endpoint overrides the service endpoint (kinesalite, LocalStack, VPC
+	// endpoints), e.g. http://127.0.0.1:4567.
+	Endpoint string `yaml:"endpoint"`
+	// Create creates the stream with stream.shards shards when it does not
+	// exist. Default false.
+	Create bool `yaml:"create"`
 }
 
 // LakeConfig says where Bronze and Silver live.
@@ -210,6 +258,20 @@ func (c *Config) SetDefaults(dataDir string) {
 	if st.PartitionKey == "" {
 		st.PartitionKey = "primary-key"
 	}
+	if st.Format == "" {
+		st.Format = "compact"
+	}
+	if st.Limits.Enforce {
+		if st.Limits.WriteBytesPerSec == 0 {
+			st.Limits.WriteBytesPerSec = 1000 * 1000
+		}
+		if st.Limits.WriteRecordsPerSec == 0 {
+			st.Limits.WriteRecordsPerSec = 1000
+		}
+		if st.Limits.ReadBytesPerSec == 0 {
+			st.Limits.ReadBytesPerSec = 2 * 1000 * 1000
+		}
+	}
 	if c.Lake.Path == "" {
 		c.Lake.Path = dataDir + "/lake"
 	}
@@ -272,11 +334,13 @@ func (c *Config) Validate() error {
 	if hb := c.Source.HeartbeatInterval.Duration; hb >= 0 && hb < 100*time.Millisecond {
 		add("source.heartbeat_interval %s is too short: use at least 100ms (or a negative value to disable)", c.Source.HeartbeatInterval)
 	}
-	if c.Stream.Kind != "local" {
-		add("stream.kind %q is not supported: use \"local\"", c.Stream.Kind)
+	switch c.Stream.Kind {
+	case "local", "kinesis":
+	default:
+		add("stream.kind %q is not supported: use \"local\" or \"kinesis\"", c.Stream.Kind)
 	}
 	if c.Stream.Dir == "" {
-		add("stream.dir is empty: set a directory for the embedded log")
+		add("stream.dir is empty: set a directory for the embedded log (with kind kinesis: for its position checkpoints)")
 	}
 	if c.Stream.Shards < 1 || c.Stream.Shards > 1024 {
 		add("stream.shards %d is out of range: use 1 to 1024", c.Stream.Shards)
@@ -287,9 +351,52 @@ func (c *Config) Validate() error {
 		add("stream.durability %q is not one of fsync, none", c.Stream.Durability)
 	}
 	switch c.Stream.PartitionKey {
-	case "primary-key", "schema-table", "constant":
+	case "primary-key", "columns", "schema-table", "transaction-id", "constant", "random":
+		if c.Stream.PartitionKey == "columns" && len(c.Stream.PartitionKeyColumns) == 0 {
+			add("stream.partition_key columns needs stream.partition_key_columns, e.g. [tag_id, ts]")
+		}
+		if c.Stream.PartitionKey != "columns" && len(c.Stream.PartitionKeyColumns) > 0 {
+			add("stream.partition_key_columns is set but stream.partition_key is %q: set it to columns", c.Stream.PartitionKey)
+		}
 	default:
-		add("stream.partition_key %q is not one of primary-key, schema-table, constant", c.Stream.PartitionKey)
+		add("stream.partition_key %q is not one of primary-key, columns, schema-table, transaction-id, constant, random", c.Stream.PartitionKey)
+	}
+	seenCol := map[string]bool{}
+	for _, col := range c.Stream.PartitionKeyColumns {
+		if col == "" || len(col) > 63 || strings.ContainsRune(col, 0) {
+			add("stream.partition_key_columns: %q is not a column name", col)
+		} else if seenCol[col] {
+			add("stream.partition_key_columns: %q is listed twice", col)
+		}
+		seenCol[col] = true
+	}
+	switch c.Stream.Format {
+	case "compact", "dms":
+	default:
+		add("stream.format %q is not one of compact, dms", c.Stream.Format)
+	}
+	if l := c.Stream.Limits; l.Enforce {
+		if l.WriteBytesPerSec < 1<<10 {
+			add("stream.limits.write_bytes_per_sec %d is too small: use at least 1KiB (Kinesis: 1MB)", l.WriteBytesPerSec)
+		}
+		if l.WriteRecordsPerSec < 1 {
+			add("stream.limits.write_records_per_sec %d must be positive (Kinesis: 1000)", l.WriteRecordsPerSec)
+		}
+		if l.ReadBytesPerSec < 1<<10 {
+			add("stream.limits.read_bytes_per_sec %d is too small: use at least 1KiB (Kinesis: 2MB)", l.ReadBytesPerSec)
+		}
+		if c.Stream.Kind == "kinesis" {
+			add("stream.limits applies to the embedded log only: Kinesis enforces its own limits")
+		}
+	}
+	if c.Stream.Kind == "kinesis" {
+		k := c.Stream.Kinesis
+		if !validStreamName(k.StreamName) {
+			add("stream.kinesis.stream_name %q must be 1 to 128 letters, digits, '_', '-' or '.'", k.StreamName)
+		}
+		if k.Endpoint != "" && !strings.HasPrefix(k.Endpoint, "http://") && !strings.HasPrefix(k.Endpoint, "https://") {
+			add("stream.kinesis.endpoint %q must be an http:// or https:// URL", k.Endpoint)
+		}
 	}
 	if c.Lake.Path == "" {
 		add("lake.path is empty: set a directory for Bronze and Silver")
@@ -322,6 +429,18 @@ func (c *Config) Validate() error {
 		return &ValidationError{Problems: p}
 	}
 	return nil
+}
+
+func validStreamName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func validIdent(s string) bool {

@@ -1,40 +1,41 @@
 package pipeline
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 
 	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/config"
+	"github.com/silt-dev/silt/internal/stream"
+	"github.com/silt-dev/silt/internal/stream/locallog"
 )
 
-// PartitionKey returns the stream partition key of a change:
-//
-//	primary-key:  "schema.table" + the key column values (per-key order kept)
-//	schema-table: "schema.table" (per-table order; one hot shard per busy table)
-//	constant:     "silt" (one shard; total order)
-func PartitionKey(strategy string, c *change.Change) []byte {
-	switch strategy {
-	case "constant":
-		return []byte("silt")
-	case "schema-table":
-		return []byte(c.Rel.Table.String())
+// openStream opens the stream that cfg.Kind names, wrapped for the record
+// format, and builds its Partitioner. It logs, once, why the partition key
+// strategy may make hot shards.
+func openStream(ctx context.Context, cfg config.StreamConfig, logger *slog.Logger) (stream.Log, *stream.Partitioner, error) {
+	part, err := stream.NewPartitioner(stream.PartitionConfig{Strategy: cfg.PartitionKey, Columns: cfg.PartitionKeyColumns},
+		func(t change.TableID, why string) {
+			logger.Warn("stream partition key falls back to primary-key", "table", t.String(), "reason", why)
+		})
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream.partition_key: %w", err)
 	}
-	key := make([]byte, 0, 64)
-	key = append(key, c.Rel.Table.Schema...)
-	key = append(key, '.')
-	key = append(key, c.Rel.Table.Name...)
-	img := c.New
-	if c.Op == change.OpDelete || img == nil {
-		img = c.Old
+	for _, w := range part.Warnings(cfg.Shards) {
+		logger.Warn("stream partition key may make hot shards", "strategy", cfg.PartitionKey, "shards", cfg.Shards, "why", w)
 	}
-	for i, col := range c.Rel.Columns {
-		if !col.Key || i >= len(img) {
-			continue
+	switch cfg.Kind {
+	case "local", "":
+		lg, err := locallog.Open(cfg.Dir, locallog.Options{Shards: cfg.Shards, Durability: durability(cfg.Durability)})
+		if err != nil {
+			return nil, nil, fmt.Errorf("stream.dir %s: %w", cfg.Dir, err)
 		}
-		key = append(key, 0)
-		key = append(key, img[i].Data...)
+		return lg, part, nil
 	}
-	return key
+	return nil, nil, fmt.Errorf("stream.kind %q is not supported by this build", cfg.Kind)
 }
 
 // SessionDSN adds the session settings silt's text decoding relies on (UTC,

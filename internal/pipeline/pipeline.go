@@ -39,6 +39,7 @@ type Pipeline struct {
 	logger *slog.Logger
 	store  blob.Store
 	log    stream.Log
+	part   *stream.Partitioner // partition keys from stream config (keys.go)
 	src    *pgrepl.Source
 
 	// capture state (capture goroutine only)
@@ -137,12 +138,12 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		return nil, err
 	}
 	p.src = src
-	lg, err := locallog.Open(cfg.Stream.Dir, locallog.Options{Shards: cfg.Stream.Shards, Durability: durability(cfg.Stream.Durability)})
+	lg, part, err := openStream(ctx, cfg.Stream, logger) // locallog or kinesis (keys.go)
 	if err != nil {
 		src.Close()
-		return nil, fmt.Errorf("stream.dir %s: %w", cfg.Stream.Dir, err)
+		return nil, err
 	}
-	p.log = lg
+	p.log, p.part = lg, part
 	return p, nil
 }
 
@@ -306,7 +307,7 @@ func (p *Pipeline) onTxn(ctx context.Context, txn []*change.Change, commitLSN, e
 	spans := make([]span, 0, len(txn))
 	keys := make([][]byte, 0, len(txn))
 	for _, c := range txn {
-		key := PartitionKey(p.cfg.Stream.PartitionKey, c)
+		key := p.part.Key(c)
 		if p.dedupOn {
 			s := stream.ShardFor(key, shards)
 			if d := p.dedup[s]; d.ok && !change.Less(d.lsn, d.pos, c.LSN, c.Pos) {
