@@ -62,7 +62,10 @@ type Options struct {
 	OnProgress func(pos []int64)
 	// OnCommit is called after a table's Bronze commit.
 	OnCommit func(t change.TableID, version int64, rows int)
-	Logger   *slog.Logger
+	// Types resolves domain columns to their base type (see Resolve). Nil:
+	// domains are stored as strings.
+	Types  TypeResolver
+	Logger *slog.Logger
 }
 
 // Writer moves records from a stream.Log into Bronze.
@@ -326,7 +329,7 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 	if t.snap != nil {
 		schema = t.snap.Schema()
 	}
-	newSchema, changed, parts, err := evolve(schema, t.rows)
+	newSchema, changed, parts, err := evolve(schema, t.rows, w.opts.Types)
 	if err != nil {
 		return fmt.Errorf("bronze: table %s: %w", t.id, err)
 	}
@@ -343,7 +346,7 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 		}
 		t.snap = snap
 		schema, changed = snap.Schema(), false
-		if newSchema, changed, _, err = evolve(schema, t.rows); err != nil {
+		if newSchema, changed, _, err = evolve(schema, t.rows, w.opts.Types); err != nil {
 			return fmt.Errorf("bronze: table %s: %w", t.id, err)
 		}
 	}
@@ -412,7 +415,7 @@ func partitionColumns(source *delta.StructType) []string {
 // evolve returns the Bronze schema covering every relation in rows, starting
 // from have (nil: new table), whether it differs from have, and for a new
 // table its partition columns.
-func evolve(have *delta.StructType, rows []*change.Change) (*delta.StructType, bool, []string, error) {
+func evolve(have *delta.StructType, rows []*change.Change, types TypeResolver) (*delta.StructType, bool, []string, error) {
 	out := &delta.StructType{}
 	if have != nil {
 		out.Fields = append(out.Fields, have.Fields...)
@@ -425,7 +428,7 @@ func evolve(have *delta.StructType, rows []*change.Change) (*delta.StructType, b
 		}
 		seen = c.Rel
 		for _, col := range c.Rel.Columns {
-			dt := DeltaType(col)
+			dt := DeltaType(Resolve(types, col))
 			if f := out.Field(col.Name); f != nil {
 				if f.Type.TypeName() != dt.TypeName() {
 					return nil, false, nil, fmt.Errorf("column %q changed type from %s to %s; silt cannot change a column's type in place yet: stop silt, rename or recreate the Bronze table %s, then restart", col.Name, f.Type.TypeName(), dt.TypeName(), c.Rel.Table)

@@ -2,7 +2,9 @@ package bronze
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -38,14 +40,41 @@ const (
 	oidNumeric     = 1700
 )
 
-// DeltaType is the type rule from a PostgreSQL column to a Delta column
-// (documented in DESIGN.md, "Type mapping"):
+// DeltaType is the one type rule from a PostgreSQL column to a Delta column,
+// used by Bronze, Silver and the verifier (DESIGN.md, "Type mapping"; the
+// README has the full table). Values arrive in PostgreSQL's text format with
+// the session settings of pipeline.SessionDSN, from pgoutput (CDC) and from
+// the snapshot alike, and AppendText parses them, so a value read by the
+// snapshot and the same value read by CDC land identically.
 //
-//	bool -> boolean; int2 -> short; int4 -> integer; int8, oid -> long;
-//	float4 -> float; float8 -> double (NaN and ±Infinity kept);
-//	numeric(p,s) with p <= 38 -> decimal(p,s); unconstrained or wider numeric -> string (exact text);
-//	date -> date; timestamptz -> timestamp (UTC); timestamp -> timestamp (the wall-clock value read as UTC);
-//	bytea -> binary; everything else (text, varchar, uuid, json, arrays, ...) -> string (PostgreSQL text form).
+//	bool                        boolean
+//	int2 / int4 / int8, oid     short / integer / long
+//	float4 / float8             float / double (NaN, Infinity, -Infinity kept)
+//	numeric(p,s)                decimal(p,s) when it fits 38 digits: a negative
+//	                            scale gives decimal(p-s,0), a scale above the
+//	                            precision decimal(s,s); NaN (the only special
+//	                            value a constrained numeric can hold) is stored
+//	                            as NULL (see AppendText)
+//	numeric, wider numeric      string, the exact text (NaN, Infinity too)
+//	date                        date; BC and years past 9999 exact
+//	                            (proleptic Gregorian); infinity / -infinity as
+//	                            the int32 extremes, as PostgreSQL stores them
+//	timestamptz                 timestamp, UTC
+//	timestamp                   timestamp: the wall-clock value read as UTC;
+//	                            infinity / -infinity as the int64 extremes;
+//	                            BC exact; years after 294246 (beyond int64 µs
+//	                            since 1970) are rejected with an error
+//	bytea                       binary
+//	domain                      the rule of its base type (with the domain's
+//	                            typmod); needs a TypeResolver, see Resolve
+//	everything else             string in PostgreSQL's text form: text,
+//	                            varchar, char(n) (blank-padded), name, "char",
+//	                            time, timetz, interval (IntervalStyle
+//	                            postgres), uuid, json, jsonb, xml, arrays,
+//	                            enums, composites, ranges, multiranges, inet,
+//	                            cidr, macaddr, macaddr8, money (formatted by
+//	                            the server's lc_monetary), bit, varbit,
+//	                            tsvector, geometric types, pg_lsn, xid, ...
 func DeltaType(c change.Column) delta.DataType {
 	switch c.TypeOID {
 	case oidBool:
@@ -61,7 +90,7 @@ func DeltaType(c change.Column) delta.DataType {
 	case oidFloat8:
 		return delta.Double
 	case oidNumeric:
-		if p, s, ok := numericTypmod(c.TypeMod); ok && p <= 38 {
+		if p, s, ok := decimalFor(c.TypeMod); ok {
 			return &delta.DecimalType{Precision: p, Scale: s}
 		}
 		return delta.String
@@ -75,114 +104,395 @@ func DeltaType(c change.Column) delta.DataType {
 	return delta.String
 }
 
+// TypeResolver tells which user-defined types are domains. PostgreSQL
+// announces a domain column with the domain's OID (pgoutput's Relation
+// message, pg_attribute); silt stores it by its base type's rule.
+type TypeResolver interface {
+	// BaseType returns the base type of domain oid, following domains over
+	// domains, and the domain's typmod; ok is false if oid is no domain.
+	BaseType(oid uint32) (base uint32, typmod int32, ok bool)
+}
+
+// Resolve returns col with a domain type replaced by its base type. With a
+// nil resolver, or for built-in types (OIDs below 16384, never domains),
+// col is returned as is.
+func Resolve(r TypeResolver, col change.Column) change.Column {
+	if r == nil || col.TypeOID < firstUserOID {
+		return col
+	}
+	if base, typmod, ok := r.BaseType(col.TypeOID); ok {
+		col.TypeOID = base
+		if typmod >= 0 || col.TypeMod < 0 {
+			col.TypeMod = typmod
+		}
+	}
+	return col
+}
+
+// firstUserOID is PostgreSQL's FirstNormalObjectId: every OID below it is
+// a built-in object.
+const firstUserOID = 16384
+
+// decimalFor returns the decimal type that holds every value of
+// numeric(typmod) exactly, if one fits Delta's 38 digits.
+func decimalFor(typmod int32) (precision, scale int, ok bool) {
+	p, s, ok := numericTypmod(typmod)
+	if !ok {
+		return 0, 0, false
+	}
+	switch {
+	case s < 0: // numeric(5,-2): integers of up to p-s digits
+		p, s = p-s, 0
+	case s > p: // numeric(3,5): values below 10^(p-s), s fractional digits
+		p = s
+	}
+	if p > 38 {
+		return 0, 0, false
+	}
+	return p, s, true
+}
+
+// numericTypmod decodes numeric's typmod. Since PostgreSQL 15 the scale is
+// an 11-bit signed field and may be negative or exceed the precision.
 func numericTypmod(typmod int32) (precision, scale int, ok bool) {
 	if typmod < 4 {
 		return 0, 0, false
 	}
 	t := typmod - 4
 	precision = int((t >> 16) & 0xffff)
-	scale = int(t & 0x7ff)
-	if precision < 1 || scale > precision {
+	scale = int(((t & 0x7ff) ^ 1024) - 1024)
+	if precision < 1 || precision > 1000 {
 		return 0, 0, false
 	}
 	return precision, scale, true
 }
 
 // AppendText parses one PostgreSQL text-format value (as sent by pgoutput
-// with DateStyle=ISO, TimeZone=UTC, bytea_output=hex) and appends it to b,
-// whose type must come from ArrowType(DeltaType(col)).
+// and read by the snapshot with pipeline.SessionDSN's settings: DateStyle=ISO,
+// TimeZone=UTC, bytea_output=hex, extra_float_digits=3) and appends it to b,
+// whose type must come from ArrowType(DeltaType(col)); t is that Delta type.
+//
+// Special values (the rule in DeltaType): float NaN and ±Infinity are kept;
+// a NaN in a decimal column is appended as NULL (Parquet decimals have no
+// NaN); date and timestamp ±infinity become the extremes of their integer
+// encodings (date: int32 days, timestamp: int64 µs), exactly as PostgreSQL
+// itself stores them, and BC dates are exact (proleptic Gregorian).
 func AppendText(b array.Builder, t delta.DataType, text []byte) error {
-	s := string(text)
 	switch bb := b.(type) {
 	case *array.BooleanBuilder:
-		switch s {
+		switch string(text) {
 		case "t", "true":
 			bb.Append(true)
 		case "f", "false":
 			bb.Append(false)
 		default:
-			return fmt.Errorf("invalid boolean %q", s)
+			return fmt.Errorf("invalid boolean %q", text)
 		}
 	case *array.Int16Builder:
-		v, err := strconv.ParseInt(s, 10, 16)
+		v, err := parseInt(text, 16)
 		if err != nil {
 			return err
 		}
 		bb.Append(int16(v))
 	case *array.Int32Builder:
-		v, err := strconv.ParseInt(s, 10, 32)
+		v, err := parseInt(text, 32)
 		if err != nil {
 			return err
 		}
 		bb.Append(int32(v))
 	case *array.Int64Builder:
-		v, err := strconv.ParseInt(s, 10, 64)
+		v, err := parseInt(text, 64)
 		if err != nil {
 			return err
 		}
 		bb.Append(v)
 	case *array.Float32Builder:
-		v, err := strconv.ParseFloat(s, 32)
+		v, err := strconv.ParseFloat(string(text), 32)
 		if err != nil {
 			return err
 		}
 		bb.Append(float32(v))
 	case *array.Float64Builder:
-		v, err := strconv.ParseFloat(s, 64)
+		v, err := strconv.ParseFloat(string(text), 64)
 		if err != nil {
 			return err
 		}
 		bb.Append(v)
 	case *array.Decimal128Builder:
-		dt := t.(*delta.DecimalType)
-		v, err := parseDecimal(s, dt.Precision, dt.Scale)
+		if string(text) == "NaN" {
+			bb.AppendNull()
+			return nil
+		}
+		dt, ok := t.(*delta.DecimalType)
+		if !ok {
+			return fmt.Errorf("decimal builder for Delta type %s", t.TypeName())
+		}
+		v, err := parseDecimal(string(text), dt.Precision, dt.Scale)
 		if err != nil {
 			return err
 		}
 		bb.Append(v)
 	case *array.Date32Builder:
-		d, err := time.Parse("2006-01-02", s)
-		if err != nil {
-			return fmt.Errorf("invalid date %q (only ISO dates between 0001 and 9999 are supported)", s)
-		}
-		bb.Append(arrow.Date32FromTime(d))
-	case *array.TimestampBuilder:
-		ts, err := ParseTimestamp(s)
+		d, err := ParseDate(text)
 		if err != nil {
 			return err
 		}
-		bb.Append(arrow.Timestamp(ts.UnixMicro()))
+		bb.Append(arrow.Date32(d))
+	case *array.TimestampBuilder:
+		us, err := ParseTimestampMicros(text)
+		if err != nil {
+			return err
+		}
+		bb.Append(arrow.Timestamp(us))
 	case *array.BinaryBuilder:
-		if !strings.HasPrefix(s, `\x`) {
+		if len(text) < 2 || text[0] != '\\' || text[1] != 'x' {
 			return fmt.Errorf("bytea value is not in hex format (set bytea_output=hex)")
 		}
-		v, err := hex.DecodeString(s[2:])
-		if err != nil {
+		v := make([]byte, (len(text)-2)/2)
+		if _, err := hex.Decode(v, text[2:]); err != nil {
 			return fmt.Errorf("invalid bytea hex: %w", err)
 		}
 		bb.Append(v)
 	case *array.StringBuilder:
-		bb.Append(s)
+		bb.BinaryBuilder.Append(text)
 	default:
 		return fmt.Errorf("no text parser for arrow builder %T", b)
 	}
 	return nil
 }
 
-// ParseTimestamp parses PostgreSQL ISO timestamps with or without zone.
-// Values without a zone are read as UTC.
-func ParseTimestamp(s string) (time.Time, error) {
-	for _, layout := range []string{
-		"2006-01-02 15:04:05.999999999Z07",
-		"2006-01-02 15:04:05.999999999Z07:00",
-		"2006-01-02 15:04:05.999999999Z07:00:00",
-		"2006-01-02 15:04:05.999999999",
-	} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
-		}
+// parseInt parses a base-10 integer that fits bits, without allocating.
+func parseInt(b []byte, bits int) (int64, error) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, fmt.Errorf("invalid integer %q", b)
 	}
-	return time.Time{}, fmt.Errorf("invalid timestamp %q (infinite and BC timestamps are not supported yet)", s)
+	neg := b[0] == '-'
+	i := 0
+	if neg || b[0] == '+' {
+		i = 1
+	}
+	if i == len(b) {
+		return 0, fmt.Errorf("invalid integer %q", b)
+	}
+	var u uint64
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("invalid integer %q", b)
+		}
+		if u > (math.MaxUint64-9)/10 {
+			return 0, fmt.Errorf("integer %q out of range", b)
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	limit := uint64(1) << (bits - 1)
+	if (!neg && u >= limit) || (neg && u > limit) {
+		return 0, fmt.Errorf("integer %q out of range for %d bits", b, bits)
+	}
+	if neg {
+		return -int64(u), nil
+	}
+	return int64(u), nil
+}
+
+// Date and timestamp extremes that stand for PostgreSQL's ±infinity.
+const (
+	DateInfinity           = math.MaxInt32
+	DateMinusInfinity      = math.MinInt32
+	TimestampInfinity      = math.MaxInt64
+	TimestampMinusInfinity = math.MinInt64
+)
+
+// ParseDate parses PostgreSQL's ISO date output ("2024-01-31",
+// "0044-03-15 BC", "12345-01-01", "infinity", "-infinity") into days since
+// 1970-01-01 in the proleptic Gregorian calendar.
+func ParseDate(b []byte) (int32, error) {
+	switch string(b) {
+	case "infinity":
+		return DateInfinity, nil
+	case "-infinity":
+		return DateMinusInfinity, nil
+	}
+	days, rest, err := parseYMD(b)
+	if err == nil && len(rest) != 0 {
+		err = errors.New("trailing text")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("invalid date %q: %v", b, err)
+	}
+	if days > math.MaxInt32-1 || days < math.MinInt32+1 {
+		return 0, fmt.Errorf("date %q out of range", b)
+	}
+	return int32(days), nil
+}
+
+// ParseTimestampMicros parses PostgreSQL's ISO timestamp output, with or
+// without a zone offset ("2024-01-31 12:00:00.5+05:30",
+// "0044-03-15 12:00:00 BC", "infinity"), into microseconds since the Unix
+// epoch, UTC. A value without an offset is read as UTC.
+func ParseTimestampMicros(b []byte) (int64, error) {
+	switch string(b) {
+	case "infinity":
+		return TimestampInfinity, nil
+	case "-infinity":
+		return TimestampMinusInfinity, nil
+	}
+	us, err := parseTimestamp(b)
+	if err != nil {
+		return 0, fmt.Errorf("invalid timestamp %q: %v", b, err)
+	}
+	return us, nil
+}
+
+// ParseTimestamp parses a finite PostgreSQL ISO timestamp (see
+// ParseTimestampMicros) into a UTC time.
+func ParseTimestamp(s string) (time.Time, error) {
+	us, err := parseTimestamp([]byte(s))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid timestamp %q: %v", s, err)
+	}
+	return time.UnixMicro(us).UTC(), nil
+}
+
+func parseTimestamp(b []byte) (int64, error) {
+	bc := false
+	if n := len(b); n > 3 && string(b[n-3:]) == " BC" {
+		bc, b = true, b[:n-3]
+	}
+	days, rest, err := parseYMDEra(b, bc)
+	if err != nil {
+		return 0, err
+	}
+	if len(rest) < 9 || rest[0] != ' ' || rest[3] != ':' || rest[6] != ':' {
+		return 0, errors.New("want HH:MM:SS after the date")
+	}
+	h, ok1 := digits(rest[1:3])
+	mi, ok2 := digits(rest[4:6])
+	sec, ok3 := digits(rest[7:9])
+	if !ok1 || !ok2 || !ok3 || h > 24 || mi > 59 || sec > 60 {
+		return 0, errors.New("bad time of day")
+	}
+	rest = rest[9:]
+	var frac int64
+	if len(rest) > 0 && rest[0] == '.' {
+		rest = rest[1:]
+		n := 0
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 0 || n > 6 {
+			return 0, errors.New("bad fraction of a second")
+		}
+		f, _ := digits(rest[:n])
+		for i := n; i < 6; i++ {
+			f *= 10
+		}
+		frac, rest = int64(f), rest[n:]
+	}
+	var offset int64 // seconds east of UTC
+	if len(rest) > 0 {
+		sign := int64(1)
+		switch rest[0] {
+		case '+':
+		case '-':
+			sign = -1
+		default:
+			return 0, errors.New("trailing text")
+		}
+		rest = rest[1:]
+		var parts [3]int
+		for i := 0; i < 3 && len(rest) > 0; i++ {
+			if i > 0 {
+				if rest[0] != ':' {
+					return 0, errors.New("bad zone offset")
+				}
+				rest = rest[1:]
+			}
+			if len(rest) < 2 {
+				return 0, errors.New("bad zone offset")
+			}
+			v, ok := digits(rest[:2])
+			if !ok {
+				return 0, errors.New("bad zone offset")
+			}
+			parts[i], rest = v, rest[2:]
+		}
+		if len(rest) != 0 {
+			return 0, errors.New("trailing text")
+		}
+		offset = sign * int64(parts[0]*3600+parts[1]*60+parts[2])
+	}
+	secs := days*86400 + int64(h*3600+mi*60+sec) - offset
+	if secs > math.MaxInt64/1_000_000-1 || secs < math.MinInt64/1_000_000+1 {
+		return 0, errors.New("out of range")
+	}
+	return secs*1_000_000 + frac, nil
+}
+
+// parseYMD parses "Y...Y-MM-DD[ BC]" at the start of b and returns days
+// since 1970-01-01 and the text after the date.
+func parseYMD(b []byte) (int64, []byte, error) {
+	bc := false
+	if n := len(b); n > 3 && string(b[n-3:]) == " BC" {
+		bc, b = true, b[:n-3]
+	}
+	return parseYMDEra(b, bc)
+}
+
+func parseYMDEra(b []byte, bc bool) (int64, []byte, error) {
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	if n < 4 || n > 7 || len(b) < n+6 || b[n] != '-' || b[n+3] != '-' {
+		return 0, nil, errors.New("want YYYY-MM-DD")
+	}
+	y, _ := digits(b[:n])
+	m, ok1 := digits(b[n+1 : n+3])
+	d, ok2 := digits(b[n+4 : n+6])
+	if !ok1 || !ok2 || m < 1 || m > 12 || d < 1 || d > 31 {
+		return 0, nil, errors.New("bad month or day")
+	}
+	year := int64(y)
+	if bc {
+		if year == 0 {
+			return 0, nil, errors.New("year 0 BC")
+		}
+		year = 1 - year // 1 BC is astronomical year 0
+	}
+	return daysFromCivil(year, m, d), b[n+6:], nil
+}
+
+// daysFromCivil returns the days since 1970-01-01 of a proleptic Gregorian
+// date (astronomical year numbering), for any year.
+func daysFromCivil(y int64, m, d int) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12 // March = 0
+	doy := int64((153*mp+2)/5 + d - 1)
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
+// digits parses a short run of ASCII digits.
+func digits(b []byte) (int, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	v := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, true
 }
 
 func parseDecimal(s string, precision, scale int) (decimal128.Num, error) {
@@ -203,9 +513,23 @@ func parseDecimal(s string, precision, scale int) (decimal128.Num, error) {
 	if len(all) > precision {
 		return decimal128.Num{}, fmt.Errorf("numeric %q does not fit decimal(%d,%d)", s, precision, scale)
 	}
+	if len(all) <= 18 {
+		var v int64
+		for i := 0; i < len(all); i++ {
+			c := all[i]
+			if c < '0' || c > '9' {
+				return decimal128.Num{}, fmt.Errorf("invalid numeric %q", s)
+			}
+			v = v*10 + int64(c-'0')
+		}
+		if neg {
+			v = -v
+		}
+		return decimal128.FromI64(v), nil
+	}
 	bi, ok := new(big.Int).SetString(all, 10)
 	if !ok {
-		return decimal128.Num{}, fmt.Errorf("invalid numeric %q (NaN and Infinity are not supported in a constrained numeric column yet)", s)
+		return decimal128.Num{}, fmt.Errorf("invalid numeric %q", s)
 	}
 	if neg {
 		bi.Neg(bi)
