@@ -25,6 +25,7 @@ type Config struct {
 	Lake   LakeConfig   `yaml:"lake"`
 	Bronze BronzeConfig `yaml:"bronze"`
 	Silver SilverConfig `yaml:"silver"`
+	Gold   []GoldConfig `yaml:"gold"`
 	Status StatusConfig `yaml:"status"`
 	Log    LogConfig    `yaml:"log"`
 }
@@ -294,6 +295,9 @@ func (c *Config) SetDefaults(dataDir string) {
 	if c.Status.Listen == "" {
 		c.Status.Listen = "127.0.0.1:9187"
 	}
+	for i := range c.Gold {
+		c.Gold[i].setDefaults()
+	}
 }
 
 // ValidationError lists every problem found by Validate.
@@ -414,6 +418,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Silver.Interval.Duration < 10*time.Millisecond {
 		add("silver.interval %s is too short: use at least 10ms", c.Silver.Interval)
+	}
+	seenGold := map[string]bool{}
+	for i := range c.Gold {
+		c.Gold[i].validate(i, add)
+		if seenGold[c.Gold[i].Name] {
+			add("gold[%d].name %q is used twice", i, c.Gold[i].Name)
+		}
+		seenGold[c.Gold[i].Name] = true
 	}
 	if l := c.Status.Listen; l != "off" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
+	"github.com/silt-dev/silt/internal/gold"
 	"github.com/silt-dev/silt/internal/silver"
 	"github.com/silt-dev/silt/internal/source/pgrepl"
 	"github.com/silt-dev/silt/internal/stream"
@@ -81,6 +83,8 @@ type Stats struct {
 	SilverBatches atomic.Int64
 	SilverChanges atomic.Int64
 	SilverMaxLSN  atomic.Uint64
+	GoldLate      atomic.Int64 // changes not applied to Gold because their window was final
+	Reconnects    atomic.Int64 // capture reconnects after retryable source errors
 }
 
 // StatsSnapshot is a point-in-time copy of Stats plus freshness figures.
@@ -133,6 +137,13 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		Publication:    cfg.Source.Publication,
 		Tables:         tables,
 		StatusInterval: cfg.Source.StatusInterval.Duration,
+		// CDC robustness (pgrepl owner): spill, heartbeats, lag warning, password.
+		TxnMemoryLimit:    int64(cfg.Source.TxnMemoryLimit),
+		SpillDir:          filepath.Join(cfg.Stream.Dir, "spill"),
+		Password:          cfg.Source.Password,
+		HeartbeatInterval: cfg.Source.HeartbeatInterval.Duration,
+		LagWarnBytes:      int64(cfg.Source.LagWarnBytes),
+		Logger:            logger,
 	})
 	if err != nil {
 		return nil, err
@@ -188,7 +199,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		defer close(captureDone)
-		err := p.src.Run(captureCtx, p.onTxn)
+		err := p.runCapture(captureCtx) // retries retryable source errors (capture.go)
 		if err != nil && captureCtx.Err() == nil {
 			errc <- fmt.Errorf("capture: %w", err)
 		}
@@ -298,8 +309,11 @@ func (p *Pipeline) loadDedup(ctx context.Context) error {
 	return nil
 }
 
-// onTxn is the capture handler: route, encode and append one transaction.
-func (p *Pipeline) onTxn(ctx context.Context, txn []*change.Change, commitLSN, endLSN change.LSN) error {
+// onTxn is the capture handler: route, encode and append one transaction,
+// or one chunk of a large one (b.Last marks the final chunk; only then is
+// the transaction's end LSN queued for acknowledgement).
+func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
+	txn, commitLSN, endLSN := b.Changes, b.CommitLSN, b.EndLSN
 	shards := p.log.Shards()
 	p.entries = p.entries[:0]
 	p.encBuf = p.encBuf[:0]
@@ -330,6 +344,10 @@ func (p *Pipeline) onTxn(ctx context.Context, txn []*change.Change, commitLSN, e
 			return fmt.Errorf("append to stream: %w", err)
 		}
 	}
+	p.stats.Changes.Add(int64(len(txn)))
+	if !b.Last {
+		return nil // the ack waits for the transaction's last chunk
+	}
 	ends := make([]int64, shards)
 	for s := range ends {
 		e, err := p.log.End(ctx, s)
@@ -339,7 +357,6 @@ func (p *Pipeline) onTxn(ctx context.Context, txn []*change.Change, commitLSN, e
 		ends[s] = e
 	}
 	p.stats.Transactions.Add(1)
-	p.stats.Changes.Add(int64(len(txn)))
 	p.stats.LastCommitLSN.Store(uint64(commitLSN))
 	p.ackMu.Lock()
 	p.pending = append(p.pending, pendingAck{end: endLSN, ends: ends})
@@ -461,6 +478,27 @@ func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error
 			}
 			p.logger.Debug("silver batch", "table", t.String(), "bronze_from", res.FromVersion, "bronze_to", res.ToVersion,
 				"silver_version", res.SilverVersion, "changes", res.Changes, "upserts", res.Upserts, "deletes", res.Deletes)
+		}
+	}
+	return p.goldPass(ctx)
+}
+
+// goldPass brings every configured Gold table up to its Silver table.
+func (p *Pipeline) goldPass(ctx context.Context) error {
+	for _, g := range p.cfg.Gold {
+		src, _ := config.ParseTable(g.Source) // validated
+		spec := gold.Spec{Name: g.Name, Source: src, TimeColumn: g.TimeColumn, Window: g.Window.Duration,
+			GroupBy: g.GroupBy, Value: g.Value, Lateness: g.Lateness.Duration}
+		for {
+			res, err := gold.Process(ctx, p.store, spec)
+			if err != nil {
+				return err
+			}
+			if res.ToVersion < 0 {
+				break
+			}
+			p.stats.GoldLate.Add(int64(res.Late))
+			p.logger.Debug("gold batch", "gold", g.Name, "bronze_to", res.ToVersion, "windows", res.Windows, "late", res.Late, "watermark", res.Watermark)
 		}
 	}
 	return nil
