@@ -37,6 +37,7 @@ import (
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
+	"github.com/silt-dev/silt/internal/delta/ops"
 )
 
 // Metadata columns of Silver tables.
@@ -60,9 +61,19 @@ func TablePath(t change.TableID) string { return "silver/" + t.Schema + "/" + t.
 type Options struct {
 	// MaxVersionsPerBatch caps how many Bronze commits one micro-batch reads.
 	MaxVersionsPerBatch int
-	TargetFileSize      int64
-	Now                 func() time.Time
+	// TargetFileSize of new Silver files and of OPTIMIZE's output (default
+	// 128 MiB).
+	TargetFileSize int64
+	// OptimizeEvery: after a MERGE commit whose version is a multiple of
+	// this, small files of the table are compacted (ops.Optimize,
+	// bin-packing toward TargetFileSize). 0 means DefaultOptimizeEvery; a
+	// negative value turns automatic OPTIMIZE off.
+	OptimizeEvery int
+	Now           func() time.Time
 }
+
+// DefaultOptimizeEvery is Options.OptimizeEvery's default.
+const DefaultOptimizeEvery = 10
 
 // Result describes one micro-batch.
 type Result struct {
@@ -74,6 +85,12 @@ type Result struct {
 	Upserts        int
 	Deletes        int
 	FilesRewritten int
+	// FilesScanned: Silver files that pruning could not rule out, all read.
+	FilesScanned int
+	// Optimize is the automatic OPTIMIZE run after this batch, if any;
+	// OptimizeErr its error (the batch itself is committed either way).
+	Optimize    *ops.OptimizeResult
+	OptimizeErr error
 	// MaxLSN is the highest commit LSN merged.
 	MaxLSN change.LSN
 	// CommitTimes are the source commit times of the changes merged (for freshness).
@@ -97,7 +114,29 @@ func New(store blob.Store, opts Options) *Processor {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.OptimizeEvery == 0 {
+		opts.OptimizeEvery = DefaultOptimizeEvery
+	}
 	return &Processor{store: store, opts: opts}
+}
+
+// maybeOptimize runs the automatic OPTIMIZE policy after a committed batch:
+// every OptimizeEvery-th Silver version, small files are bin-packed. It
+// never conflicts with the next batch's reads in a harmful way: a MERGE
+// planned before it re-plans (ops.Merge), and OPTIMIZE itself re-plans if a
+// MERGE removed one of its files first. Its failure does not undo or fail
+// the batch; it is reported in res.OptimizeErr.
+func (p *Processor) maybeOptimize(ctx context.Context, t *delta.Table, res *Result) {
+	every := int64(p.opts.OptimizeEvery)
+	if every <= 0 || res.SilverVersion <= 0 || res.SilverVersion%every != 0 {
+		return
+	}
+	ores, err := ops.Optimize(ctx, t, ops.OptimizeOptions{TargetFileSize: p.opts.TargetFileSize, Now: p.opts.Now})
+	if err != nil {
+		res.OptimizeErr = fmt.Errorf("silver %s: optimize: %w", res.Table, err)
+		return
+	}
+	res.Optimize = ores
 }
 
 // ListTables returns the source tables that have a Bronze table.
@@ -269,183 +308,31 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		}
 	}
 
-	// Existing Silver rows of changed keys, and the files that hold them.
-	type existing struct {
-		rec arrow.RecordBatch
-		row int
-		lsn int64
-		pos int64
+	// The changed keys, one row each, in first-seen order.
+	keyArrs, err := changedKeys(keyOrder, func(k string) (arrow.RecordBatch, int) {
+		c := byKey[k][0]
+		return c.rec, c.row
+	}, keyCols)
+	if err != nil {
+		return res, fmt.Errorf("silver %s: %w", id, err)
 	}
-	current := map[string]existing{}
-	var rewrite []*delta.Add
-	var keep []cell2 // rows of rewritten files that stay
-	var srecs []arrow.RecordBatch
 	defer func() {
-		for _, r := range srecs {
-			r.Release()
+		for _, a := range keyArrs {
+			a.Release()
 		}
 	}()
-	if ssnap != nil {
-		sti := datafile.TableInfo{Root: st.Root(), Schema: ssnap.Schema(), PartitionColumns: ssnap.PartitionColumns(), Config: ssnap.Config()}
-		for _, f := range ssnap.Files() {
-			rs, err := datafile.Read(ctx, p.store, sti, f)
-			if err != nil {
-				return res, fmt.Errorf("silver %s: read silver file %s: %w", id, f.Path, err)
-			}
-			srecs = append(srecs, rs...)
-			touched := truncAt != nil
-			var fileRows []cell2
-			for _, r := range rs {
-				ix := indexOf(r.Schema())
-				lsnA := r.Column(ix[ColLSN]).(*array.Int64)
-				posA := r.Column(ix[ColPos]).(*array.Int64)
-				keyCells := make([]cell, len(keyCols))
-				for row := 0; row < int(r.NumRows()); row++ {
-					for i, kc := range keyCols {
-						keyCells[i] = cell{r.Column(ix[strings.ToLower(kc)]), row}
-					}
-					k := keyString(kbuf, keyCells)
-					if _, ok := byKey[k]; ok {
-						touched = true
-						current[k] = existing{rec: r, row: row, lsn: lsnA.Value(row), pos: posA.Value(row)}
-						continue
-					}
-					fileRows = append(fileRows, cell2{rec: r, row: row})
-				}
-			}
-			if touched {
-				rewrite = append(rewrite, f)
-				if truncAt == nil {
-					keep = append(keep, fileRows...)
-				}
-			}
+	dec := &folder{schema: sschema, keys: keyOrder, changes: map[string][]foldChange{}, truncAt: nil, res: &res}
+	for k, cs := range byKey {
+		fcs := make([]foldChange, len(cs))
+		for i, c := range cs {
+			fcs[i] = foldChange{lsn: c.lsn, pos: c.pos, op: c.op, rec: c.rec, row: c.row, unchanged: c.unchanged}
 		}
+		dec.changes[k] = fcs
 	}
 	if truncAt != nil {
-		// Rows of rewritten files not touched by this batch were committed
-		// before the TRUNCATE (they are older than the batch): they go.
-		current = map[string]existing{}
+		dec.truncAt = &foldChange{lsn: truncAt.lsn, pos: truncAt.pos}
 	}
 
-	// Fold each key's changes into its final row.
-	type final struct {
-		src []cell // per silver column
-		lsn int64
-		pos int64
-		ts  cell
-	}
-	var finals []final
-	for _, k := range keyOrder {
-		cs := byKey[k]
-		sort.SliceStable(cs, func(i, j int) bool {
-			return change.Less(change.LSN(cs[i].lsn), uint32(cs[i].pos), change.LSN(cs[j].lsn), uint32(cs[j].pos))
-		})
-		var state []cell // nil = no row
-		stLSN, stPos := int64(-1), int64(-1)
-		if ex, ok := current[k]; ok {
-			ix := indexOf(ex.rec.Schema())
-			state = make([]cell, len(sschema.Fields))
-			for i, f := range sschema.Fields {
-				if j, ok := ix[strings.ToLower(f.Name)]; ok {
-					state[i] = cell{ex.rec.Column(j), ex.row}
-				}
-			}
-			stLSN, stPos = ex.lsn, ex.pos
-		}
-		for _, c := range cs {
-			if truncAt != nil && change.Less(change.LSN(c.lsn), uint32(c.pos), change.LSN(truncAt.lsn), uint32(truncAt.pos)) {
-				continue // before the TRUNCATE
-			}
-			if stLSN >= 0 && !change.Less(change.LSN(stLSN), uint32(stPos), change.LSN(c.lsn), uint32(c.pos)) {
-				continue // stale: the row already reflects a later change
-			}
-			switch c.op {
-			case 'D':
-				state = nil
-			case 'I', 'U', 'L':
-				ix := indexOf(c.rec.Schema())
-				next := make([]cell, len(sschema.Fields))
-				var unch map[string]bool
-				if c.unchanged != "" {
-					unch = map[string]bool{}
-					for _, n := range strings.Split(c.unchanged, ",") {
-						unch[strings.ToLower(n)] = true
-					}
-				}
-				for i, f := range sschema.Fields {
-					name := strings.ToLower(f.Name)
-					switch {
-					case name == ColLSN:
-						next[i] = cell{c.rec.Column(ix[bronze.ColLSN]), c.row}
-					case name == ColPos:
-						next[i] = cell{c.rec.Column(ix[bronze.ColPos]), c.row}
-					case name == ColCommitTS:
-						next[i] = cell{c.rec.Column(ix[bronze.ColCommitTS]), c.row}
-					case unch[name]:
-						if state != nil {
-							next[i] = state[i]
-						}
-					default:
-						if j, ok := ix[name]; ok {
-							next[i] = cell{c.rec.Column(j), c.row}
-						}
-					}
-				}
-				state = next
-			}
-			stLSN, stPos = c.lsn, c.pos
-		}
-		if _, had := current[k]; state == nil {
-			if had {
-				res.Deletes++
-			}
-			continue
-		}
-		res.Upserts++
-		finals = append(finals, final{src: state})
-	}
-	if len(finals) == 0 && len(rewrite) == 0 && ssnap != nil {
-		// Nothing to change in data: still record progress.
-		tx := st.Begin(ssnap)
-		tx.SetAppTxn(appID, to)
-		v, err := tx.Commit(ctx, "STREAMING UPDATE", map[string]any{"outputMode": "Update", "queryId": "silt-silver"})
-		if err != nil {
-			return res, fmt.Errorf("silver %s: commit: %w", id, err)
-		}
-		res.SilverVersion = v
-		return res, nil
-	}
-
-	// Build the new file content: kept rows of rewritten files + final rows.
-	as, err := datafile.ArrowSchema(sschema)
-	if err != nil {
-		return res, err
-	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
-	defer b.Release()
-	for _, kr := range keep {
-		ix := indexOf(kr.rec.Schema())
-		for i, f := range sschema.Fields {
-			c := cell{}
-			if j, ok := ix[strings.ToLower(f.Name)]; ok {
-				c = cell{kr.rec.Column(j), kr.row}
-			}
-			if err := appendCell(b.Field(i), c); err != nil {
-				return res, fmt.Errorf("silver %s: column %s: %w", id, f.Name, err)
-			}
-		}
-	}
-	for _, fr := range finals {
-		for i := range sschema.Fields {
-			if err := appendCell(b.Field(i), fr.src[i]); err != nil {
-				return res, fmt.Errorf("silver %s: column %s: %w", id, sschema.Fields[i].Name, err)
-			}
-		}
-	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-
-	tx := (*delta.Txn)(nil)
 	if ssnap == nil {
 		conf := map[string]string{bronze.ConfPrimaryKey: strings.Join(keyCols, ",")}
 		snap, err := delta.CreateTable(ctx, st, sschema, nil, conf, id.String())
@@ -454,46 +341,193 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		}
 		ssnap = snap
 	}
-	tx = st.Begin(ssnap)
-	if ssnap.Schema().SchemaString() != sschema.SchemaString() {
-		md := *ssnap.Metadata
-		md.SchemaString = sschema.SchemaString()
-		tx.SetMetadata(&md)
+	spec := ops.MergeSpec{
+		Keys:     keyCols,
+		Changed:  keyArrs,
+		Decider:  dec,
+		Snapshot: ssnap,
+		Schema:   sschema,
+		// TRUNCATE: rows of the table were all committed before the batch,
+		// hence before the TRUNCATE: they all go.
+		Truncate:       truncAt != nil,
+		AppID:          AppID,
+		AppVersion:     to,
+		IdleOperation:  "STREAMING UPDATE",
+		Params:         map[string]any{"predicate": "key match on " + strings.Join(keyCols, ","), "source": fmt.Sprintf("bronze versions %d-%d", from, to)},
+		TargetFileSize: p.opts.TargetFileSize,
+		Now:            p.opts.Now,
 	}
-	sti := datafile.TableInfo{Root: st.Root(), Schema: sschema, PartitionColumns: ssnap.PartitionColumns(), Config: ssnap.Config()}
-	if rec.NumRows() > 0 {
-		adds, err := datafile.Write(ctx, p.store, sti, rec, datafile.WriteOptions{TargetFileSize: p.opts.TargetFileSize, DataChange: true})
-		if err != nil {
-			return res, fmt.Errorf("silver %s: write: %w", id, err)
-		}
-		tx.Add(adds...)
-	}
-	now := p.opts.Now().UnixMilli()
-	for _, f := range rewrite {
-		size := f.Size
-		ext := true
-		tx.Remove(&delta.Remove{Path: f.Path, DeletionTimestamp: &now, DataChange: true, ExtendedFileMetadata: &ext, PartitionValues: f.PartitionValues, Size: &size})
-	}
-	if len(rewrite) > 0 {
-		paths := make([]string, len(rewrite))
-		for i, f := range rewrite {
-			paths[i] = f.Path
-		}
-		tx.ReadFiles(paths...)
-	}
-	tx.SetAppTxn(appID, to)
-	v, err := tx.Commit(ctx, "MERGE", map[string]any{"predicate": "key match on " + strings.Join(keyCols, ","), "source": fmt.Sprintf("bronze versions %d-%d", from, to)})
+	// A batch whose every change is stale (a replay) merges nothing but
+	// still records progress (IdleOperation).
+	mres, err := ops.Merge(ctx, st, spec)
 	if err != nil {
-		return res, fmt.Errorf("silver %s: commit: %w", id, err)
+		return res, fmt.Errorf("silver %s: merge: %w", id, err)
 	}
-	res.SilverVersion = v
-	res.FilesRewritten = len(rewrite)
+	res.SilverVersion = mres.Version
+	res.FilesRewritten = mres.FilesRewritten
+	res.FilesScanned = mres.FilesCandidate
+	p.maybeOptimize(ctx, st, &res)
 	return res, nil
 }
 
-type cell2 struct {
-	rec arrow.RecordBatch
-	row int
+// folder is Silver's decide step for ops.Merge: for each changed key it
+// folds the batch's changes, in (LSN, pos) order, onto the key's current
+// Silver row. It is the one place that says what a change does to a row:
+//   - changes at or before the TRUNCATE of the batch are dropped;
+//   - a change at or before the row's (_silt_lsn, _silt_pos) is stale;
+//   - D removes the row; I/U replace it, except that unchanged TOAST
+//     columns keep the previous value.
+//
+// Deleted-key memory (tombstones, issue 7) belongs here too: a fold that
+// starts from no row would consult it before applying an older change.
+type folder struct {
+	schema  *delta.StructType
+	keys    []string
+	changes map[string][]foldChange
+	truncAt *foldChange
+	res     *Result
+}
+
+type foldChange struct {
+	lsn       int64
+	pos       int64
+	op        byte
+	rec       arrow.RecordBatch
+	row       int
+	unchanged string
+}
+
+func (f *foldChange) before(o *foldChange) bool {
+	return change.Less(change.LSN(f.lsn), uint32(f.pos), change.LSN(o.lsn), uint32(o.pos))
+}
+
+// Decide implements ops.Decider.
+func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, error) {
+	cs := f.changes[f.keys[k]]
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].before(&cs[j]) })
+	var state []ops.Cell // nil = no row
+	stLSN, stPos := int64(-1), int64(-1)
+	lsnCol, posCol := fieldIndex(f.schema, ColLSN), fieldIndex(f.schema, ColPos)
+	if cur != nil {
+		state = cur
+		stLSN, stPos = cellInt(cur[lsnCol]), cellInt(cur[posCol])
+	}
+	applied := false
+	for i := range cs {
+		c := &cs[i]
+		if f.truncAt != nil && c.before(f.truncAt) {
+			continue // before the TRUNCATE
+		}
+		if stLSN >= 0 && !change.Less(change.LSN(stLSN), uint32(stPos), change.LSN(c.lsn), uint32(c.pos)) {
+			continue // stale: the row already reflects a later change
+		}
+		applied = true
+		switch c.op {
+		case 'D':
+			state = nil
+		case 'I', 'U':
+			ix := indexOf(c.rec.Schema())
+			next := make([]ops.Cell, len(f.schema.Fields))
+			var unch map[string]bool
+			if c.unchanged != "" {
+				unch = map[string]bool{}
+				for _, n := range strings.Split(c.unchanged, ",") {
+					unch[strings.ToLower(n)] = true
+				}
+			}
+			for i, fl := range f.schema.Fields {
+				name := strings.ToLower(fl.Name)
+				switch {
+				case name == ColLSN:
+					next[i] = ops.Cell{Arr: c.rec.Column(ix[bronze.ColLSN]), Row: c.row}
+				case name == ColPos:
+					next[i] = ops.Cell{Arr: c.rec.Column(ix[bronze.ColPos]), Row: c.row}
+				case name == ColCommitTS:
+					next[i] = ops.Cell{Arr: c.rec.Column(ix[bronze.ColCommitTS]), Row: c.row}
+				case unch[name]:
+					if state != nil {
+						next[i] = state[i]
+					}
+				default:
+					if j, ok := ix[name]; ok {
+						next[i] = ops.Cell{Arr: c.rec.Column(j), Row: c.row}
+					}
+				}
+			}
+			state = next
+		}
+		stLSN, stPos = c.lsn, c.pos
+	}
+	switch {
+	case state == nil:
+		if cur != nil {
+			f.res.Deletes++
+			return ops.Delete, nil
+		}
+		return ops.Keep, nil
+	case !applied:
+		f.res.Upserts++
+		return ops.Keep, nil // every change was stale: the row stays as it is
+	}
+	f.res.Upserts++
+	copy(out, state)
+	return ops.Upsert, nil
+}
+
+func cellInt(c ops.Cell) int64 {
+	if c.Null() {
+		return -1
+	}
+	if a, ok := c.Arr.(*array.Int64); ok {
+		return a.Value(c.Row)
+	}
+	return -1
+}
+
+func fieldIndex(s *delta.StructType, name string) int {
+	for i, f := range s.Fields {
+		if strings.EqualFold(f.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// changedKeys builds one array per key column holding each key of order,
+// taken from the row at(key) points at.
+func changedKeys(order []string, at func(string) (arrow.RecordBatch, int), keyCols []string) ([]arrow.Array, error) {
+	if len(order) == 0 {
+		out := make([]arrow.Array, len(keyCols))
+		for i := range out {
+			out[i] = array.MakeArrayOfNull(memory.DefaultAllocator, arrow.Null, 0)
+		}
+		return out, nil
+	}
+	rec0, _ := at(order[0])
+	ix := indexOf(rec0.Schema())
+	bs := make([]array.Builder, len(keyCols))
+	for j, k := range keyCols {
+		c, ok := ix[strings.ToLower(k)]
+		if !ok {
+			return nil, fmt.Errorf("key column %q missing from bronze schema", k)
+		}
+		bs[j] = array.NewBuilder(memory.DefaultAllocator, rec0.Column(c).DataType())
+		defer bs[j].Release()
+	}
+	for _, k := range order {
+		rec, row := at(k)
+		rix := indexOf(rec.Schema())
+		for j, kc := range keyCols {
+			if err := appendCell(bs[j], cell{rec.Column(rix[strings.ToLower(kc)]), row}); err != nil {
+				return nil, fmt.Errorf("key column %q: %w", kc, err)
+			}
+		}
+	}
+	out := make([]arrow.Array, len(bs))
+	for j, b := range bs {
+		out[j] = b.NewArray()
+	}
+	return out, nil
 }
 
 func indexOf(s *arrow.Schema) map[string]int {

@@ -70,8 +70,11 @@ type MergeSpec struct {
 	AppID      string
 	AppVersion int64
 	// Operation and Params go to commitInfo (default "MERGE").
-	Operation string
-	Params    map[string]any
+	// IdleOperation replaces Operation when the commit changes no data
+	// (only the txn or the schema), e.g. "STREAMING UPDATE".
+	Operation     string
+	IdleOperation string
+	Params        map[string]any
 	// TargetFileSize for new files (default datafile.DefaultTargetFileSize).
 	TargetFileSize int64
 	// Now stamps removes and adds (default time.Now).
@@ -338,7 +341,11 @@ func mergeOnce(ctx context.Context, t *delta.Table, snap *delta.Snapshot, spec *
 	if params == nil {
 		params = map[string]any{"predicate": mergePredicate(spec.Keys)}
 	}
-	v, err := tx.Commit(ctx, spec.Operation, params)
+	op := spec.Operation
+	if len(adds) == 0 && len(removed) == 0 && spec.IdleOperation != "" {
+		op = spec.IdleOperation
+	}
+	v, err := tx.Commit(ctx, op, params)
 	if err != nil {
 		return nil, err
 	}

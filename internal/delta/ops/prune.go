@@ -28,13 +28,13 @@ import (
 type colValues struct {
 	name  string
 	typ   delta.DataType
-	part  bool                // partition column: match partitionValues
-	parts map[string]bool     // canonical partition strings (part)
-	ints  []int64             // integers, dates (days), timestamps (µs)
-	flts  []float64           // float, double
-	strs  []string            // string
-	kind  byte                // 'i', 'd' (date), 't' (timestamp), 'f', 's', 0 = no pruning
-	nulls bool                // some changed key has null here
+	part  bool            // partition column: match partitionValues
+	parts map[string]bool // canonical partition strings (part)
+	ints  []int64         // integers, dates (days), timestamps (µs)
+	flts  []float64       // float, double
+	strs  []string        // string
+	kind  byte            // 'i', 'd' (date), 't' (timestamp), 'f', 's', 0 = no pruning
+	nulls bool            // some changed key has null here
 }
 
 // keyPruner decides whether a file may contain one of the changed keys.
