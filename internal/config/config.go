@@ -148,6 +148,13 @@ type BronzeConfig struct {
 type SilverConfig struct {
 	// Interval is the micro-batch trigger interval. Default 2s.
 	Interval Duration `yaml:"interval"`
+	// OptimizeEvery: small files of a Silver table are compacted
+	// (OPTIMIZE, bin-packing) after every N-th Silver commit. Default 10;
+	// -1 turns automatic OPTIMIZE off.
+	OptimizeEvery int `yaml:"optimize_every"`
+	// TargetFileSize of Silver data files, for MERGE and OPTIMIZE. Default
+	// 128 MiB.
+	TargetFileSize ByteSize `yaml:"target_file_size"`
 }
 
 // StatusConfig is the HTTP status endpoint.
@@ -289,6 +296,12 @@ func (c *Config) SetDefaults(dataDir string) {
 	if c.Silver.Interval.Duration == 0 {
 		c.Silver.Interval.Duration = 2 * time.Second
 	}
+	if c.Silver.OptimizeEvery == 0 {
+		c.Silver.OptimizeEvery = 10
+	}
+	if c.Silver.TargetFileSize == 0 {
+		c.Silver.TargetFileSize = 128 << 20
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -418,6 +431,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Silver.Interval.Duration < 10*time.Millisecond {
 		add("silver.interval %s is too short: use at least 10ms", c.Silver.Interval)
+	}
+	if c.Silver.OptimizeEvery < -1 {
+		add("silver.optimize_every %d is invalid: use a number of commits, or -1 to turn automatic OPTIMIZE off", c.Silver.OptimizeEvery)
+	}
+	if c.Silver.TargetFileSize < 1<<10 {
+		add("silver.target_file_size %d is too small: use at least 1KiB", c.Silver.TargetFileSize)
 	}
 	seenGold := map[string]bool{}
 	for i := range c.Gold {
