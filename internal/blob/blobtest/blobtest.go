@@ -11,6 +11,7 @@ package blobtest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -95,12 +96,12 @@ func mustGet(t *testing.T, s blob.Store, key string) []byte {
 	return b
 }
 
+// randBytes returns n deterministic pseudo-random bytes for seed.
 func randBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
 	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8(key).Read(b) // never fails
 	return b
 }
 
