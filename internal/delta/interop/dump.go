@@ -36,7 +36,8 @@ type ManifestTable struct {
 	// the table with delta.ErrUnsupportedFeature naming it.
 	ExpectError string `json:"expect_error,omitempty"`
 	// ExpectWriteError, when set, is a feature name: silt reads the table
-	// but must refuse to write to it (Snapshot.CanWrite) naming it.
+	// but must refuse to write to it (Snapshot.CanWrite) naming it. Both
+	// may list alternatives as "a|b".
 	ExpectWriteError string `json:"expect_write_error,omitempty"`
 	// Checkpoint: the writer left at least one checkpoint (and
 	// _last_checkpoint).
