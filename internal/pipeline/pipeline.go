@@ -98,6 +98,9 @@ type StatsSnapshot struct {
 	FreshnessSamples             int
 }
 
+// ResetFreshness forgets the freshness samples (benchmarks measure one phase at a time).
+func (p *Pipeline) ResetFreshness() { p.fresh.reset() }
+
 // Snapshot returns current figures.
 func (p *Pipeline) Snapshot() StatsSnapshot {
 	p50, p99, n := p.fresh.get()
@@ -120,7 +123,7 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 	if logger == nil {
 		logger = slog.Default()
 	}
-	p := &Pipeline{cfg: cfg, logger: logger, fresh: newQuantiles(10000)}
+	p := &Pipeline{cfg: cfg, logger: logger, fresh: newQuantiles(200000)}
 	st, err := local.New(cfg.Lake.Path)
 	if err != nil {
 		return nil, fmt.Errorf("lake.path %s: %w", cfg.Lake.Path, err)
@@ -528,6 +531,12 @@ func (q *quantiles) add(d time.Duration) {
 	if q.n < len(q.buf) {
 		q.n++
 	}
+	q.mu.Unlock()
+}
+
+func (q *quantiles) reset() {
+	q.mu.Lock()
+	q.n, q.i = 0, 0
 	q.mu.Unlock()
 }
 
