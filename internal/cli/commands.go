@@ -433,6 +433,7 @@ func tableCmd() *cobra.Command {
 		sub.Flags().StringVar(&asOf, "as-of", "", "read the version current at this time (RFC 3339)")
 	}
 	c.AddCommand(describe, history, cat, checkpoint)
+	c.AddCommand(tableOpsCmds()...)
 	return c
 }
 
