@@ -47,6 +47,21 @@ type SourceConfig struct {
 	// StatusInterval is how often the standby status (the acknowledged LSN) is
 	// sent to PostgreSQL. Default 10s.
 	StatusInterval Duration `yaml:"status_interval"`
+	// Snapshot is "initial" (default: when silt creates the slot, copy every
+	// published table in the slot's exported snapshot, then stream) or
+	// "never" (stream changes only).
+	Snapshot string `yaml:"snapshot"`
+	// SnapshotTablesParallel is how many tables are copied at once (DMS
+	// MaxFullLoadSubTasks). Default 2.
+	SnapshotTablesParallel int `yaml:"snapshot_tables_parallel"`
+	// SnapshotChunksPerTable is how many chunks (heap block ranges) of one
+	// table are copied at once (DMS ParallelLoadThreads). Default 4. The
+	// snapshot holds tables_parallel × chunks_per_table connections.
+	SnapshotChunksPerTable int `yaml:"snapshot_chunks_per_table"`
+	// SnapshotChunkRows is the target rows per chunk: the unit of
+	// parallelism within a table and of resumption after a crash.
+	// Default 100000.
+	SnapshotChunkRows int64 `yaml:"snapshot_chunk_rows"`
 	// PasswordFile reads the password from a file (overrides the DSN's and
 	// PGPASSWORD). The password is never logged.
 	PasswordFile string `yaml:"password_file"`
@@ -241,6 +256,18 @@ func (c *Config) SetDefaults(dataDir string) {
 	if s.StatusInterval.Duration == 0 {
 		s.StatusInterval.Duration = 10 * time.Second
 	}
+	if s.Snapshot == "" {
+		s.Snapshot = "initial"
+	}
+	if s.SnapshotTablesParallel == 0 {
+		s.SnapshotTablesParallel = 2
+	}
+	if s.SnapshotChunksPerTable == 0 {
+		s.SnapshotChunksPerTable = 4
+	}
+	if s.SnapshotChunkRows == 0 {
+		s.SnapshotChunkRows = 100000
+	}
 	if s.TxnMemoryLimit == 0 {
 		s.TxnMemoryLimit = 64 << 20
 	}
@@ -341,6 +368,23 @@ func (c *Config) Validate() error {
 		if _, err := ParseTable(t); err != nil {
 			add("source.tables: %v", err)
 		}
+	}
+	switch c.Source.Snapshot {
+	case "initial", "never":
+	default:
+		add("source.snapshot %q is not one of initial, never", c.Source.Snapshot)
+	}
+	if n := c.Source.SnapshotTablesParallel; n < 1 || n > 64 {
+		add("source.snapshot_tables_parallel %d is out of range: use 1 to 64", n)
+	}
+	if n := c.Source.SnapshotChunksPerTable; n < 1 || n > 64 {
+		add("source.snapshot_chunks_per_table %d is out of range: use 1 to 64", n)
+	}
+	if n := c.Source.SnapshotTablesParallel * c.Source.SnapshotChunksPerTable; n > 256 {
+		add("source.snapshot_tables_parallel × snapshot_chunks_per_table is %d connections: use at most 256", n)
+	}
+	if c.Source.SnapshotChunkRows < 1000 {
+		add("source.snapshot_chunk_rows %d is too small: use at least 1000", c.Source.SnapshotChunkRows)
 	}
 	if c.Source.StatusInterval.Duration < 100*time.Millisecond {
 		add("source.status_interval %s is too short: use at least 100ms", c.Source.StatusInterval)
