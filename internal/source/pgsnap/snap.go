@@ -1,0 +1,730 @@
+package pgsnap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/change"
+)
+
+// Config configures a snapshot.
+type Config struct {
+	// DSN of the source, with the session settings of pipeline.SessionDSN:
+	// values are read in text format and must print exactly as pgoutput
+	// prints them.
+	DSN string
+	// Password, if set, replaces the DSN's password.
+	Password string
+	// Publication whose tables are copied.
+	Publication string
+	// TablesParallel is how many tables are copied at once (DMS
+	// MaxFullLoadSubTasks). Default 2.
+	TablesParallel int
+	// ChunksPerTable is how many chunks of one table are copied at once
+	// (DMS ParallelLoadThreads). Default 4. The snapshot holds
+	// TablesParallel × ChunksPerTable connections.
+	ChunksPerTable int
+	// ChunkRows is the target rows per chunk, the unit of parallelism
+	// within a table and of resumption. Default 100000.
+	ChunkRows int64
+	// MaxChunks caps the chunks of one table. Default 10000.
+	MaxChunks int
+	// BatchRows is how many rows one Sink.Emit carries. Default 2000.
+	BatchRows int
+	Logger    *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.TablesParallel <= 0 {
+		c.TablesParallel = 2
+	}
+	if c.ChunksPerTable <= 0 {
+		c.ChunksPerTable = 4
+	}
+	if c.ChunkRows <= 0 {
+		c.ChunkRows = 100000
+	}
+	if c.MaxChunks <= 0 {
+		c.MaxChunks = 10000
+	}
+	if c.BatchRows <= 0 {
+		c.BatchRows = 2000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Mark is an opaque position returned by Sink.Emit.
+type Mark any
+
+// Sink receives snapshot rows; the pipeline implements it on the stream.
+type Sink interface {
+	// Emit appends rows (op change.OpLoad) downstream and returns a mark
+	// covering them. The changes and their datums are valid only during the
+	// call. Emit is called from several goroutines at once.
+	Emit(ctx context.Context, rows []*change.Change) (Mark, error)
+	// WaitDurable blocks until everything Emit returned m for (and all
+	// emitted before it) is durable downstream, i.e. in Bronze.
+	WaitDurable(ctx context.Context, m Mark) error
+}
+
+// Export is the snapshot a new slot exported (see pgrepl.ExportedSnapshot).
+type Export struct {
+	Name          string
+	ConsistentLSN change.LSN
+	Created       time.Time
+}
+
+// Snapshot is the initial load of one slot: its durable state and, while
+// chunks remain, the connections that copy them.
+type Snapshot struct {
+	cfg   Config
+	store blob.Store
+
+	mu    sync.Mutex
+	state *State // guarded by mu; saved after every change
+
+	conns []*pgx.Conn // each in a REPEATABLE READ transaction on the snapshot
+	pg15  bool
+
+	stats []*tableStats // parallel to state.Tables
+}
+
+// WriteCreating records, before the slot is created, that a snapshot is
+// being set up (PhaseCreating).
+func WriteCreating(ctx context.Context, store blob.Store, slot string) error {
+	return SaveState(ctx, store, &State{Slot: slot, Phase: PhaseCreating})
+}
+
+// DeleteState removes the state document.
+func DeleteState(ctx context.Context, store blob.Store) error {
+	return store.Delete(ctx, StateKey)
+}
+
+// Create starts a snapshot in the snapshot a new slot exported. It must be
+// called while the export is valid (pgrepl.SlotCreatedFunc): it opens the
+// worker connections, imports the snapshot into each, plans every table of
+// the publication and saves the state (PhaseRunning). Copying starts with
+// Run.
+func Create(ctx context.Context, cfg Config, store blob.Store, slot string, exp Export) (*Snapshot, error) {
+	cfg.defaults()
+	s := &Snapshot{cfg: cfg, store: store}
+	if err := s.connect(ctx, exp.Name); err != nil {
+		return nil, err
+	}
+	st := &State{Slot: slot, Phase: PhaseRunning, ConsistentLSN: exp.ConsistentLSN.String(), SnapshotName: exp.Name, CommitTime: exp.Created.UTC()}
+	tables, err := listTables(ctx, s.conns[0], cfg.Publication)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, ti := range tables {
+		ts, err := s.plan(ctx, ti)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		st.Tables = append(st.Tables, ts)
+	}
+	if err := SaveState(ctx, store, st); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.state = st
+	s.initStats()
+	return s, nil
+}
+
+// Open loads the state of an earlier snapshot; it returns nil, nil if there
+// is none. An unfinished snapshot continues with Run.
+func Open(ctx context.Context, cfg Config, store blob.Store) (*Snapshot, error) {
+	cfg.defaults()
+	st, err := LoadState(ctx, store)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	s := &Snapshot{cfg: cfg, store: store, state: st}
+	s.initStats()
+	return s, nil
+}
+
+// State returns a copy of the state.
+func (s *Snapshot) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := *s.state
+	st.Tables = make([]*TableState, len(s.state.Tables))
+	for i, t := range s.state.Tables {
+		tc := *t
+		tc.Chunks = append([]Chunk(nil), t.Chunks...)
+		st.Tables[i] = &tc
+	}
+	return st
+}
+
+// Complete reports whether every chunk is durable downstream.
+func (s *Snapshot) Complete() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.Complete()
+}
+
+// Gate says what Silver may do with a table.
+type Gate int
+
+const (
+	// GateNone: the table is not part of the snapshot (or already merged):
+	// Silver merges as usual.
+	GateNone Gate = iota
+	// GateWait: the table's snapshot is still being copied; Silver must not
+	// touch it yet, or a logged change could be merged before the
+	// snapshot row it follows.
+	GateWait
+	// GateMerge: the table's snapshot rows are all in Bronze; Silver must
+	// merge them (silver.ProcessLoad) before anything else, then call
+	// MarkMerged.
+	GateMerge
+)
+
+// Gate returns the gate of table id.
+func (s *Snapshot) Gate(id change.TableID) Gate {
+	if s == nil {
+		return GateNone
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Phase == PhaseCreating {
+		return GateWait
+	}
+	t := s.state.Table(id)
+	switch {
+	case t == nil || t.Merged:
+		return GateNone
+	case !t.Done:
+		return GateWait
+	}
+	return GateMerge
+}
+
+// MarkMerged records that Silver merged the snapshot rows of table id.
+func (s *Snapshot) MarkMerged(ctx context.Context, id change.TableID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.state.Table(id)
+	if t == nil || t.Merged {
+		return nil
+	}
+	t.Merged = true
+	return SaveState(ctx, s.store, s.state)
+}
+
+// connect opens the worker connections, each in a REPEATABLE READ READ ONLY
+// transaction on snapshot name. With name empty, the first connection
+// exports a fresh snapshot for the others (a resumed run).
+func (s *Snapshot) connect(ctx context.Context, name string) error {
+	n := s.cfg.TablesParallel * s.cfg.ChunksPerTable
+	pcfg, err := pgx.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("snapshot: source.dsn: %w", err)
+	}
+	if s.cfg.Password != "" {
+		pcfg.Password = s.cfg.Password
+	}
+	for i := 0; i < n; i++ {
+		conn, err := pgx.ConnectConfig(ctx, pcfg)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("snapshot: connect: %w", err)
+		}
+		s.conns = append(s.conns, conn)
+		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+			s.Close()
+			return fmt.Errorf("snapshot: begin: %w", err)
+		}
+		if i == 0 && name == "" {
+			if err := conn.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&name); err != nil {
+				s.Close()
+				return fmt.Errorf("snapshot: export: %w", err)
+			}
+			continue
+		}
+		// The name comes from the server; quote it anyway.
+		if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(name, "'", "''")+"'"); err != nil {
+			s.Close()
+			return fmt.Errorf("snapshot: import snapshot %s: %w", name, err)
+		}
+	}
+	v, _ := strconv.Atoi(s.conns[0].PgConn().ParameterStatus("server_version_num"))
+	if v == 0 {
+		major, _, _ := strings.Cut(s.conns[0].PgConn().ParameterStatus("server_version"), ".")
+		m, _ := strconv.Atoi(major)
+		v = m * 10000
+	}
+	s.pg15 = v >= 150000
+	return nil
+}
+
+// Close ends the worker transactions and connections. It is idempotent.
+func (s *Snapshot) Close() {
+	for _, c := range s.conns {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.Close(ctx)
+		cancel()
+	}
+	s.conns = nil
+}
+
+func (s *Snapshot) plan(ctx context.Context, ti tableInfo) (*TableState, error) {
+	rpp, err := rowsPerPage(ctx, s.conns[0], ti)
+	if err != nil {
+		return nil, err
+	}
+	ranges := PlanRanges(uint32(ti.pages), rpp, s.cfg.ChunkRows, s.cfg.MaxChunks)
+	ts := &TableState{Schema: ti.id.Schema, Name: ti.id.Name, OID: ti.oid, RelFileNode: ti.relfilenode,
+		Pages: uint32(ti.pages), EstRows: int64(rpp * float64(ti.pages))}
+	for _, r := range ranges {
+		ts.Chunks = append(ts.Chunks, Chunk{Range: r})
+	}
+	return ts, nil
+}
+
+// resume prepares an unfinished snapshot for copying in a new snapshot:
+// tables whose heap file changed are planned again, dropped tables are
+// marked done. See the package doc for why a newer snapshot is correct.
+func (s *Snapshot) resume(ctx context.Context) error {
+	if err := s.connect(ctx, ""); err != nil {
+		return err
+	}
+	tables, err := listTables(ctx, s.conns[0], s.cfg.Publication)
+	if err != nil {
+		return err
+	}
+	byOID := map[uint32]tableInfo{}
+	for _, t := range tables {
+		byOID[t.oid] = t
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state.Resumes++
+	for i, t := range s.state.Tables {
+		if t.Done {
+			continue
+		}
+		ti, ok := byOID[t.OID]
+		switch {
+		case !ok:
+			s.cfg.Logger.Warn("snapshot: table no longer published; skipping the rest of it", "table", t.ID().String())
+			t.Done = true
+		case ti.relfilenode != t.RelFileNode:
+			s.cfg.Logger.Info("snapshot: table was rewritten since the plan; copying it whole again", "table", t.ID().String())
+			nt, err := s.plan(ctx, ti)
+			if err != nil {
+				return err
+			}
+			s.state.Tables[i] = nt
+		}
+	}
+	return SaveState(ctx, s.store, s.state)
+}
+
+// Run copies every chunk not yet done into sink and returns when all are
+// durable downstream (nil), or on the first error or when ctx ends. Each
+// table's progress is in Stats. Run may be called again after an error: it
+// resumes in a new snapshot.
+func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
+	if s.Complete() {
+		return nil
+	}
+	if s.conns == nil {
+		if err := s.resume(ctx); err != nil {
+			s.Close()
+			return err
+		}
+		s.initStats()
+	}
+	defer s.Close()
+	st := s.State()
+	loadLSN, err := st.LoadLSN()
+	if err != nil {
+		return err
+	}
+	rels := make([]*change.Relation, len(st.Tables))
+	var work []chunkRef
+	for ti, t := range st.Tables {
+		if t.Done {
+			continue
+		}
+		rel, err := relation(ctx, s.conns[0], t.OID, t.ID(), s.cfg.Publication, s.pg15)
+		if err != nil {
+			return err
+		}
+		rels[ti] = rel
+		for ci, c := range t.Chunks {
+			if !c.Done {
+				work = append(work, chunkRef{table: ti, chunk: ci, rng: c.Range})
+			}
+		}
+	}
+	s.cfg.Logger.Info("snapshot: copying", "tables", len(st.Tables), "chunks", len(work), "consistent_lsn", st.ConsistentLSN, "connections", len(s.conns))
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sch := newScheduler(work, s.cfg.TablesParallel, s.cfg.ChunksPerTable)
+	completed := make(chan completion, len(work))
+	var wg sync.WaitGroup
+	for _, conn := range s.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := worker{s: s, conn: conn, sink: sink, rels: rels, loadLSN: loadLSN, commitTime: st.CommitTime}
+			for {
+				ref, ok := sch.next(ctx)
+				if !ok {
+					return
+				}
+				m, rows, err := w.copyChunk(ctx, ref)
+				sch.done(ref)
+				if err != nil {
+					cancel(fmt.Errorf("snapshot of %s, blocks %d-%d: %w", rels[ref.table].Table, ref.rng.Lo, ref.rng.Hi, err))
+					return
+				}
+				completed <- completion{ref: ref, mark: m, rows: rows}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(completed)
+	}()
+
+	// Mark chunks done, in the order they finished, once durable.
+	for c := range completed {
+		if err := sink.WaitDurable(ctx, c.mark); err != nil {
+			cancel(err)
+			break
+		}
+		if err := s.markDone(ctx, c); err != nil {
+			cancel(err)
+			break
+		}
+	}
+	for range completed { // drain after an error
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if !s.Complete() {
+		return errors.New("snapshot: internal error: chunks left after every worker finished")
+	}
+	s.cfg.Logger.Info("snapshot: complete", "tables", len(st.Tables))
+	return nil
+}
+
+type chunkRef struct {
+	table, chunk int
+	rng          Range
+}
+
+type completion struct {
+	ref  chunkRef
+	mark Mark
+	rows int64
+}
+
+func (s *Snapshot) markDone(ctx context.Context, c completion) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.state.Tables[c.ref.table]
+	t.Chunks[c.ref.chunk].Done = true
+	t.Chunks[c.ref.chunk].Rows = c.rows
+	done := true
+	for _, ch := range t.Chunks {
+		done = done && ch.Done
+	}
+	if done {
+		t.Done = true
+		s.stats[c.ref.table].finish()
+	}
+	s.stats[c.ref.table].chunksDone.Add(1)
+	all := true
+	for _, t := range s.state.Tables {
+		all = all && t.Done
+	}
+	if all {
+		s.state.Phase = PhaseDone
+	}
+	return SaveState(ctx, s.store, s.state)
+}
+
+// scheduler hands out chunks so that at most tablesPar tables, and at most
+// chunksPer chunks of one table, are copied at once. Tables are started in
+// plan order.
+type scheduler struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	pending   map[int][]chunkRef // table -> chunks not started
+	order     []int
+	active    map[int]int // table -> chunks being copied
+	tablesPar int
+	chunksPer int
+}
+
+func newScheduler(work []chunkRef, tablesPar, chunksPer int) *scheduler {
+	s := &scheduler{pending: map[int][]chunkRef{}, active: map[int]int{}, tablesPar: tablesPar, chunksPer: chunksPer}
+	s.cond = sync.NewCond(&s.mu)
+	for _, w := range work {
+		if _, ok := s.pending[w.table]; !ok {
+			s.order = append(s.order, w.table)
+		}
+		s.pending[w.table] = append(s.pending[w.table], w)
+	}
+	return s
+}
+
+// next returns the next chunk to copy, waiting while every remaining chunk
+// is held back by the limits; ok is false when none remain or ctx ended.
+func (s *scheduler) next(ctx context.Context) (chunkRef, bool) {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ctx.Err() == nil {
+		left := false
+		for _, t := range s.order {
+			p := s.pending[t]
+			if len(p) == 0 {
+				continue
+			}
+			left = true
+			a := s.active[t]
+			if a >= s.chunksPer || (a == 0 && len(s.active) >= s.tablesPar) {
+				continue
+			}
+			s.pending[t] = p[1:]
+			s.active[t] = a + 1
+			return p[0], true
+		}
+		if !left {
+			return chunkRef{}, false
+		}
+		s.cond.Wait()
+	}
+	return chunkRef{}, false
+}
+
+func (s *scheduler) done(r chunkRef) {
+	s.mu.Lock()
+	if s.active[r.table]--; s.active[r.table] <= 0 {
+		delete(s.active, r.table)
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// worker copies chunks on one connection.
+type worker struct {
+	s          *Snapshot
+	conn       *pgx.Conn
+	sink       Sink
+	rels       []*change.Relation
+	loadLSN    change.LSN
+	commitTime time.Time
+
+	changes []change.Change
+	ptrs    []*change.Change
+	datums  []change.Datum
+	arena   []byte
+}
+
+// copyChunk reads one chunk in text format and emits it in batches. Every
+// row gets (LSN, Pos) = (LoadLSN, chunk index): a redone chunk produces the
+// same identities.
+func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (Mark, int64, error) {
+	rel := w.rels[ref.table]
+	cols := make([]string, len(rel.Columns))
+	for i, c := range rel.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + quote(rel.Table) +
+		" WHERE ctid >= '(" + strconv.FormatUint(uint64(ref.rng.Lo), 10) + ",0)'::tid"
+	if !ref.rng.Open {
+		q += " AND ctid < '(" + strconv.FormatUint(uint64(ref.rng.Hi), 10) + ",0)'::tid"
+	}
+	if len(cols) == 0 {
+		q = "SELECT FROM " + quote(rel.Table) + q[strings.Index(q, " WHERE"):]
+	}
+	batch := w.s.cfg.BatchRows
+	ncol := len(rel.Columns)
+	if cap(w.changes) < batch {
+		w.changes = make([]change.Change, batch)
+		w.ptrs = make([]*change.Change, batch)
+	}
+	if cap(w.datums) < batch*ncol {
+		w.datums = make([]change.Datum, batch*ncol)
+	}
+	st := w.s.stats[ref.table]
+	st.start()
+	var last Mark
+	var rows int64
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		m, err := w.sink.Emit(ctx, w.ptrs[:n])
+		if err != nil {
+			return fmt.Errorf("emit: %w", err)
+		}
+		last = m
+		st.rows.Add(int64(n))
+		n = 0
+		w.arena = w.arena[:0]
+		return nil
+	}
+	rr := w.conn.PgConn().ExecParams(ctx, q, nil, nil, nil, nil) // text results
+	for rr.NextRow() {
+		vals := rr.Values()
+		if len(vals) != ncol {
+			rr.Close()
+			return nil, 0, fmt.Errorf("row has %d columns, want %d", len(vals), ncol)
+		}
+		img := w.datums[n*ncol : (n+1)*ncol : (n+1)*ncol]
+		for i, v := range vals {
+			if v == nil {
+				img[i] = change.Datum{Kind: change.Null}
+				continue
+			}
+			start := len(w.arena)
+			w.arena = append(w.arena, v...)
+			img[i] = change.Datum{Kind: change.Text, Data: w.arena[start:len(w.arena):len(w.arena)]}
+		}
+		c := &w.changes[n]
+		*c = change.Change{Rel: rel, Op: change.OpLoad, LSN: w.loadLSN, Pos: uint32(ref.chunk), EndLSN: w.loadLSN,
+			CommitTime: w.commitTime, New: img}
+		w.ptrs[n] = c
+		n++
+		rows++
+		if n == batch {
+			if err := flush(); err != nil {
+				rr.Close()
+				return nil, 0, err
+			}
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, 0, fmt.Errorf("read: %w", err)
+	}
+	if err := flush(); err != nil {
+		return nil, 0, err
+	}
+	if last == nil { // an empty chunk: a mark for what came before
+		m, err := w.sink.Emit(ctx, nil)
+		if err != nil {
+			return nil, 0, fmt.Errorf("emit: %w", err)
+		}
+		last = m
+	}
+	return last, rows, nil
+}
+
+// tableStats are one table's live counters.
+type tableStats struct {
+	rows       atomic.Int64
+	chunksDone atomic.Int64
+	started    atomic.Int64 // unix nanos of the first chunk start, 0 before
+	finished   atomic.Int64 // unix nanos when the last chunk was durable
+}
+
+func (t *tableStats) start() { t.started.CompareAndSwap(0, time.Now().UnixNano()) }
+
+func (t *tableStats) finish() { t.finished.CompareAndSwap(0, time.Now().UnixNano()) }
+
+func (s *Snapshot) initStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = make([]*tableStats, len(s.state.Tables))
+	for i, t := range s.state.Tables {
+		s.stats[i] = &tableStats{}
+		for _, c := range t.Chunks {
+			if c.Done {
+				s.stats[i].chunksDone.Add(1)
+				s.stats[i].rows.Add(c.Rows)
+			}
+		}
+	}
+}
+
+// TableProgress is one table's progress.
+type TableProgress struct {
+	Table        change.TableID
+	Rows         int64 // rows emitted (this run plus chunks durable before)
+	EstRows      int64 // planner estimate
+	Chunks       int
+	ChunksDone   int // durable downstream
+	RowsPerSec   float64
+	ETA          time.Duration // 0 when unknown or done
+	Done, Merged bool
+}
+
+// Progress is a point-in-time view of a snapshot.
+type Progress struct {
+	Phase         string
+	ConsistentLSN string
+	Tables        []TableProgress
+	Rows          int64
+	RowsPerSec    float64
+}
+
+// Stats returns the snapshot's progress: rows, rows/s and ETA per table.
+func (s *Snapshot) Stats() Progress {
+	if s == nil {
+		return Progress{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := Progress{Phase: s.state.Phase, ConsistentLSN: s.state.ConsistentLSN}
+	now := time.Now().UnixNano()
+	for i, t := range s.state.Tables {
+		ts := s.stats[i]
+		tp := TableProgress{Table: t.ID(), Rows: ts.rows.Load(), EstRows: t.EstRows, Chunks: len(t.Chunks),
+			ChunksDone: int(ts.chunksDone.Load()), Done: t.Done, Merged: t.Merged}
+		if st := ts.started.Load(); st != 0 {
+			end := now
+			if f := ts.finished.Load(); f != 0 {
+				end = f
+			}
+			if el := time.Duration(end - st).Seconds(); el > 0 {
+				tp.RowsPerSec = float64(tp.Rows) / el
+				p.RowsPerSec += tp.RowsPerSec * boolf(!t.Done)
+			}
+			if !t.Done && tp.RowsPerSec > 0 && tp.EstRows > tp.Rows {
+				tp.ETA = time.Duration(float64(tp.EstRows-tp.Rows) / tp.RowsPerSec * float64(time.Second))
+			}
+		}
+		p.Rows += tp.Rows
+		p.Tables = append(p.Tables, tp)
+	}
+	return p
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
