@@ -24,7 +24,9 @@ import pyarrow as pa
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-IVY_DIR = REPO / ".cache" / "ivy"
+# Delta's jars are fetched from Maven Central on first use; cached per user so
+# that fresh clones (CI) on the same machine reuse them.
+IVY_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "silt" / "ivy"
 
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -187,7 +189,7 @@ def silt_manifest(silt_dir):
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory):
     """One local Spark session with Delta for the whole pytest session."""
     from delta import configure_spark_with_delta_pip
     from pyspark.sql import SparkSession
@@ -206,8 +208,8 @@ def spark():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.warehouse.dir", str(REPO / ".cache" / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC -Dderby.system.home=" + str(REPO / ".cache" / "derby"))
+        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
     )
     session = configure_spark_with_delta_pip(builder).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")

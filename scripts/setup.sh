@@ -48,10 +48,39 @@ need_go_modules() {
 	go mod download
 }
 
+need_python_deps() {
+	# The interop tests (interop/, run by scripts/test.sh) need Python with
+	# delta-rs and PySpark in .venv, and Java 17 for Spark. Reinstalls only
+	# when interop/requirements.txt changed since the last good install.
+	local root req venv stamp want
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	req="$root/interop/requirements.txt"
+	venv="$root/.venv"
+	stamp="$venv/.requirements.sha256"
+	if ! command -v java >/dev/null; then
+		log "installing Java 17 (apt) for Spark"
+		apt_install openjdk-17-jre-headless
+	fi
+	if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+		log "installing python3-venv and pip (apt)"
+		apt_install python3 python3-venv python3-pip
+	fi
+	want=$(sha256sum "$req" | cut -d' ' -f1)
+	if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
+		"$venv/bin/python" -c 'import deltalake, delta, pyspark, pyarrow, pytest' 2>/dev/null; then
+		return
+	fi
+	log "installing interop Python packages into .venv (interop/requirements.txt)"
+	[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+	"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+	echo "$want" >"$stamp"
+}
+
 setup_all() {
 	need_go
 	need_postgres
 	need_go_modules
+	need_python_deps
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then setup_all; fi

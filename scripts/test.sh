@@ -9,6 +9,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test"
 go test -race -count=1 -timeout 30m ./...
+echo "== interop (delta-rs, Spark)"
+.venv/bin/python -m pytest -q -p no:cacheprovider interop
 echo "== fuzz (brief)"
 fuzz() { # package target
 	go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" "$1"
