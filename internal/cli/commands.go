@@ -225,26 +225,14 @@ func slotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := pgx.Connect(cmd.Context(), cfg.Source.DSN)
-			if err != nil {
-				return fmt.Errorf("connect to source: %w", err)
-			}
-			defer conn.Close(cmd.Context())
-			var active bool
-			var confirmed, restart, current string
-			var retained int64
-			err = conn.QueryRow(cmd.Context(), `SELECT active, coalesce(confirmed_flush_lsn::text,''), coalesce(restart_lsn::text,''), pg_current_wal_lsn()::text,
-				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn),0)::bigint FROM pg_replication_slots WHERE slot_name = $1`, cfg.Source.Slot).
-				Scan(&active, &confirmed, &restart, &current, &retained)
-			if errors.Is(err, pgx.ErrNoRows) {
+			st, err := pgrepl.ReadSlotStats(cmd.Context(), cfg.Source.DSN, cfg.Source.Password, cfg.Source.Slot)
+			if errors.Is(err, pgrepl.ErrSlotNotFound) {
 				return fmt.Errorf("slot %q does not exist (silt run creates it)", cfg.Source.Slot)
 			}
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintf(w, "slot\t%s\nactive\t%v\nconfirmed_flush_lsn\t%s\nrestart_lsn\t%s\ncurrent_wal_lsn\t%s\nretained_wal_bytes\t%d\n", cfg.Source.Slot, active, confirmed, restart, current, retained)
-			return w.Flush()
+			return printSlotStats(cmd.OutOrStdout(), st, int64(cfg.Source.LagWarnBytes))
 		},
 	}
 	status.Flags().StringVarP(&cfgPath, "config", "c", "", "path to silt.yaml")
@@ -256,7 +244,7 @@ func slotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := pgrepl.DropSlot(cmd.Context(), cfg.Source.DSN, cfg.Source.Slot); err != nil {
+			if err := pgrepl.DropSlot(cmd.Context(), cfg.Source.DSN, cfg.Source.Password, cfg.Source.Slot); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "dropped slot %s\n", cfg.Source.Slot)

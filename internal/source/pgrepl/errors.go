@@ -1,15 +1,20 @@
 package pgrepl
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/source/pgoutput"
 )
 
 // Sentinels for errors.Is. Each preflight error also has a typed form whose
@@ -147,3 +152,99 @@ func (e *SlotError) Error() string {
 }
 
 func (e *SlotError) Unwrap() error { return e.Err }
+
+// ErrConnLost marks an error after which the replication connection is
+// gone (the server closed it, the network failed, or nothing arrived within
+// Config.ReceiveTimeout). Run can be called again to resume.
+var ErrConnLost = errors.New("replication connection lost")
+
+// connLost wraps err (an I/O failure on the replication connection) so that
+// errors.Is(err, ErrConnLost) holds and the cause stays visible.
+type connLost struct{ err error }
+
+func (e *connLost) Error() string   { return e.err.Error() }
+func (e *connLost) Unwrap() []error { return []error{ErrConnLost, e.err} }
+
+// HandlerError is returned by Run when the Handler failed. It is never
+// retryable: the handler's own failure (for example the stream refusing an
+// append) is not a source problem that reconnecting fixes.
+type HandlerError struct {
+	CommitLSN change.LSN
+	XID       uint32
+	Err       error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("handle transaction %d at %v: %v", e.XID, e.CommitLSN, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// Retryable reports whether Run failed in a way that calling Run again
+// (after a backoff) can fix without operator action. This is the one place
+// where pgrepl errors are classified; each decision says why.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	// The handler failed: retrying would hand it the same data and fail the
+	// same way, or hide a broken sink.
+	var he *HandlerError
+	if errors.As(err, &he) {
+		return false
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
+		// Someone stopped us on purpose.
+		return false
+	case errors.Is(err, ErrConfig), errors.Is(err, ErrWALLevel), errors.Is(err, ErrProtocol),
+		errors.Is(err, ErrTxnTooLarge), errors.Is(err, ErrSlotMismatch), errors.Is(err, ErrSlotNotFound),
+		errors.Is(err, ErrMissingTable), errors.Is(err, ErrNoPrimaryKey), errors.Is(err, pgoutput.ErrMalformed):
+		// Needs an operator (or a code fix): the same input fails again. A
+		// dropped slot in particular must never be silently re-created, as
+		// the changes since are lost.
+		return false
+	case errors.Is(err, ErrSlotActive):
+		// Usually our own previous walsender that has not exited yet (after
+		// a network cut the server notices only at wal_sender_timeout), or
+		// another silt that holds the slot: waiting is the right thing in
+		// both cases (active/passive).
+		return true
+	case errors.Is(err, ErrConnLost):
+		// The connection broke under us: terminated walsender, restart,
+		// network cut, stalled link.
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection_exception
+			pgErr.Code == "57P01",                        // admin_shutdown: pg_terminate_backend, fast shutdown
+			pgErr.Code == "57P02",                        // crash_shutdown
+			pgErr.Code == "57P03",                        // cannot_connect_now: starting up or shutting down
+			pgErr.Code == "53300",                        // too_many_connections
+			pgErr.Code == "53400",                        // configuration_limit_exceeded (all wal senders busy)
+			pgErr.Code == "40001", pgErr.Code == "40P01": // serialization failure, deadlock on slot queries
+			return true
+		}
+		// Anything else the server says (authentication, missing database,
+		// permissions) needs an operator.
+		return false
+	}
+	var ce *ConnectError
+	if errors.As(err, &ce) {
+		// No server answer at all (refused, reset, timeout, DNS): the server
+		// may be restarting or the network healing. TLS and authentication
+		// problems come back as PgError or certificate errors, handled above
+		// and below.
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			return false
+		}
+		var netErr net.Error
+		return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+	}
+	// Unknown errors are fatal: better to stop loudly than to loop.
+	return false
+}

@@ -63,8 +63,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,16 +100,47 @@ type Config struct {
 	// SkipThrough drops transactions whose commit LSN is <= SkipThrough:
 	// they are already durable downstream.
 	SkipThrough change.LSN
-	// MaxTxnBytes bounds the memory one buffered transaction may use
-	// (approximately: message bytes plus a per-change overhead). A larger
-	// transaction makes Run fail with ErrTxnTooLarge. Default 1 GiB.
+	// MaxTxnBytes bounds the size of one transaction (approximately:
+	// message bytes plus a per-change overhead); a larger one makes Run fail
+	// with ErrTxnTooLarge. Default 1 GiB without SpillDir, unlimited with it.
 	MaxTxnBytes int64
+	// TxnMemoryLimit is how much of one transaction is held in memory;
+	// beyond it the transaction is spilled to a file in SpillDir and later
+	// delivered in chunks of about TxnMemoryLimit/4. Default 64 MiB.
+	TxnMemoryLimit int64
+	// SpillDir holds spill files. Empty disables spilling: a transaction is
+	// then held in memory whole, up to MaxTxnBytes. Leftover spill files
+	// (after a crash) are removed by Open.
+	SpillDir string
+	// Password, if set, replaces the DSN's password (source.password_file).
+	// Like the DSN it is never logged nor put in an error message.
+	Password string
+	// HeartbeatInterval is how often Run emits a heartbeat
+	// (pg_logical_emit_message) on a normal connection when no transaction
+	// was delivered meanwhile, so that an idle database's slot still
+	// advances. It also samples SlotStats. Default 30s; negative disables.
+	HeartbeatInterval time.Duration
+	// LagWarnBytes: a warning is logged when the slot's lag (current WAL
+	// minus confirmed_flush_lsn) exceeds it. Default 1 GiB; negative
+	// disables.
+	LagWarnBytes int64
+	// ReceiveTimeout: when nothing arrives from the server for this long the
+	// connection is considered dead (ErrConnLost). Periodic status updates
+	// ask the server for a reply, so a live link is never silent for long.
+	// Default 3 × StatusInterval.
+	ReceiveTimeout time.Duration
+	// Logger receives warnings (lag, heartbeat failures). Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Defaults.
 const (
-	DefaultStatusInterval = 10 * time.Second
-	DefaultMaxTxnBytes    = 1 << 30
+	DefaultStatusInterval    = 10 * time.Second
+	DefaultMaxTxnBytes       = 1 << 30
+	DefaultTxnMemoryLimit    = 64 << 20
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultLagWarnBytes      = 1 << 30
 )
 
 var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -136,18 +170,45 @@ func (cfg *Config) Validate() error {
 	if cfg.MaxTxnBytes < 0 {
 		errs = append(errs, errors.New("source.max_txn_bytes must not be negative"))
 	}
+	if cfg.TxnMemoryLimit < 0 {
+		errs = append(errs, errors.New("source.txn_memory_limit must not be negative"))
+	}
+	if cfg.ReceiveTimeout < 0 {
+		errs = append(errs, errors.New("source.receive_timeout must not be negative"))
+	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 }
 
-// Handler receives each committed transaction, in commit order, with its
-// changes ordered by Pos. Datums may alias buffers valid only during the
-// call, and the slice and *change.Change values may be reused afterwards:
-// copy whatever is retained. Relations are immutable and may be kept.
-// Returning an error stops Run with that error.
-type Handler func(ctx context.Context, txn []*change.Change, commitLSN, endLSN change.LSN) error
+// Batch is one delivery to a Handler: a whole committed transaction, or one
+// chunk of a large one (see Config.TxnMemoryLimit).
+type Batch struct {
+	// Changes, ordered by Pos. Consecutive batches of one transaction
+	// continue its Pos sequence. Empty only for a heartbeat transaction.
+	Changes []*change.Change
+	// CommitLSN, EndLSN and XID of the transaction (also set on each change).
+	CommitLSN change.LSN
+	EndLSN    change.LSN
+	XID       uint32
+	// Last is true on the transaction's final batch. Only once the last
+	// batch (and everything before it) is durable may the caller Ack
+	// EndLSN: acknowledging after an earlier batch would let PostgreSQL
+	// discard the rest of the transaction.
+	Last bool
+	// Heartbeat marks a transaction that carried a silt heartbeat message
+	// (see Config.HeartbeatInterval); it has no changes.
+	Heartbeat bool
+}
+
+// Handler receives each committed transaction, in commit order, as one or
+// more batches (Batch.Last marks the final one). Datums may alias buffers
+// valid only during the call, and the Batch, its slice and *change.Change
+// values may be reused afterwards: copy whatever is retained. Relations are
+// immutable and may be kept. Returning an error stops Run with a
+// *HandlerError wrapping it.
+type Handler func(ctx context.Context, b *Batch) error
 
 // Source streams changes from one slot. See the package doc.
 type Source struct {
@@ -157,7 +218,11 @@ type Source struct {
 
 	acked atomic.Uint64 // highest LSN passed to Ack (or the slot's confirmed_flush_lsn)
 
+	lastDelivery atomic.Int64 // unix nanos of the last delivered batch
+	stats        statCounters
+
 	mu      sync.Mutex
+	through through            // guarded by mu: how far earlier Runs delivered
 	kick    context.CancelFunc // cancels the current receive, so Run sends a status update
 	running bool
 	stop    context.CancelFunc // cancels the running Run
@@ -174,12 +239,30 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	if cfg.StatusInterval == 0 {
 		cfg.StatusInterval = DefaultStatusInterval
 	}
-	if cfg.MaxTxnBytes == 0 {
+	if cfg.MaxTxnBytes == 0 && cfg.SpillDir == "" {
 		cfg.MaxTxnBytes = DefaultMaxTxnBytes
 	}
+	if cfg.TxnMemoryLimit == 0 {
+		cfg.TxnMemoryLimit = DefaultTxnMemoryLimit
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.LagWarnBytes == 0 {
+		cfg.LagWarnBytes = DefaultLagWarnBytes
+	}
+	if cfg.ReceiveTimeout == 0 {
+		cfg.ReceiveTimeout = 3 * cfg.StatusInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	cfg.Tables = slices.Clone(cfg.Tables)
+	if err := RemoveSpillFiles(cfg.SpillDir); err != nil {
+		return nil, fmt.Errorf("remove old spill files in %s: %w", cfg.SpillDir, err)
+	}
 
-	conn, err := connect(ctx, cfg.DSN)
+	conn, err := connect(ctx, cfg.DSN, cfg.Password)
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +287,9 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	s.connCfg, err = pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("%w: source.dsn: %w", ErrConfig, err)
+	}
+	if cfg.Password != "" {
+		s.connCfg.Password = cfg.Password
 	}
 	s.connCfg.RuntimeParams["replication"] = "database"
 	return s, nil
@@ -285,8 +371,24 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		defer ccancel()
 		conn.Close(cctx)
 	}()
-	r := &runner{s: s, conn: conn, h: h, asm: assembler{maxBytes: s.cfg.MaxTxnBytes}}
+	s.mu.Lock()
+	skip := s.through
+	s.mu.Unlock()
+	r := &runner{s: s, conn: conn, h: h, asm: assembler{
+		maxBytes: s.cfg.MaxTxnBytes, memLimit: s.cfg.TxnMemoryLimit, spillDir: s.cfg.SpillDir, skip: skip,
+	}}
 	r.asm.rels.Keys = func(id change.TableID) []string { return s.keys[id] }
+	defer r.asm.closeSpill()
+
+	// The heartbeat goroutine is owned by this Run, which waits for it.
+	hbCtx, hbStop := context.WithCancel(ctx)
+	var hbDone sync.WaitGroup
+	hbDone.Go(func() { s.heartbeatLoop(hbCtx) })
+	defer func() {
+		hbStop()
+		hbDone.Wait()
+	}()
+
 	err = r.run(ctx)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -303,6 +405,7 @@ type runner struct {
 
 	sent       change.LSN // flush LSN of the last status update
 	nextStatus time.Time  // when the next periodic status update is due
+	lastRecv   time.Time  // when the last message arrived
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -316,19 +419,25 @@ func (r *runner) run(ctx context.Context) error {
 	s.Ack(confirmed)
 
 	pub := pgx.Identifier{s.cfg.Publication}.Sanitize()
+	args := []string{
+		"proto_version '1'",
+		"publication_names '" + strings.ReplaceAll(pub, "'", "''") + "'",
+	}
+	if v, _ := strconv.Atoi(r.conn.ParameterStatus("server_version_num")); v >= 140000 {
+		// Logical decoding messages (PostgreSQL 14+): carries heartbeats.
+		args = append(args, "messages 'true'")
+	}
 	err = pglogrepl.StartReplication(ctx, r.conn, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
-		Mode: pglogrepl.LogicalReplication,
-		PluginArgs: []string{
-			"proto_version '1'",
-			"publication_names '" + strings.ReplaceAll(pub, "'", "''") + "'",
-		},
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: args,
 	})
 	if err != nil {
-		return r.slotError(fmt.Errorf("start replication from slot %s: %w", s.cfg.Slot, err))
+		return r.connError(r.slotError(fmt.Errorf("start replication from slot %s: %w", s.cfg.Slot, err)))
 	}
 	defer r.finalStatus(ctx)
 
 	r.nextStatus = time.Now() // send one at once: it confirms the start position
+	r.lastRecv = time.Now()
 	for {
 		if err := r.maybeSendStatus(false); err != nil {
 			return err
@@ -343,12 +452,16 @@ func (r *runner) run(ctx context.Context) error {
 		switch msg := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := r.handleCopyData(ctx, msg.Data); err != nil {
-				return err
+				return r.connError(err)
 			}
+			// Time spent in the handler is not server silence.
+			r.lastRecv = time.Now()
 		case *pgproto3.ErrorResponse:
 			return r.slotError(fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg)))
 		case *pgproto3.CopyDone:
-			return fmt.Errorf("%w: server ended the replication stream", ErrProtocol)
+			// The walsender ends the stream when it shuts down (for example
+			// a fast shutdown of the server): resumable.
+			return &connLost{fmt.Errorf("slot %s: server ended the replication stream", s.cfg.Slot)}
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
 			return fmt.Errorf("%w: %T during replication", ErrProtocol, msg)
@@ -367,6 +480,7 @@ func (r *runner) slotState(ctx context.Context) (change.LSN, error) {
 	deadline := time.Now().Add(slotBusyWait)
 	for {
 		lsn, err := r.readSlot(ctx)
+		err = r.connError(err)
 		var se *SlotError
 		if !errors.As(err, &se) || se.Err != ErrSlotActive || time.Now().After(deadline) {
 			return lsn, err
@@ -424,7 +538,11 @@ func (r *runner) slotError(err error) error {
 // receive waits for the next message. It returns (nil, nil) when the wait
 // was cut short to send a status update (Ack called, or one is due).
 func (r *runner) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
-	rctx, cancel := context.WithDeadline(ctx, r.nextStatus)
+	deadline := r.nextStatus
+	if d := r.lastRecv.Add(r.s.cfg.ReceiveTimeout); d.Before(deadline) {
+		deadline = d
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	r.s.mu.Lock()
 	r.s.kick = cancel
@@ -441,6 +559,7 @@ func (r *runner) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
 	}
 	msg, err := r.conn.ReceiveMessage(rctx)
 	if err == nil {
+		r.lastRecv = time.Now()
 		return msg, nil
 	}
 	if ctx.Err() != nil {
@@ -449,9 +568,25 @@ func (r *runner) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
 	// Our own deadline or kick interrupts the read through a socket
 	// deadline; pgconn keeps the connection usable after a timeout.
 	if rctx.Err() != nil && !r.conn.IsClosed() {
+		if silent := time.Since(r.lastRecv); silent > r.s.cfg.ReceiveTimeout {
+			// Periodic status updates ask for a reply, so a live server is
+			// never silent this long: the link is stalled or half-open.
+			return nil, &connLost{fmt.Errorf("receive from slot %s: nothing from the server for %s", r.s.cfg.Slot, silent.Round(time.Millisecond))}
+		}
 		return nil, nil
 	}
-	return nil, fmt.Errorf("receive from slot %s: %w", r.s.cfg.Slot, err)
+	return nil, r.connError(fmt.Errorf("receive from slot %s: %w", r.s.cfg.Slot, err))
+}
+
+// connError marks err as ErrConnLost when the connection is gone.
+func (r *runner) connError(err error) error {
+	if err != nil && r.conn.IsClosed() {
+		var he *HandlerError
+		if !errors.As(err, &he) {
+			return &connLost{err}
+		}
+	}
+	return err
 }
 
 func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
@@ -478,14 +613,45 @@ func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("at %v: %w", f.WALStart, err)
 		}
-		if commit == nil || len(r.asm.txn) == 0 || commit.CommitLSN <= r.s.cfg.SkipThrough {
+		if commit == nil || r.asm.skipping() || commit.CommitLSN <= r.s.cfg.SkipThrough {
 			return nil
 		}
-		if err := r.h(ctx, r.asm.txn, commit.CommitLSN, commit.EndLSN); err != nil {
-			return fmt.Errorf("handle transaction %d at %v: %w", r.asm.begin.XID, commit.CommitLSN, err)
+		if r.asm.empty() && !r.asm.heartbeat {
+			return nil
 		}
+		return r.deliver(ctx, commit)
 	}
 	return nil
+}
+
+// deliver hands the committed transaction to the handler, in one batch or
+// in chunks, recording after each batch how far delivery got so that a
+// later Run of this Source does not deliver it again.
+func (r *runner) deliver(ctx context.Context, commit *pgoutput.Commit) error {
+	a := &r.asm
+	if a.sp != nil {
+		r.s.stats.spilledTxns.Add(1)
+	}
+	b := Batch{CommitLSN: commit.CommitLSN, EndLSN: commit.EndLSN, XID: a.begin.XID, Heartbeat: a.heartbeat && a.empty()}
+	done := a.dropped
+	return a.deliver(commit, int(max(a.memLimit/4, 1<<20)), func(changes []*change.Change, last bool) error {
+		b.Changes, b.Last = changes, last
+		if err := r.h(ctx, &b); err != nil {
+			return &HandlerError{CommitLSN: commit.CommitLSN, XID: b.XID, Err: err}
+		}
+		done += uint64(len(changes))
+		t := through{lsn: commit.CommitLSN, n: done}
+		if last {
+			t.n = math.MaxUint64
+			r.s.stats.transactions.Add(1)
+		}
+		r.s.mu.Lock()
+		r.s.through = t
+		r.s.mu.Unlock()
+		r.s.stats.batches.Add(1)
+		r.s.lastDelivery.Store(time.Now().UnixNano())
+		return nil
+	})
 }
 
 // maybeSendStatus sends a standby status update if the acknowledged LSN
@@ -493,7 +659,8 @@ func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
 func (r *runner) maybeSendStatus(force bool) error {
 	acked := change.LSN(r.s.acked.Load())
 	now := time.Now()
-	if !force && acked == r.sent && now.Before(r.nextStatus) {
+	periodic := !now.Before(r.nextStatus)
+	if !force && acked == r.sent && !periodic {
 		return nil
 	}
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), r.conn, pglogrepl.StandbyStatusUpdate{
@@ -501,9 +668,12 @@ func (r *runner) maybeSendStatus(force bool) error {
 		WALFlushPosition: pglogrepl.LSN(acked),
 		WALApplyPosition: pglogrepl.LSN(acked),
 		ClientTime:       now,
+		// The server answers a periodic update with a keepalive, which
+		// proves the link alive (see Config.ReceiveTimeout).
+		ReplyRequested: periodic && !force,
 	})
 	if err != nil {
-		return fmt.Errorf("send standby status to slot %s: %w", r.s.cfg.Slot, err)
+		return &connLost{fmt.Errorf("send standby status to slot %s: %w", r.s.cfg.Slot, err)}
 	}
 	r.sent = acked
 	r.nextStatus = now.Add(r.s.cfg.StatusInterval)
@@ -521,8 +691,9 @@ func (r *runner) finalStatus(context.Context) {
 // DropSlot drops a replication slot. It returns a *SlotError wrapping
 // ErrSlotNotFound if there is none, or ErrSlotActive if a consumer is
 // streaming from it.
-func DropSlot(ctx context.Context, dsn, slot string) error {
-	conn, err := connect(ctx, dsn)
+// password, if not empty, replaces the DSN's.
+func DropSlot(ctx context.Context, dsn, password, slot string) error {
+	conn, err := connect(ctx, dsn, password)
 	if err != nil {
 		return err
 	}

@@ -70,9 +70,21 @@ func start(t *testing.T, cfg Config) *running {
 	}
 	r := &running{src: src, txns: make(chan txnRec, 100), errc: make(chan error, 1)}
 	go func() {
-		r.errc <- src.Run(ctx, func(ctx context.Context, txn []*change.Change, commit, end change.LSN) error {
+		var cur txnRec // batches of the transaction being delivered
+		r.errc <- src.Run(ctx, func(ctx context.Context, b *Batch) error {
+			if b.Heartbeat {
+				return nil
+			}
+			part := copyTxn(b.Changes, b.CommitLSN, b.EndLSN)
+			cur.changes = append(cur.changes, part.changes...)
+			cur.commit, cur.end, cur.delivered = part.commit, part.end, part.delivered
+			if !b.Last {
+				return nil
+			}
+			rec := cur
+			cur = txnRec{}
 			select {
-			case r.txns <- copyTxn(txn, commit, end):
+			case r.txns <- rec:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -358,9 +370,12 @@ func TestAckPrompt(t *testing.T) {
 	errc := make(chan error, 1)
 	acked := make(chan change.LSN, 1)
 	go func() {
-		errc <- src.Run(ctx, func(ctx context.Context, txn []*change.Change, commit, end change.LSN) error {
-			src.Ack(end)
-			acked <- end
+		errc <- src.Run(ctx, func(ctx context.Context, b *Batch) error {
+			if b.Heartbeat {
+				return nil
+			}
+			src.Ack(b.EndLSN)
+			acked <- b.EndLSN
 			return nil
 		})
 	}()
@@ -536,10 +551,10 @@ func TestSlotMismatchAndDrop(t *testing.T) {
 		t.Fatalf("err = %v, want ErrSlotMismatch", err)
 	}
 	ctx := context.Background()
-	if err := DropSlot(ctx, db.DSN, cfg.Slot); err != nil {
+	if err := DropSlot(ctx, db.DSN, "", cfg.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if err := DropSlot(ctx, db.DSN, cfg.Slot); !errors.Is(err, ErrSlotNotFound) {
+	if err := DropSlot(ctx, db.DSN, "", cfg.Slot); !errors.Is(err, ErrSlotNotFound) {
 		t.Fatalf("second drop: %v, want ErrSlotNotFound", err)
 	}
 
@@ -547,12 +562,12 @@ func TestSlotMismatchAndDrop(t *testing.T) {
 	r := start(t, cfg)
 	db.Exec(t, "INSERT INTO t VALUES (1)")
 	r.next(t)
-	if err := DropSlot(ctx, db.DSN, cfg.Slot); !errors.Is(err, ErrSlotActive) {
+	if err := DropSlot(ctx, db.DSN, "", cfg.Slot); !errors.Is(err, ErrSlotActive) {
 		t.Fatalf("drop active: %v, want ErrSlotActive", err)
 	}
 	r.stop(t)
 	eventually(t, "the slot to be dropped", func() bool {
-		err := DropSlot(ctx, db.DSN, cfg.Slot)
+		err := DropSlot(ctx, db.DSN, "", cfg.Slot)
 		if err != nil && !errors.Is(err, ErrSlotActive) {
 			t.Fatal(err)
 		}
@@ -565,10 +580,10 @@ func TestSlotMismatchAndDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if err := DropSlot(ctx, db.DSN, cfg.Slot); err != nil {
+	if err := DropSlot(ctx, db.DSN, "", cfg.Slot); err != nil {
 		t.Fatal(err)
 	}
-	nop := func(context.Context, []*change.Change, change.LSN, change.LSN) error { return nil }
+	nop := func(context.Context, *Batch) error { return nil }
 	if err := src.Run(ctx, nop); !errors.Is(err, ErrSlotNotFound) {
 		t.Fatalf("Run on dropped slot: %v", err)
 	}
@@ -578,7 +593,7 @@ func TestCloseIdleAndRunAfterClose(t *testing.T) {
 	db := pgtest.NewDB(t)
 	r := start(t, config(db))
 	r.stop(t)
-	nop := func(context.Context, []*change.Change, change.LSN, change.LSN) error { return nil }
+	nop := func(context.Context, *Batch) error { return nil }
 	if err := r.src.Run(context.Background(), nop); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v", err)
 	}

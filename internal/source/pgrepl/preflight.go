@@ -15,10 +15,13 @@ import (
 
 // connect opens a normal (SQL) connection, turning failures into a
 // *ConnectError.
-func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+func connect(ctx context.Context, dsn, password string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: source.dsn: %w", ErrConfig, err)
+	}
+	if password != "" {
+		cfg.Password = password
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -77,25 +80,9 @@ func preflight(ctx context.Context, conn *pgx.Conn, tables []change.TableID) (ma
 		return nil, &WALLevelError{Level: level}
 	}
 
-	rows, err := conn.Query(ctx, tableInfoSQL)
+	all, err := listTables(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
-	}
-	all := map[change.TableID]tableInfo{}
-	for rows.Next() {
-		var ti tableInfo
-		var ident string
-		if err := rows.Scan(&ti.id.Schema, &ti.id.Name, &ident, &ti.pk, &ti.hasIdent); err != nil {
-			return nil, fmt.Errorf("list tables: %w", err)
-		}
-		ti.exists = true
-		if ident != "" {
-			ti.identity = ident[0]
-		}
-		all[ti.id] = ti
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
+		return nil, err
 	}
 
 	want := all

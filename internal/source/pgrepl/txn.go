@@ -1,7 +1,14 @@
 package pgrepl
 
 import (
+	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
 
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/source/pgoutput"
@@ -11,38 +18,66 @@ import (
 // message bytes (the Change struct, its pointer and the datum slices).
 const changeOverhead = 128
 
+// HeartbeatPrefix is the logical decoding message prefix of silt's
+// heartbeats (pg_logical_emit_message(true, HeartbeatPrefix, ...)).
+const HeartbeatPrefix = "silt_heartbeat"
+
+// through is how far a Source has delivered: every transaction with a
+// commit LSN below lsn, and the first n changes of the one at lsn
+// (n == math.MaxUint64: all of it). The zero value delivers everything.
+type through struct {
+	lsn change.LSN
+	n   uint64
+}
+
 // assembler turns the decoded message sequence of one replication session
-// into committed transactions. It is pure (no I/O) so it can be tested
-// without a server.
+// into committed transactions. It does no network I/O so it can be tested
+// without a server; beyond memLimit it spills changes to a file in
+// spillDir.
+//
+// Spill file format: a sequence of records, each a uvarint length followed
+// by that many bytes of change.AppendEncode output (LSN, Pos, EndLSN, XID
+// and CommitTime zero: they are set on delivery). The file is private to
+// one transaction, created with os.CreateTemp and removed after delivery
+// (or by Run's cleanup after a failure); it is never read after a crash.
 type assembler struct {
 	rels     pgoutput.RelationCache
-	maxBytes int64
+	maxBytes int64  // whole-transaction cap; 0: none
+	memLimit int64  // spill beyond this many bytes held in memory; 0: never
+	spillDir string // where spill files go; "" disables spilling
+	skip     through
 
-	inTxn bool
-	begin pgoutput.Begin
-	txn   []*change.Change
-	bytes int64
+	inTxn     bool
+	begin     pgoutput.Begin
+	txn       []*change.Change // in-memory changes (all of them when not spilled)
+	bytes     int64            // approximate size of the whole transaction
+	memBytes  int64            // approximate size of txn
+	n         uint64           // changes seen in this transaction (including dropped ones)
+	dropped   uint64           // leading changes dropped because skip covers them
+	heartbeat bool             // the transaction carried a silt heartbeat message
+	sp        *spill
+	encBuf    []byte
+}
+
+// spill is the spill file of the current transaction.
+type spill struct {
+	f     *os.File
+	w     *bufio.Writer
+	count uint64 // records written
 }
 
 // feed processes one message whose encoded size is size bytes. When m is a
-// Commit it returns it, and a.txn then holds the transaction's changes with
-// LSN, Pos, EndLSN, XID and CommitTime set, until the next call to feed.
+// Commit it returns it; the transaction's changes are then available
+// through deliver until the next call to feed.
 func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error) {
 	switch m := m.(type) {
 	case *pgoutput.Begin:
 		if a.inTxn {
 			return nil, fmt.Errorf("%w: Begin (xid %d) inside transaction %d", ErrProtocol, m.XID, a.begin.XID)
 		}
+		a.reset()
 		a.inTxn = true
 		a.begin = *m
-		// Drop references to the previous transaction; shrink a slice that
-		// one huge transaction grew far beyond the usual.
-		clear(a.txn)
-		if cap(a.txn) > 4096 {
-			a.txn = nil
-		}
-		a.txn = a.txn[:0]
-		a.bytes = 0
 	case *pgoutput.Commit:
 		if !a.inTxn {
 			return nil, fmt.Errorf("%w: Commit at %v without Begin", ErrProtocol, m.CommitLSN)
@@ -51,24 +86,22 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 			return nil, fmt.Errorf("%w: Commit LSN %v differs from Begin's final LSN %v", ErrProtocol, m.CommitLSN, a.begin.FinalLSN)
 		}
 		a.inTxn = false
-		for i, c := range a.txn {
-			c.LSN = m.CommitLSN
-			c.Pos = uint32(i)
-			c.EndLSN = m.EndLSN
-			c.XID = a.begin.XID
-			c.CommitTime = m.CommitTime
+		if a.sp == nil {
+			for i, c := range a.txn {
+				a.stamp(c, m, a.dropped+uint64(i))
+			}
 		}
 		return m, nil
 	case *pgoutput.Relation:
 		a.rels.Apply(m)
 	case *pgoutput.Insert:
-		rel, err := a.row(m.RelationID, m.New, size)
+		rel, err := a.row(m.RelationID, m.New)
 		if err != nil {
 			return nil, err
 		}
-		a.txn = append(a.txn, &change.Change{Rel: rel, Op: change.OpInsert, New: m.New})
+		return nil, a.add(&change.Change{Rel: rel, Op: change.OpInsert, New: m.New}, size)
 	case *pgoutput.Update:
-		rel, err := a.row(m.RelationID, m.New, size)
+		rel, err := a.row(m.RelationID, m.New)
 		if err != nil {
 			return nil, err
 		}
@@ -78,9 +111,9 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 				return nil, err
 			}
 		}
-		a.txn = append(a.txn, c)
+		return nil, a.add(c, size)
 	case *pgoutput.Delete:
-		rel, err := a.row(m.RelationID, nil, size)
+		rel, err := a.row(m.RelationID, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +121,7 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 		if c.Old, err = oldImage(rel, m.OldKind, m.Old); err != nil {
 			return nil, err
 		}
-		a.txn = append(a.txn, c)
+		return nil, a.add(c, size)
 	case *pgoutput.Truncate:
 		if !a.inTxn {
 			return nil, fmt.Errorf("%w: Truncate outside a transaction", ErrProtocol)
@@ -98,22 +131,215 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 			if err != nil {
 				return nil, fmt.Errorf("%w: truncate: %w", ErrProtocol, err)
 			}
-			if err := a.grow(changeOverhead); err != nil {
+			if err := a.add(&change.Change{Rel: rel, Op: change.OpTruncate}, 0); err != nil {
 				return nil, err
 			}
-			a.txn = append(a.txn, &change.Change{Rel: rel, Op: change.OpTruncate})
 		}
-	case *pgoutput.Origin, *pgoutput.Type, *pgoutput.LogicalMessage:
+	case *pgoutput.LogicalMessage:
+		// Heartbeats are transactional messages: they arrive inside a
+		// Begin/Commit of their own, which is then delivered (empty) so the
+		// slot can be acknowledged past it. Other messages are ignored.
+		if a.inTxn && m.Prefix == HeartbeatPrefix {
+			a.heartbeat = true
+		}
+	case *pgoutput.Origin, *pgoutput.Type:
 		// Origin: silt does not filter by origin. Type: the type OID in the
-		// Relation suffices. Messages are not requested.
+		// Relation suffices.
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrProtocol, m)
 	}
 	return nil, nil
 }
 
+// reset forgets the previous transaction.
+func (a *assembler) reset() {
+	// Drop references to the previous transaction; shrink a slice that one
+	// huge transaction grew far beyond the usual.
+	clear(a.txn)
+	if cap(a.txn) > 4096 {
+		a.txn = nil
+	}
+	a.txn = a.txn[:0]
+	a.bytes, a.memBytes, a.n, a.dropped = 0, 0, 0, 0
+	a.heartbeat = false
+	a.closeSpill()
+}
+
+// closeSpill removes the spill file, if any. Safe to call at any time.
+func (a *assembler) closeSpill() {
+	if a.sp == nil {
+		return
+	}
+	a.sp.f.Close()
+	os.Remove(a.sp.f.Name())
+	a.sp = nil
+}
+
+// stamp sets the transaction fields of a change.
+func (a *assembler) stamp(c *change.Change, m *pgoutput.Commit, pos uint64) {
+	c.LSN = m.CommitLSN
+	c.Pos = uint32(pos)
+	c.EndLSN = m.EndLSN
+	c.XID = a.begin.XID
+	c.CommitTime = m.CommitTime
+}
+
+// skipping reports whether the whole current transaction was delivered
+// before.
+func (a *assembler) skipping() bool {
+	return a.begin.FinalLSN < a.skip.lsn || (a.begin.FinalLSN == a.skip.lsn && a.skip.n == math.MaxUint64)
+}
+
+// add buffers one change of size message bytes, in memory or in the spill
+// file.
+func (a *assembler) add(c *change.Change, size int) error {
+	i := a.n
+	a.n++
+	if a.skipping() || (a.begin.FinalLSN == a.skip.lsn && i < a.skip.n) {
+		a.dropped++ // delivered by an earlier Run of this Source
+		return nil
+	}
+	n := int64(size) + changeOverhead
+	a.bytes += n
+	if a.maxBytes > 0 && a.bytes > a.maxBytes {
+		return fmt.Errorf("%w: transaction %d exceeds %d bytes (source.max_txn_bytes)", ErrTxnTooLarge, a.begin.XID, a.maxBytes)
+	}
+	if a.sp != nil {
+		return a.write(c)
+	}
+	a.txn = append(a.txn, c)
+	a.memBytes += n
+	if a.memLimit > 0 && a.spillDir != "" && a.memBytes > a.memLimit {
+		return a.startSpill()
+	}
+	return nil
+}
+
+// startSpill moves the in-memory changes to a new spill file.
+func (a *assembler) startSpill() error {
+	if err := os.MkdirAll(a.spillDir, 0o700); err != nil {
+		return fmt.Errorf("spill transaction %d: %w", a.begin.XID, err)
+	}
+	f, err := os.CreateTemp(a.spillDir, spillPattern)
+	if err != nil {
+		return fmt.Errorf("spill transaction %d: %w", a.begin.XID, err)
+	}
+	a.sp = &spill{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	for _, c := range a.txn {
+		if err := a.write(c); err != nil {
+			return err
+		}
+	}
+	clear(a.txn)
+	a.txn = nil
+	a.memBytes = 0
+	return nil
+}
+
+// spillPattern names spill files (os.CreateTemp pattern).
+const spillPattern = "txn-*.spill"
+
+// RemoveSpillFiles deletes leftover spill files in dir (from a crash).
+func RemoveSpillFiles(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	names, err := filepath.Glob(filepath.Join(dir, spillPattern))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if err := os.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *assembler) write(c *change.Change) error {
+	a.encBuf = change.AppendEncode(a.encBuf[:0], c)
+	var hdr [binary.MaxVarintLen64]byte
+	h := binary.PutUvarint(hdr[:], uint64(len(a.encBuf)))
+	if _, err := a.sp.w.Write(hdr[:h]); err != nil {
+		return fmt.Errorf("spill transaction %d: %w", a.begin.XID, err)
+	}
+	if _, err := a.sp.w.Write(a.encBuf); err != nil {
+		return fmt.Errorf("spill transaction %d: %w", a.begin.XID, err)
+	}
+	a.sp.count++
+	if cap(a.encBuf) > 1<<20 {
+		a.encBuf = nil
+	}
+	return nil
+}
+
+// empty reports whether the committed transaction has nothing to deliver.
+func (a *assembler) empty() bool {
+	return a.sp == nil && len(a.txn) == 0
+}
+
+// deliver hands the committed transaction m to yield: in one call when it
+// was held in memory, else in chunks of about chunkBytes read back from the
+// spill file. last is true on the final call. Changes passed to yield are
+// valid only during the call. The spill file is removed afterwards.
+func (a *assembler) deliver(m *pgoutput.Commit, chunkBytes int, yield func(changes []*change.Change, last bool) error) error {
+	if a.sp == nil {
+		return yield(a.txn, true)
+	}
+	defer a.closeSpill()
+	sp := a.sp
+	if err := sp.w.Flush(); err != nil {
+		return fmt.Errorf("spill transaction %d: %w", a.begin.XID, err)
+	}
+	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read spilled transaction %d: %w", a.begin.XID, err)
+	}
+	r := bufio.NewReaderSize(sp.f, 1<<20)
+	var cache change.RelationCache
+	arena := make([]byte, 0, chunkBytes)
+	var chunk []*change.Change
+	pos := a.dropped
+	for read := uint64(0); read < sp.count; read++ {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return fmt.Errorf("read spilled transaction %d: %w", a.begin.XID, err)
+		}
+		if n > math.MaxInt32 {
+			return fmt.Errorf("read spilled transaction %d: record of %d bytes", a.begin.XID, n)
+		}
+		if len(chunk) > 0 && len(arena)+int(n) > cap(arena) {
+			if err := yield(chunk, false); err != nil {
+				return err
+			}
+			clear(chunk)
+			chunk, arena = chunk[:0], arena[:0]
+		}
+		var buf []byte
+		if int(n) <= cap(arena)-len(arena) {
+			// Records decoded from the arena alias it, so it never grows
+			// (growing would move earlier records).
+			buf = arena[len(arena) : len(arena)+int(n)]
+			arena = arena[:len(arena)+int(n)]
+		} else {
+			buf = make([]byte, n) // a record larger than a whole chunk
+		}
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return fmt.Errorf("read spilled transaction %d: %w", a.begin.XID, err)
+		}
+		c, err := change.Decode(buf, &cache)
+		if err != nil {
+			return fmt.Errorf("read spilled transaction %d: %w", a.begin.XID, err)
+		}
+		a.stamp(c, m, pos)
+		pos++
+		chunk = append(chunk, c)
+	}
+	return yield(chunk, true)
+}
+
 // row checks a row message and returns its relation.
-func (a *assembler) row(relID uint32, tuple pgoutput.Tuple, size int) (*change.Relation, error) {
+func (a *assembler) row(relID uint32, tuple pgoutput.Tuple) (*change.Relation, error) {
 	if !a.inTxn {
 		return nil, fmt.Errorf("%w: row change outside a transaction", ErrProtocol)
 	}
@@ -124,18 +350,7 @@ func (a *assembler) row(relID uint32, tuple pgoutput.Tuple, size int) (*change.R
 	if tuple != nil && len(tuple) != len(rel.Columns) {
 		return nil, fmt.Errorf("%w: row of %s has %d columns, relation has %d", ErrProtocol, rel.Table, len(tuple), len(rel.Columns))
 	}
-	if err := a.grow(int64(size) + changeOverhead); err != nil {
-		return nil, err
-	}
 	return rel, nil
-}
-
-func (a *assembler) grow(n int64) error {
-	a.bytes += n
-	if a.maxBytes > 0 && a.bytes > a.maxBytes {
-		return fmt.Errorf("%w: transaction %d exceeds %d bytes (source.max_txn_bytes)", ErrTxnTooLarge, a.begin.XID, a.maxBytes)
-	}
-	return nil
 }
 
 // oldImage returns the old row image of an update or delete. A 'K' image
