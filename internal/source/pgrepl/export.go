@@ -57,6 +57,9 @@ func CreateSlotWithSnapshot(ctx context.Context, cfg Config, onCreated SlotCreat
 	if err != nil {
 		return false, fmt.Errorf("%w: source.dsn: %w", ErrConfig, err)
 	}
+	if cfg.Password != "" {
+		pcfg.Password = cfg.Password
+	}
 	conn, err := pgx.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		if ctx.Err() != nil {
