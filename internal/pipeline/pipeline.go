@@ -50,6 +50,9 @@ type Pipeline struct {
 	entries []stream.Entry
 	encBuf  []byte
 
+	appendCh  chan *appendJob // capture -> appender (runAppender)
+	appendErr chan error      // the appender's failure, seen by the capture handler
+
 	ackMu         sync.Mutex
 	pending       []pendingAck // guarded by ackMu
 	lastWatermark []int64      // guarded by ackMu: Bronze's durable per-shard position
@@ -195,13 +198,28 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	silverCtx, stopSilver := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSilver()
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	captureDone := make(chan struct{})
+	p.appendCh = make(chan *appendJob, appendQueueJobs)
+	p.appendErr = make(chan error, 1)
+	appenderDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(appenderDone)
+		// The appender outlives capture: it drains every job capture queued.
+		if err := p.runAppender(context.WithoutCancel(ctx), p.appendCh); err != nil {
+			p.appendErr <- err
+			errc <- fmt.Errorf("capture: %w", err)
+			for range p.appendCh { // unblock nothing is waiting: capture sees appendErr
+			}
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		defer close(captureDone)
+		defer close(p.appendCh)
 		err := p.runCapture(captureCtx) // retries retryable source errors (capture.go)
 		if err != nil && captureCtx.Err() == nil {
 			errc <- fmt.Errorf("capture: %w", err)
@@ -242,6 +260,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// then Silver merges what Bronze has.
 	stopCapture()
 	<-captureDone
+	<-appenderDone
 	if runErr == nil {
 		p.drainBronze(ctx, bw)
 	}
@@ -318,11 +337,12 @@ func (p *Pipeline) loadDedup(ctx context.Context) error {
 func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
 	txn, commitLSN, endLSN := b.Changes, b.CommitLSN, b.EndLSN
 	shards := p.log.Shards()
-	p.entries = p.entries[:0]
-	p.encBuf = p.encBuf[:0]
-	type span struct{ start, end int }
+	j := &appendJob{last: b.Last, commitLSN: commitLSN, endLSN: endLSN, changes: len(txn)}
+	// Encode into one buffer owned by the job (the handler's datums are only
+	// valid during this call; the appender runs after it returns).
+	var buf []byte
+	type span struct{ start, end, kstart, kend int }
 	spans := make([]span, 0, len(txn))
-	keys := make([][]byte, 0, len(txn))
 	for _, c := range txn {
 		key := p.part.Key(c)
 		if p.dedupOn {
@@ -331,41 +351,29 @@ func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
 				continue // already in the stream before the restart
 			}
 		}
-		start := len(p.encBuf)
-		p.encBuf = change.AppendEncode(p.encBuf, c)
-		spans = append(spans, span{start, len(p.encBuf)})
-		keys = append(keys, key)
+		ks := len(buf)
+		buf = append(buf, key...)
+		ds := len(buf)
+		buf = change.AppendEncode(buf, c)
+		spans = append(spans, span{ds, len(buf), ks, ds})
 	}
 	if p.dedupOn && commitLSN > p.maxDedupLSN() {
 		p.dedupOn = false // every shard is past its restart point
 	}
+	j.entries = make([]stream.Entry, len(spans))
 	for i, sp := range spans {
-		p.entries = append(p.entries, stream.Entry{PartitionKey: keys[i], Data: p.encBuf[sp.start:sp.end]})
+		j.entries[i] = stream.Entry{PartitionKey: buf[sp.kstart:sp.kend:sp.kend], Data: buf[sp.start:sp.end:sp.end]}
 	}
-	if len(p.entries) > 0 {
-		if err := p.log.Append(ctx, p.entries); err != nil {
-			return fmt.Errorf("append to stream: %w", err)
-		}
+	j.bytes = len(buf)
+	select {
+	case p.appendCh <- j:
+		return nil
+	case err := <-p.appendErr:
+		p.appendErr <- err // keep it for Run
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	p.stats.Changes.Add(int64(len(txn)))
-	if !b.Last {
-		return nil // the ack waits for the transaction's last chunk
-	}
-	ends := make([]int64, shards)
-	for s := range ends {
-		e, err := p.log.End(ctx, s)
-		if err != nil {
-			return fmt.Errorf("stream end of shard %d: %w", s, err)
-		}
-		ends[s] = e
-	}
-	p.stats.Transactions.Add(1)
-	p.stats.LastCommitLSN.Store(uint64(commitLSN))
-	p.ackMu.Lock()
-	p.pending = append(p.pending, pendingAck{end: endLSN, ends: ends})
-	p.ackMu.Unlock()
-	p.tryAck()
-	return nil
 }
 
 func (p *Pipeline) maxDedupLSN() change.LSN {

@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/stream"
+)
+
+// appendJob is one transaction (or one chunk of a large one), encoded and
+// routed, waiting to be appended to the stream.
+type appendJob struct {
+	entries   []stream.Entry // Data and PartitionKey are owned by the job
+	bytes     int
+	changes   int
+	last      bool // the transaction's last chunk: queue its end LSN for the ack
+	commitLSN change.LSN
+	endLSN    change.LSN
+}
+
+// Appender bounds: the capture handler blocks once this many jobs wait, and
+// one stream Append carries at most appendBatchBytes.
+const (
+	appendQueueJobs  = 256
+	appendBatchBytes = 8 << 20
+)
+
+// runAppender appends queued jobs to the stream in order, batching every
+// job that is waiting into one Append (one group-commit fsync per shard
+// instead of one per transaction). After each Append it queues the acks of
+// the transactions it completed, with the stream end offsets after the
+// batch (conservative: a transaction is acknowledged once Bronze holds
+// everything up to the end of its batch). It returns when jobs is closed and
+// drained, or on the first error.
+func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) error {
+	shards := p.log.Shards()
+	var batch []*appendJob
+	var entries []stream.Entry
+	for {
+		j, ok := <-jobs
+		if !ok {
+			return nil
+		}
+		batch = append(batch[:0], j)
+		size := j.bytes
+	more:
+		for size < appendBatchBytes {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, j)
+				size += j.bytes
+			default:
+				break more
+			}
+		}
+		entries = entries[:0]
+		changes := 0
+		for _, j := range batch {
+			entries = append(entries, j.entries...)
+			changes += j.changes
+		}
+		if len(entries) > 0 {
+			if err := p.log.Append(ctx, entries); err != nil {
+				return fmt.Errorf("append to stream: %w", err)
+			}
+		}
+		p.stats.Changes.Add(int64(changes))
+		var ends []int64
+		for _, j := range batch {
+			if !j.last {
+				continue
+			}
+			if ends == nil {
+				ends = make([]int64, shards)
+				for s := range ends {
+					e, err := p.log.End(ctx, s)
+					if err != nil {
+						return fmt.Errorf("stream end of shard %d: %w", s, err)
+					}
+					ends[s] = e
+				}
+			}
+			p.stats.Transactions.Add(1)
+			p.stats.LastCommitLSN.Store(uint64(j.commitLSN))
+			p.ackMu.Lock()
+			p.pending = append(p.pending, pendingAck{end: j.endLSN, ends: ends})
+			p.ackMu.Unlock()
+		}
+		if ends != nil {
+			p.tryAck()
+		}
+		for i := range batch {
+			batch[i] = nil
+		}
+	}
+}
