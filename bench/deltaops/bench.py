@@ -1,0 +1,216 @@
+"""silt vs delta-rs: MERGE and OPTIMIZE on identical data, in one run.
+
+Usage (from the repo root, after scripts/setup.sh has made .venv):
+    .venv/bin/python bench/deltaops/bench.py [--rows 10000000] [--keys 100000]
+        [--small-files 1000] [--work DIR] [--scenarios uniform,tail]
+
+MERGE: a target table of --rows rows (id, grp, val, note, lsn; ids ascending,
+written once by delta-rs with 128 MiB files) is copied twice; a source of
+--keys distinct keys (80% updates of existing ids, 10% inserts of new ids,
+10% deletes) is applied by delta-rs's merge (when_matched_delete /
+when_matched_update / when_not_matched_insert) to one copy and by silt
+(bench/deltaops merge, ops.Merge) to the other. "uniform" draws the keys from
+the whole id range; "tail" from the newest 1% of ids (a CDC workload's hot
+rows), where min/max pruning can skip files.
+
+OPTIMIZE: a table of --small-files small files (written by silt) is copied
+twice and compacted by delta-rs's optimize.compact and by silt's
+ops.Optimize, both with a 128 MiB target.
+
+Each engine runs in its own process: wall time of the operation (including
+reading the source) and peak RSS (Go: VmHWM; Python: ru_maxrss) are
+printed, and the two results are checked to hold the same rows.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET_SIZE = 128 << 20
+
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------ subprocess modes
+
+
+def rs_merge(table, source):
+    from deltalake import DeltaTable
+
+    t0 = time.perf_counter()
+    src = DeltaTable(source).to_pyarrow_table()
+    dt = DeltaTable(table)
+    cols = ["id", "grp", "val", "note", "lsn"]
+    sets = {c: f"s.{c}" for c in cols}
+    metrics = (
+        dt.merge(src, predicate="t.id = s.id", source_alias="s", target_alias="t")
+        .when_matched_delete(predicate="s.op = 'D'")
+        .when_matched_update(updates=sets, predicate="s.op <> 'D'")
+        .when_not_matched_insert(updates=sets, predicate="s.op <> 'D'")
+        .execute()
+    )
+    secs = time.perf_counter() - t0
+    print(json.dumps({"op": "merge", "seconds": secs, "peak_rss_mb": peak_mb(),
+                      "files_added": metrics.get("num_target_files_added"),
+                      "files_removed": metrics.get("num_target_files_removed"),
+                      "files_scanned": metrics.get("num_target_files_scanned"),
+                      "files_skipped": metrics.get("num_target_files_skipped_during_scan"),
+                      "rows_copied": metrics.get("num_target_rows_copied")}))
+
+
+def rs_optimize(table):
+    from deltalake import DeltaTable
+
+    t0 = time.perf_counter()
+    m = DeltaTable(table).optimize.compact(target_size=TARGET_SIZE)
+    secs = time.perf_counter() - t0
+    print(json.dumps({"op": "optimize", "seconds": secs, "peak_rss_mb": peak_mb(),
+                      "files_removed": m.get("numFilesRemoved"), "files_added": m.get("numFilesAdded")}))
+
+
+# ------------------------------------------------------------ orchestration
+
+
+def run_json(cmd):
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{p.stdout}\n{p.stderr}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def make_target(path, rows):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import write_deltalake
+
+    ids = pa.array(range(rows), pa.int64())
+    notes = pa.array([f"note-{i}" for i in range(1000)]).take(pc.remainder(ids, 1000))
+    tbl = pa.table({"id": ids, "grp": pc.cast(pc.remainder(ids, 100), pa.int32()), "val": pc.multiply(pc.cast(ids, pa.float64()), 0.5),
+                    "note": notes, "lsn": pa.array([1] * rows, pa.int64())})
+    write_deltalake(str(path), tbl, target_file_size=TARGET_SIZE)
+
+
+def make_source(path, rows, keys, scenario, seed=42):
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import write_deltalake
+
+    rng = random.Random(seed)
+    lo = 0 if scenario == "uniform" else rows - rows // 100
+    n_ins = keys // 10
+    n_del = keys // 10
+    existing = rng.sample(range(lo, rows), keys - n_ins)
+    dels, upd = existing[:n_del], existing[n_del:]
+    ins = list(range(rows, rows + n_ins))
+    ids = pa.array(upd + ins + dels, pa.int64())
+    ops = ["U"] * (len(upd) + len(ins)) + ["D"] * len(dels)
+    tbl = pa.table({"id": ids, "grp": pc.cast(pc.remainder(ids, 100), pa.int32()),
+                    "val": pc.add(pc.multiply(pc.cast(ids, pa.float64()), 0.25), 1.0),
+                    "note": pa.array([f"changed-{i % 977}" for i in ids.to_pylist()]),
+                    "lsn": pa.array([2] * len(ops), pa.int64()), "op": ops})
+    write_deltalake(str(path), tbl)
+    return len(upd), len(ins), len(dels)
+
+
+def summary(path):
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    t = DeltaTable(str(path)).to_pyarrow_table()
+    return {"rows": t.num_rows, "sum_id": pc.sum(t["id"]).as_py(), "sum_val": round(pc.sum(t["val"]).as_py(), 3),
+            "sum_lsn": pc.sum(t["lsn"]).as_py(), "notes": pc.count_distinct(t["note"]).as_py()}
+
+
+def row(name, silt, rs):
+    ratio = rs["seconds"] / silt["seconds"] if silt["seconds"] else float("inf")
+    print(f"{name:<28} silt {silt['seconds']:8.2f} s  peak {silt['peak_rss_mb']:7.0f} MiB | "
+          f"delta-rs {rs['seconds']:8.2f} s  peak {rs['peak_rss_mb']:7.0f} MiB | "
+          f"delta-rs/silt time {ratio:5.2f}x")
+    return ratio
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--small-files", type=int, default=1000)
+    ap.add_argument("--small-rows", type=int, default=1000)
+    ap.add_argument("--scenarios", default="uniform,tail")
+    ap.add_argument("--work", default=str(REPO / ".cache" / "bench-deltaops"))
+    a = ap.parse_args()
+
+    import deltalake
+
+    work = Path(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    binary = work / "deltaops"
+    subprocess.run(["go", "build", "-o", str(binary), "./bench/deltaops"], cwd=REPO, check=True)
+    py = sys.executable
+    print(f"deltalake {deltalake.__version__}, {os.cpu_count()} CPUs; target table {a.rows:,} rows, "
+          f"{a.keys:,} changed keys (80% updates, 10% inserts, 10% deletes)")
+
+    t0 = time.perf_counter()
+    base = work / "target"
+    make_target(base, a.rows)
+    nfiles = len(deltalake.DeltaTable(str(base)).file_uris())
+    print(f"target written by delta-rs in {time.perf_counter() - t0:.1f} s: {nfiles} files")
+
+    results = []
+    for sc in [s for s in a.scenarios.split(",") if s]:
+        src = work / f"source-{sc}"
+        upd, ins, dels = make_source(src, a.rows, a.keys, sc)
+        silt_t, rs_t = work / f"silt-{sc}", work / f"rs-{sc}"
+        shutil.copytree(base, silt_t)
+        shutil.copytree(base, rs_t)
+        rs = run_json([py, __file__, "_rs_merge", str(rs_t), str(src)])
+        silt = run_json([str(binary), "merge", "-table", str(silt_t), "-source", str(src)])
+        s1, s2 = summary(silt_t), summary(rs_t)
+        if s1 != s2:
+            sys.exit(f"MERGE results differ ({sc}): silt {s1} delta-rs {s2}")
+        print(f"MERGE {sc}: {upd} updates, {ins} inserts, {dels} deletes; both engines: {s1['rows']:,} rows, same sums")
+        print(f"  silt: files candidate {silt['files_candidate']}/{silt['files_total']}, rewritten {silt['files_rewritten']}, "
+              f"added {silt['files_added']}, rows copied {silt['rows_copied']:,}")
+        print(f"  delta-rs: files scanned {rs['files_scanned']}, skipped {rs['files_skipped']}, removed {rs['files_removed']}, "
+              f"added {rs['files_added']}, rows copied {rs['rows_copied']}")
+        results.append((f"MERGE ({sc} keys)", silt, rs))
+        shutil.rmtree(silt_t)
+        shutil.rmtree(rs_t)
+
+    small = work / "small"
+    prep = run_json([str(binary), "small", "-table", str(small), "-files", str(a.small_files), "-rows", str(a.small_rows)])
+    silt_o, rs_o = work / "silt-small", work / "rs-small"
+    shutil.copytree(small, silt_o)
+    shutil.copytree(small, rs_o)
+    rs = run_json([py, __file__, "_rs_optimize", str(rs_o)])
+    silt = run_json([str(binary), "optimize", "-table", str(silt_o), "-target", str(TARGET_SIZE)])
+    s1, s2 = summary(silt_o), summary(rs_o)
+    if s1 != s2:
+        sys.exit(f"OPTIMIZE results differ: silt {s1} delta-rs {s2}")
+    print(f"OPTIMIZE: {prep['files']} files of {a.small_rows} rows; silt {silt['files_removed']} -> {silt['files_added']} files, "
+          f"delta-rs {rs['files_removed']} -> {rs['files_added']} files; same rows")
+    results.append((f"OPTIMIZE ({prep['files']} files)", silt, rs))
+
+    print()
+    for name, s, r in results:
+        row(name, s, r)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_rs_merge":
+        rs_merge(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_rs_optimize":
+        rs_optimize(sys.argv[2])
+    else:
+        main()
