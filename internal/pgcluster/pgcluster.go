@@ -17,7 +17,9 @@
 // with that user's credential; every parent of Dir must then be searchable by
 // that user (the default, os.TempDir, is).
 //
-// Lifetime: Start returns once the server accepts connections. Stop sends
+// Lifetime: Start returns once the server accepts connections. Restart
+// stops the server (fast shutdown, or immediate with crash recovery) and
+// starts it again on the same directory and port, for fault tests. Stop sends
 // SIGINT (fast shutdown), waits for the process, and removes the directory
 // unless Options.Keep is set. On Linux the server also gets SIGQUIT if the
 // owning process dies, so a crashed test binary does not leak servers.
@@ -73,13 +75,31 @@ type Cluster struct {
 	Dir string
 
 	keep    bool
-	cmd     *exec.Cmd
 	logPath string
-	exited  chan struct{} // closed by the wait goroutine once cmd.Wait returns
-	waitErr error         // set before exited is closed
+	bin     string
+	dataDir string
+	cred    *syscall.Credential
+	extra   map[string]string
+
+	mu sync.Mutex // guards proc; held across Restart
+	// proc is the running server process.
+	proc *proc
 
 	stopOnce sync.Once
 	stopErr  error
+}
+
+// proc is one postgres process.
+type proc struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed by the wait goroutine once cmd.Wait returns
+	waitErr error         // set before exited is closed
+}
+
+func (c *Cluster) current() *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.proc
 }
 
 // defaultSettings are the -c settings every cluster gets.
@@ -156,7 +176,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	// "could not bind" and we try again with a fresh port.
 	const attempts = 5
 	for i := 0; ; i++ {
-		c, err := launch(ctx, bin, dir, dataDir, logPath, cred, opts.ExtraSettings)
+		c := &Cluster{Dir: dir, logPath: logPath, bin: bin, dataDir: dataDir, cred: cred, extra: opts.ExtraSettings}
+		err := c.launch(ctx, 0)
 		if err == nil {
 			c.keep = opts.Keep
 			ok = true
@@ -170,10 +191,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 var errPortTaken = errors.New("port already in use")
 
-func launch(ctx context.Context, bin, dir, dataDir, logPath string, cred *syscall.Credential, extra map[string]string) (*Cluster, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+// launch starts postgres on port (0: a free one) and waits until it is
+// ready; c.proc and c.Port are set on success.
+func (c *Cluster) launch(ctx context.Context, port int) error {
+	bin, dir, dataDir, logPath, cred, extra := c.bin, c.Dir, c.dataDir, c.logPath, c.cred, c.extra
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return err
+		}
 	}
 	settings := make(map[string]string, len(defaultSettings)+len(extra)+2)
 	for k, v := range defaultSettings {
@@ -194,9 +220,9 @@ func launch(ctx context.Context, bin, dir, dataDir, logPath string, cred *syscal
 		args = append(args, "-c", k+"="+settings[k])
 	}
 
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("pgcluster: %w", err)
+		return fmt.Errorf("pgcluster: %w", err)
 	}
 	// Not CommandContext: the server must outlive ctx, which only bounds startup.
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
@@ -209,27 +235,75 @@ func launch(ctx context.Context, bin, dir, dataDir, logPath string, cred *syscal
 	err = cmd.Start()
 	logf.Close() // the child holds its own descriptor
 	if err != nil {
-		return nil, fmt.Errorf("pgcluster: start postgres: %w", err)
+		return fmt.Errorf("pgcluster: start postgres: %w", err)
 	}
-	c := &Cluster{Port: port, Dir: dir, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() { // owned by c: Stop (or a failed start below) waits for exited
-		c.waitErr = cmd.Wait()
-		close(c.exited)
+	pr := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { // owned by c: Stop, Restart (or a failed start below) wait for exited
+		pr.waitErr = cmd.Wait()
+		close(pr.exited)
 	}()
-
-	if err := c.waitReady(ctx); err != nil {
-		c.kill()
-		log := c.Log()
-		if bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use")) {
-			return nil, fmt.Errorf("pgcluster: port %d: %w", port, errPortTaken)
-		}
-		return nil, fmt.Errorf("pgcluster: postgres did not become ready: %w\n--- server log (%s) ---\n%s", err, logPath, tail(log, 8192))
+	logStart := len(c.Log())
+	if c.Port != port { // unchanged on Restart, where DSN may be read concurrently
+		c.Port = port
 	}
-	return c, nil
+	if err := c.waitReady(ctx, pr); err != nil {
+		pr.kill()
+		log := c.Log()
+		if len(log) >= logStart {
+			log = log[logStart:]
+		}
+		if bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use")) {
+			return fmt.Errorf("pgcluster: port %d: %w", port, errPortTaken)
+		}
+		return fmt.Errorf("pgcluster: postgres did not become ready: %w\n--- server log (%s) ---\n%s", err, logPath, tail(log, 8192))
+	}
+	c.proc = pr
+	return nil
+}
+
+// Restart stops the server and starts it again on the same directory and
+// port. With immediate false it is a fast shutdown (SIGINT: walsenders
+// send what they have, then end); with immediate true an immediate one
+// (SIGQUIT: no checkpoint, crash recovery at start), like a server crash.
+// Connections break either way; clients must reconnect.
+func (c *Cluster) Restart(ctx context.Context, immediate bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pr := c.proc
+	if pr == nil {
+		return errors.New("pgcluster: not running")
+	}
+	sig := syscall.SIGINT
+	if immediate {
+		sig = syscall.SIGQUIT
+	}
+	_ = pr.cmd.Process.Signal(sig)
+	select {
+	case <-pr.exited:
+	case <-time.After(30 * time.Second):
+		pr.kill()
+	}
+	c.proc = nil
+	// The port was ours a moment ago; retry briefly in case the kernel
+	// has not released it yet.
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = c.launch(ctx, c.Port); err == nil || !errors.Is(err, errPortTaken) {
+			return err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return err
 }
 
 // waitReady polls a connection until it succeeds, the server exits or ctx ends.
-func (c *Cluster) waitReady(ctx context.Context) error {
+func (c *Cluster) waitReady(ctx context.Context, pr *proc) error {
 	var last error
 	for {
 		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -241,9 +315,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		last = err
 		t := time.NewTimer(20 * time.Millisecond)
 		select {
-		case <-c.exited:
+		case <-pr.exited:
 			t.Stop()
-			return fmt.Errorf("postgres exited: %v", c.waitErr)
+			return fmt.Errorf("postgres exited: %v", pr.waitErr)
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("%w (last connect error: %v)", ctx.Err(), last)
@@ -252,14 +326,14 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	}
 }
 
-// kill stops the server immediately and waits for it.
-func (c *Cluster) kill() {
-	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+// kill stops the process immediately and waits for it.
+func (pr *proc) kill() {
+	_ = pr.cmd.Process.Signal(syscall.SIGQUIT)
 	select {
-	case <-c.exited:
+	case <-pr.exited:
 	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
+		_ = pr.cmd.Process.Kill()
+		<-pr.exited
 	}
 }
 
@@ -288,15 +362,20 @@ func (c *Cluster) Log() []byte {
 // Options.Keep was set. It is idempotent and returns the same result each time.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
-		select {
-		case <-c.exited:
-		default:
-			_ = c.cmd.Process.Signal(syscall.SIGINT)
+		c.mu.Lock() // waits for a Restart in progress
+		pr := c.proc
+		c.mu.Unlock()
+		if pr != nil {
 			select {
-			case <-c.exited:
-			case <-time.After(30 * time.Second):
-				c.stopErr = errors.New("pgcluster: postgres did not stop within 30s after SIGINT; killed")
-				c.kill()
+			case <-pr.exited:
+			default:
+				_ = pr.cmd.Process.Signal(syscall.SIGINT)
+				select {
+				case <-pr.exited:
+				case <-time.After(30 * time.Second):
+					c.stopErr = errors.New("pgcluster: postgres did not stop within 30s after SIGINT; killed")
+					pr.kill()
+				}
 			}
 		}
 		if !c.keep {
