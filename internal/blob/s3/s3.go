@@ -249,9 +249,6 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Credentials != nil {
 		load = append(load, awsconfig.WithCredentialsProvider(o.Credentials))
 	}
-	if o.HTTPClient != nil {
-		load = append(load, awsconfig.WithHTTPClient(o.HTTPClient))
-	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, load...)
 	if err != nil {
 		return nil, fmt.Errorf("s3://%s: load AWS configuration: %w", o.Bucket, err)
@@ -261,6 +258,12 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	client := awss3.NewFromConfig(cfg, func(so *awss3.Options) {
 		so.UsePathStyle = o.PathStyle
+		if o.HTTPClient != nil {
+			// Set here, not with awsconfig.WithHTTPClient: a custom CA
+			// bundle (AWS_CA_BUNDLE) only applies to the SDK's own client
+			// type, and loading fails for any other.
+			so.HTTPClient = o.HTTPClient
+		}
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
