@@ -31,6 +31,7 @@ import (
 	"github.com/silt-dev/silt/internal/gold"
 	"github.com/silt-dev/silt/internal/silver"
 	"github.com/silt-dev/silt/internal/source/pgrepl"
+	"github.com/silt-dev/silt/internal/source/pgsnap"
 	"github.com/silt-dev/silt/internal/stream"
 	"github.com/silt-dev/silt/internal/stream/locallog"
 )
@@ -43,6 +44,9 @@ type Pipeline struct {
 	log    stream.Log
 	part   *stream.Partitioner // partition keys from stream config (keys.go)
 	src    *pgrepl.Source
+
+	snap    *pgsnap.Snapshot // initial load (snapshot.go); nil when there is none
+	domains *pgsnap.Domains  // domain types for Bronze (snapshot.go)
 
 	// capture state (capture goroutine only)
 	dedup   []lastPos // per shard: last (LSN,pos) already in the stream at start
@@ -137,6 +141,10 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		id, _ := config.ParseTable(t) // validated
 		tables = append(tables, id)
 	}
+	if err := p.openSnapshot(ctx, tables); err != nil { // initial load: slot with exported snapshot (snapshot.go)
+		p.closeSnapshot()
+		return nil, err
+	}
 	src, err := pgrepl.Open(ctx, pgrepl.Config{
 		DSN:            SessionDSN(cfg.Source.DSN),
 		Slot:           cfg.Source.Slot,
@@ -152,6 +160,7 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		Logger:            logger,
 	})
 	if err != nil {
+		p.closeSnapshot()
 		return nil, err
 	}
 	p.src = src
@@ -175,6 +184,7 @@ func (p *Pipeline) close() error {
 	if p.src != nil {
 		errs = append(errs, p.src.Close())
 	}
+	p.closeSnapshot()
 	if p.log != nil {
 		errs = append(errs, p.log.Close())
 	}
@@ -202,6 +212,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(4)
 	captureDone := make(chan struct{})
+	snapDone, snapErr := p.startSnapshot(captureCtx) // initial load alongside capture (snapshot.go)
 	p.appendCh = make(chan *appendJob, appendQueueJobs)
 	p.appendErr = make(chan error, 1)
 	appenderDone := make(chan struct{})
@@ -235,6 +246,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.stats.BronzeRows.Add(int64(rows))
 		},
 		Logger: p.logger,
+		Types:  p.typeResolver(), // domain columns by their base type (snapshot.go)
 	})
 	bronzeDone := make(chan struct{})
 	go func() {
@@ -255,11 +267,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+	case runErr = <-snapErr:
 	}
 	// Soft stop in data-flow order: capture, then Bronze drains the stream,
 	// then Silver merges what Bronze has.
 	stopCapture()
 	<-captureDone
+	<-snapDone
 	<-appenderDone
 	if runErr == nil {
 		p.drainBronze(ctx, bw)
@@ -317,13 +331,12 @@ func (p *Pipeline) loadDedup(ctx context.Context) error {
 		if end == 0 {
 			continue
 		}
-		recs, err := p.log.Read(ctx, s, end-1, 1)
-		if err != nil || len(recs) != 1 {
-			return fmt.Errorf("stream: read last record of shard %d: %v", s, err)
-		}
-		c, err := change.Decode(recs[0].Data, &cache)
+		c, err := lastLogged(ctx, p.log, s, end, &cache) // skips snapshot rows (snapshot.go)
 		if err != nil {
-			return fmt.Errorf("stream: shard %d offset %d: %w", s, end-1, err)
+			return err
+		}
+		if c == nil {
+			continue
 		}
 		p.dedup[s] = lastPos{ok: true, lsn: c.LSN, pos: c.Pos}
 		p.dedupOn = true
@@ -470,6 +483,11 @@ func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error
 		return err
 	}
 	for _, t := range tables {
+		if skip, err := p.snapshotGate(ctx, proc, t); err != nil { // snapshot rows first (snapshot.go)
+			return err
+		} else if skip {
+			continue
+		}
 		for {
 			res, err := proc.Process(ctx, t)
 			if err != nil {
