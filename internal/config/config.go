@@ -143,10 +143,39 @@ type KinesisConfig struct {
 	Create bool `yaml:"create"`
 }
 
-// LakeConfig says where Bronze and Silver live.
+// LakeConfig says where Bronze and Silver live: a local directory or an
+// S3 bucket and prefix. Credentials are never part of it: S3 uses the
+// default AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE,
+// web identity, container or instance role). See lake.go.
 type LakeConfig struct {
-	// Path is a local directory (s3:// comes later). Default <data_dir>/lake.
+	// Path is a local directory or s3://bucket/prefix. Default <data_dir>/lake.
 	Path string `yaml:"path"`
+	// Region of the bucket. Default: AWS_REGION or the profile's region;
+	// "us-east-1" when Endpoint is set.
+	Region string `yaml:"region"`
+	// Endpoint of an S3-compatible store (http(s)://host:port). Default: AWS.
+	Endpoint string `yaml:"endpoint"`
+	// PathStyle addresses buckets as endpoint/bucket/key (most S3-compatible
+	// stores need it). Default false.
+	PathStyle bool `yaml:"path_style"`
+	// Profile of the shared AWS config files. Default: AWS_PROFILE or "default".
+	Profile string `yaml:"profile"`
+	// SSE is server-side encryption of new objects: "" (the bucket's
+	// default), "sse-s3" or "sse-kms".
+	SSE string `yaml:"sse"`
+	// KMSKeyID is the KMS key (id, ARN or alias) for sse-kms. Default: the
+	// account's aws/s3 key.
+	KMSKeyID string `yaml:"kms_key_id"`
+	// PartSize of multipart uploads; larger objects are uploaded in parts.
+	// Default 16MiB (5MiB to 5GiB).
+	PartSize ByteSize `yaml:"part_size"`
+	// UploadConcurrency bounds the parts of one upload in flight. Default 4.
+	UploadConcurrency int `yaml:"upload_concurrency"`
+	// MaxAttempts per S3 request (5xx, throttling, timeouts are retried with
+	// backoff). Default 8.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RequestTimeout bounds one attempt of one S3 request. Default 2m.
+	RequestTimeout Duration `yaml:"request_timeout"`
 }
 
 // BronzeConfig tunes the Bronze writer (Firehose-like buffering).
@@ -307,9 +336,7 @@ func (c *Config) SetDefaults(dataDir string) {
 			st.Limits.ReadBytesPerSec = 2 * 1000 * 1000
 		}
 	}
-	if c.Lake.Path == "" {
-		c.Lake.Path = dataDir + "/lake"
-	}
+	c.Lake.setDefaults(dataDir)
 	b := &c.Bronze
 	if b.FlushInterval.Duration == 0 {
 		b.FlushInterval.Duration = time.Second
@@ -459,11 +486,7 @@ func (c *Config) Validate() error {
 			add("stream.kinesis.endpoint %q must be an http:// or https:// URL", k.Endpoint)
 		}
 	}
-	if c.Lake.Path == "" {
-		add("lake.path is empty: set a directory for Bronze and Silver")
-	} else if strings.Contains(c.Lake.Path, "://") {
-		add("lake.path %q: only local directories are supported so far", c.Lake.Path)
-	}
+	c.Lake.validate(add)
 	if c.Bronze.FlushInterval.Duration < 10*time.Millisecond {
 		add("bronze.flush_interval %s is too short: use at least 10ms", c.Bronze.FlushInterval)
 	}

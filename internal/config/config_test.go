@@ -29,7 +29,7 @@ stream:
   durability: sometimes
   partition_key: random-ish
 lake:
-  path: s3://bucket/x
+  path: gs://bucket/x
 log:
   level: loud
 `))
