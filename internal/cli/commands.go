@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/silt-dev/silt/internal/blob/local"
+	"github.com/silt-dev/silt/internal/blob/lake"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/delta"
@@ -143,7 +142,7 @@ func checkCmd() *cobra.Command {
 				return fmt.Errorf("connect to source: %w", err)
 			}
 			defer conn.Close(ctx)
-			st, err := local.New(cfg.Lake.Path)
+			st, err := lake.Open(ctx, cfg.Lake)
 			if err != nil {
 				return err
 			}
@@ -259,11 +258,9 @@ func slotCmd() *cobra.Command {
 func tableCmd() *cobra.Command {
 	c := &cobra.Command{Use: "table", Short: "Inspect Delta tables (any engine's): describe, history, cat, checkpoint"}
 	open := func(path string) (*delta.Table, error) {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil, err
-		}
-		st, err := local.New(abs)
+		// A local directory or s3://bucket/prefix (AWS settings from the
+		// environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_S3).
+		st, err := lake.Open(context.Background(), config.LakeConfig{Path: path})
 		if err != nil {
 			return nil, err
 		}

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/silt-dev/silt/internal/blob"
-	"github.com/silt-dev/silt/internal/blob/local"
+	"github.com/silt-dev/silt/internal/blob/lake"
 	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
@@ -131,9 +131,9 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		logger = slog.Default()
 	}
 	p := &Pipeline{cfg: cfg, logger: logger, fresh: newQuantiles(200000)}
-	st, err := local.New(cfg.Lake.Path)
+	st, err := lake.Open(ctx, cfg.Lake)
 	if err != nil {
-		return nil, fmt.Errorf("lake.path %s: %w", cfg.Lake.Path, err)
+		return nil, err
 	}
 	p.store = st
 	var tables []change.TableID
