@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +45,14 @@ func main() {
 	target := fs.Int64("target", 128<<20, "target file size in bytes (optimize)")
 	files := fs.Int("files", 1000, "files to write (small)")
 	rows := fs.Int("rows", 1000, "rows per file (small)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here")
 	_ = fs.Parse(os.Args[2:])
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	ctx := context.Background()
 	var out map[string]any
 	var err error
@@ -60,6 +68,7 @@ func main() {
 		err = fmt.Errorf("unknown operation %q", os.Args[1])
 	}
 	if err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "deltaops:", err)
 		os.Exit(1)
 	}
@@ -96,6 +105,7 @@ func open(dir string) (*delta.Table, *local.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	st.NoSync = os.Getenv("DELTAOPS_NOSYNC") != ""
 	return delta.NewTable(st, ""), st, nil
 }
 
