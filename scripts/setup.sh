@@ -76,10 +76,29 @@ need_python_deps() {
 	echo "$want" >"$stamp"
 }
 
+# versitygw is an S3 gateway over a local directory: the S3 tests
+# (internal/blob/s3, the pipeline's e2e test on S3) start it as a child
+# process. Pinned; installed into bin/ (git-ignored) with go install, and
+# only when bin/versitygw is missing or another version.
+VERSITYGW_VERSION=v1.8.0
+need_versitygw() {
+	local root bin
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	bin="$root/bin/versitygw"
+	if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null |
+		grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/versity/versitygw[[:space:]]+$VERSITYGW_VERSION([[:space:]]|\$)"; then
+		return
+	fi
+	log "installing versitygw $VERSITYGW_VERSION into bin/ (go install; a few minutes the first time)"
+	mkdir -p "$root/bin"
+	GOBIN="$root/bin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+}
+
 setup_all() {
 	need_go
 	need_postgres
 	need_go_modules
+	need_versitygw
 	need_python_deps
 }
 
