@@ -1,5 +1,10 @@
 package stream
 
+import (
+	"sync"
+	"time"
+)
+
 // ShardStats are the figures of one shard since the log was opened. Counters
 // are cumulative, so a metrics system derives rates from them; gauges say
 // how things stand now.
@@ -47,4 +52,56 @@ func HotShardRatio[T int | int64 | float64](load []T) float64 {
 		return 0
 	}
 	return top / (sum / float64(len(load)))
+}
+
+// AgeTracker remembers when offsets of one shard became durable, so a log
+// can tell how far, in time, a reader is behind the tip. It keeps at most
+// 256 marks; merging marks only ever makes an age larger, never smaller.
+// Safe for concurrent use.
+type AgeTracker struct {
+	mu    sync.Mutex
+	marks []ageMark
+}
+
+type ageMark struct {
+	end int64 // records below end were durable at
+	at  time.Time
+}
+
+const maxAgeMarks = 256
+
+// Appended records that every offset below end was durable at time at.
+func (a *AgeTracker) Appended(end int64, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := len(a.marks); n > 0 && a.marks[n-1].end >= end {
+		return
+	}
+	if len(a.marks) == maxAgeMarks {
+		// Merge pairs, keeping each pair's later end and earlier time.
+		k := 0
+		for i := 0; i+1 < len(a.marks); i += 2 {
+			a.marks[k] = ageMark{end: a.marks[i+1].end, at: a.marks[i].at}
+			k++
+		}
+		a.marks = a.marks[:k]
+	}
+	a.marks = append(a.marks, ageMark{end: end, at: at})
+}
+
+// Age returns how long the record at readPos (the reader's next offset)
+// has been durable: 0 when the reader has everything. It drops marks the
+// reader has passed.
+func (a *AgeTracker) Age(readPos int64, now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := 0
+	for i < len(a.marks) && a.marks[i].end <= readPos {
+		i++
+	}
+	a.marks = a.marks[i:]
+	if len(a.marks) == 0 {
+		return 0
+	}
+	return max(now.Sub(a.marks[0].at), 0)
 }

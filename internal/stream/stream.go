@@ -2,8 +2,9 @@
 // of a record's partition key picks a shard over the 128-bit hash key space;
 // records of one partition key keep their order within their shard.
 //
-// Implementations: locallog (embedded, on local disk; the default) and, later,
-// kinesis (Amazon Kinesis Data Streams).
+// Implementations: locallog (embedded, on local disk; the default) and
+// kinesis (Amazon Kinesis Data Streams). Partitioner computes partition keys
+// by strategy; ShardStats and StatsReporter carry per-shard figures.
 package stream
 
 import (
@@ -68,6 +69,10 @@ func ShardFor(partitionKey []byte, n int) int {
 	_, carry := bits.Add64(hLo, lHi, 0)
 	return int(hHi + carry)
 }
+
+// ErrTooLarge is returned by Append for an entry larger than the log
+// accepts (Kinesis: 1 MiB of data plus partition key).
+var ErrTooLarge = errors.New("stream: record too large")
 
 // ErrOutOfRange is returned for an offset past the end of a shard, or for a
 // shard number outside [0, Shards()).

@@ -1,6 +1,6 @@
 // Package streamtest is the conformance suite every stream.Log
-// implementation must pass (locallog, and later kinesis and a fake). It is
-// imported only by tests.
+// implementation must pass (locallog, and kinesis over a fake and over
+// kinesalite). It is imported only by tests.
 //
 // The suite checks the contract of package stream: routing by ShardFor,
 // dense offsets from 0, order per partition key, the bounds of Read,
@@ -29,9 +29,25 @@ type Opener func(t *testing.T) stream.Log
 // shards, and returns how to open it. It is called once per subtest.
 type New func(t *testing.T, shards int) Opener
 
+// Options describes what an implementation can hold, for the checks that
+// depend on it.
+type Options struct {
+	// MaxRecordBytes is the largest partition key plus data the log
+	// accepts. 0 means at least 1 MiB of data. Kinesis counts its own
+	// partition key in its 1 MiB record limit, so it holds a little less.
+	MaxRecordBytes int
+}
+
 // Run runs the suite. The implementation must cap Read below 10,000 records
 // no lower than 100 and hold records of at least 1 MiB.
-func Run(t *testing.T, newLog New) {
+func Run(t *testing.T, newLog New) { RunWith(t, newLog, Options{}) }
+
+// RunWith runs the suite with the implementation's limits.
+func RunWith(t *testing.T, newLog New, opts Options) {
+	bigRecord = 1 << 20
+	if opts.MaxRecordBytes > 0 {
+		bigRecord = opts.MaxRecordBytes - len("big")
+	}
 	tests := []struct {
 		name string
 		fn   func(*testing.T, New)
@@ -334,9 +350,13 @@ func testContextDone(t *testing.T, newLog New) {
 	}
 }
 
+// bigRecord is the data size of testLargeRecord's large record (RunWith
+// sets it before any subtest runs).
+var bigRecord = 1 << 20
+
 func testLargeRecord(t *testing.T, newLog New) {
 	_, l := open(t, newLog, 1)
-	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	big := bytes.Repeat([]byte("0123456789abcdef"), bigRecord/16+1)[:bigRecord] // 1 MiB unless the log holds less
 	mustAppend(t, l, entry("small", "x"), stream.Entry{PartitionKey: []byte("big"), Data: big}, entry("small", "y"))
 	got := readAll(t, l, 0, 0)
 	if len(got) != 3 || !bytes.Equal(got[1].Data, big) || string(got[2].Data) != "y" {
