@@ -48,7 +48,9 @@ type fshard struct {
 	closed          bool
 }
 
-func newFake() *fake { return &fake{streams: map[string]*fstream{}, gets: map[string][]time.Time{}, pageSize: 2} }
+func newFake() *fake {
+	return &fake{streams: map[string]*fstream{}, gets: map[string][]time.Time{}, pageSize: 2}
+}
 
 func apiErr(code, msg string) error { return &smithy.GenericAPIError{Code: code, Message: msg} }
 

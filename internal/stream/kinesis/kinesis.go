@@ -158,8 +158,8 @@ type Log struct {
 	recovered []*position // per logical shard: position at End found by Open
 	stateMu   sync.Mutex
 	state     stateFile // last saved
-	trimAt  []int64   // per logical shard: trim point (positions at or below are saved)
-	dirty   bool
+	trimAt    []int64   // per logical shard: trim point (positions at or below are saved)
+	dirty     bool
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
