@@ -3,7 +3,8 @@
 // code (WriteFixtures, run by cmd/writefixtures) together with what silt
 // reads from them, and reads tables written by delta-rs and Spark
 // (TestReadForeign) against what those engines read. The Python side lives
-// in interop/ at the repository root; interop/README.md describes the flow.
+// in interop/ at the repository root (conftest.py mirrors the normalisation
+// below; test_silt_to_others.py and test_others_to_silt.py drive the flow).
 //
 // # Row normalisation
 //
