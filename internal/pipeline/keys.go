@@ -10,6 +10,7 @@ import (
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/stream"
+	"github.com/silt-dev/silt/internal/stream/kinesis"
 	"github.com/silt-dev/silt/internal/stream/locallog"
 )
 
@@ -27,15 +28,33 @@ func openStream(ctx context.Context, cfg config.StreamConfig, logger *slog.Logge
 	for _, w := range part.Warnings(cfg.Shards) {
 		logger.Warn("stream partition key may make hot shards", "strategy", cfg.PartitionKey, "shards", cfg.Shards, "why", w)
 	}
+	var lg stream.Log
 	switch cfg.Kind {
 	case "local", "":
-		lg, err := locallog.Open(cfg.Dir, locallog.Options{Shards: cfg.Shards, Durability: durability(cfg.Durability)})
+		opts := locallog.Options{Shards: cfg.Shards, Durability: durability(cfg.Durability), Logger: logger}
+		if l := cfg.Limits; l.Enforce {
+			opts.Limits = locallog.Limits{WriteBytesPerSec: int64(l.WriteBytesPerSec), WriteRecordsPerSec: int64(l.WriteRecordsPerSec), ReadBytesPerSec: int64(l.ReadBytesPerSec)}
+		}
+		ll, err := locallog.Open(cfg.Dir, opts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("stream.dir %s: %w", cfg.Dir, err)
 		}
-		return lg, part, nil
+		lg = ll
+	case "kinesis":
+		k := cfg.Kinesis
+		client, err := kinesis.NewClient(ctx, k.Region, k.Endpoint)
+		if err != nil {
+			return nil, nil, err
+		}
+		kl, err := kinesis.Open(ctx, kinesis.Options{Client: client, Stream: k.StreamName, Shards: cfg.Shards, StateDir: cfg.Dir, Create: k.Create, Logger: logger})
+		if err != nil {
+			return nil, nil, fmt.Errorf("stream.kinesis %s: %w", k.StreamName, err)
+		}
+		lg = kl
+	default:
+		return nil, nil, fmt.Errorf("stream.kind %q is not supported", cfg.Kind)
 	}
-	return nil, nil, fmt.Errorf("stream.kind %q is not supported by this build", cfg.Kind)
+	return lg, part, nil
 }
 
 // SessionDSN adds the session settings silt's text decoding relies on (UTC,

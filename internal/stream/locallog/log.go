@@ -49,6 +49,8 @@ var (
 	_ stream.Log     = (*Log)(nil)
 	_ stream.Trimmer = (*Log)(nil)
 	_ stream.Waiter  = (*Log)(nil)
+
+	_ stream.StatsReporter = (*Log)(nil)
 )
 
 // Open opens the log in dir, creating it if needed, and recovers each
@@ -173,7 +175,8 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 	}
 	n := len(l.shards)
 	sizes := make([]int, n)
-	var target []int // shard of each entry; nil with one shard
+	payload := make([]int, n) // key + data bytes per shard, what limits count
+	var target []int          // shard of each entry; nil with one shard
 	if n > 1 {
 		target = make([]int, len(entries))
 	}
@@ -190,6 +193,7 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 			target[i] = sh
 		}
 		sizes[sh] += frameLen(e.PartitionKey, e.Data)
+		payload[sh] += len(e.PartitionKey) + len(e.Data)
 	}
 	reqs := make([]*appendReq, n)
 	for sh, size := range sizes {
@@ -209,6 +213,9 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 	for sh, r := range reqs {
 		if r == nil {
 			continue
+		}
+		if err := l.shards[sh].meter.admitWrite(ctx, r.n, payload[sh], l.opts.Now); err != nil {
+			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
 		if err := l.shards[sh].enqueue(ctx, r); err != nil {
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
@@ -253,10 +260,14 @@ func (l *Log) Read(ctx context.Context, shard int, from int64, max int) ([]strea
 	if max <= 0 {
 		return nil, fmt.Errorf("locallog: read shard %d: max %d must be positive", shard, max)
 	}
+	if err := s.meter.admitRead(ctx, l.opts.Now); err != nil {
+		return nil, err
+	}
 	recs, err := s.read(from, min(max, l.opts.MaxReadRecords))
 	if err != nil {
 		return nil, fmt.Errorf("locallog: read shard %d from %d: %w", shard, from, err)
 	}
+	s.meter.readDone(recs, l.opts.Now)
 	return recs, nil
 }
 

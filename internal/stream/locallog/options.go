@@ -64,6 +64,9 @@ type Options struct {
 	// MaxReadRecords caps the records one Read returns, whatever max the
 	// caller passes (default 10,000, as Kinesis GetRecords).
 	MaxReadRecords int
+	// Limits optionally enforces per-shard throughput limits (see Limits;
+	// KinesisLimits has Kinesis's). The zero value is unlimited.
+	Limits Limits
 	// FS is the file layer (default OSFS). Tests inject crashes through it.
 	FS FS
 	// Logger receives recovery and retention events (default slog.Default()).
@@ -147,6 +150,9 @@ func (o *Options) validate() error {
 	}
 	if o.MaxReadBytes < 0 {
 		bad("MaxReadBytes %d is negative", o.MaxReadBytes)
+	}
+	if o.Limits.WriteBytesPerSec < 0 || o.Limits.WriteRecordsPerSec < 0 || o.Limits.ReadBytesPerSec < 0 {
+		bad("Limits %+v: a limit is negative", o.Limits)
 	}
 	if o.MaxReadRecords < 0 {
 		bad("MaxReadRecords %d is negative", o.MaxReadRecords)

@@ -90,6 +90,8 @@ type shard struct {
 	wbuf    []byte
 	batch   []*appendReq
 	syncs   atomic.Int64 // fsyncs of segment data, for benchmarks
+
+	meter *shardMeter // limits and figures (limits.go)
 }
 
 // segment is one segment file. All fields except base are guarded by
@@ -162,6 +164,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 		space:     make(chan struct{}),
 		notify:    make(chan struct{}),
 		lastIdx:   -1,
+		meter:     newMeter(l.opts.Limits, l.opts.Now()),
 	}
 	if err := s.fs.MkdirAll(s.dir); err != nil {
 		return nil, err
@@ -217,6 +220,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 		return nil, fmt.Errorf("recover %s: %w", segName(last.base), err)
 	}
 	s.segs = append(s.segs, last)
+	s.meter.ages.Appended(s.end, last.modTime)
 	return s, nil
 }
 
@@ -439,6 +443,7 @@ func (s *shard) writeChunk(count int64, idx []indexEntry) error {
 	g.modTime = now
 	g.index = append(g.index, idx...)
 	s.end = s.wend
+	s.meter.ages.Appended(s.wend, now)
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()
@@ -758,4 +763,11 @@ func (s *shard) applyRetention() {
 		}
 		s.log.Info("locallog: retention deleted segment", "segment", segName(g.base), "bytes", g.size, "next", g.next)
 	}
+}
+
+// startOffset is the first stored offset.
+func (s *shard) startOffset() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.segs[0].base
 }
