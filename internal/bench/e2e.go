@@ -190,7 +190,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		p.ResetFreshness()
 		var n atomic.Int64
 		wstart := time.Now()
-		if err := demo.Workload(ctx, dsn, demo.WorkloadOptions{Duration: o.RateDuration, Rate: rate, Workers: 2, Seed: uint64(base), IDBase: base * 100_000, Changes: &n}); err != nil {
+		if err := demo.Workload(ctx, dsn, demo.WorkloadOptions{Duration: o.RateDuration, Rate: rate, Workers: 2, Batch: 40, Seed: uint64(base), IDBase: base * 100_000, Changes: &n}); err != nil {
 			return res, err
 		}
 		wdur := time.Since(wstart)

@@ -256,6 +256,8 @@ type WorkloadOptions struct {
 	Rate       int
 	Workers    int
 	Seed       uint64
+	// Batch is the number of readings inserted per transaction (default 10).
+	Batch int
 	// IDBase offsets device and tag ids so that several workload runs on one
 	// database do not collide (use multiples of 100000).
 	IDBase  int
@@ -356,18 +358,24 @@ func worker(ctx context.Context, dsn string, w int, o WorkloadOptions, end time.
 			}
 		}
 		// Readings: a batch of inserts, some updates (quality corrections), some deletes.
-		batch := 10
+		batch := o.Batch
+		if batch <= 0 {
+			batch = 10
+		}
 		tag := tagBase + rng.IntN(100)
+		tags, tss, pl, vals, qs, seqs, locals := make([]int32, batch), make([]time.Time, batch), make([]string, batch),
+			make([]float64, batch), make([]int16, batch), make([]int64, batch), make([]time.Time, batch)
 		for i := 0; i < batch; i++ {
 			seq++
 			ts := tsBase.Add(time.Duration(seq) * time.Second)
-			v := rng.NormFloat64() * 100
-			if _, err := tx.Exec(ctx, `INSERT INTO silt_demo.readings (tag_id, ts, plant, value, quality, seq, local_ts) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-				tag+i%5, ts, plants[tag%len(plants)], v, int16(192), seq, ts.Add(2*time.Hour)); err != nil {
-				return fmt.Errorf("workload: insert reading: %w", err)
-			}
-			n++
+			tags[i], tss[i], pl[i], vals[i], qs[i], seqs[i], locals[i] = int32(tag+i%5), ts, plants[tag%len(plants)], rng.NormFloat64()*100, 192, seq, ts.Add(2*time.Hour)
 		}
+		if _, err := tx.Exec(ctx, `INSERT INTO silt_demo.readings (tag_id, ts, plant, value, quality, seq, local_ts)
+			SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::text[], $4::float8[], $5::int2[], $6::int8[], $7::timestamp[])`,
+			tags, tss, pl, vals, qs, seqs, locals); err != nil {
+			return fmt.Errorf("workload: insert readings: %w", err)
+		}
+		n += batch
 		ct, err := tx.Exec(ctx, `UPDATE silt_demo.readings SET quality = 0, value = value * 1.5 WHERE tag_id = $1 AND seq > $2`, tag, seq-30)
 		if err != nil {
 			return fmt.Errorf("workload: update readings: %w", err)
