@@ -22,9 +22,9 @@ import (
 type StreamCollector struct {
 	src stream.StatsReporter
 
-	inBytes, inRecs, throttledW  *prometheus.Desc
+	inBytes, inRecs, throttledW   *prometheus.Desc
 	outBytes, outRecs, throttledR *prometheus.Desc
-	age, end, hot                *prometheus.Desc
+	age, end, hot                 *prometheus.Desc
 
 	mu   sync.Mutex
 	prev []int64 // incoming bytes per shard at the previous scrape
