@@ -94,10 +94,34 @@ need_versitygw() {
 	GOBIN="$root/bin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 }
 
+# kinesalite is an in-memory Kinesis (Node.js): the Kinesis stream tests
+# (internal/stream/kinesis) start it as a child process. Pinned; installed
+# with npm into .tools/kinesalite (git-ignored), only when missing or
+# another version.
+KINESALITE_VERSION=3.3.3
+need_kinesalite() {
+	local root dir have
+	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	dir="$root/.tools/kinesalite"
+	have=$(node -p "require('$dir/node_modules/kinesalite/package.json').version" 2>/dev/null || true)
+	if [ -x "$dir/node_modules/.bin/kinesalite" ] && [ "$have" = "$KINESALITE_VERSION" ]; then
+		return
+	fi
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		log "installing Node.js and npm (apt) for kinesalite"
+		apt_install nodejs npm
+	fi
+	log "installing kinesalite $KINESALITE_VERSION into .tools/kinesalite (npm)"
+	mkdir -p "$dir"
+	npm install --prefix "$dir" --no-audit --no-fund --silent "kinesalite@$KINESALITE_VERSION" >/dev/null
+	[ -x "$dir/node_modules/.bin/kinesalite" ] || { log "kinesalite install failed"; exit 1; }
+}
+
 setup_all() {
 	need_go
 	need_postgres
 	need_go_modules
+	need_kinesalite
 	need_versitygw
 	need_python_deps
 }
