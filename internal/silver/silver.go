@@ -350,7 +350,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		// TRUNCATE: rows of the table were all committed before the batch,
 		// hence before the TRUNCATE: they all go.
 		Truncate:       truncAt != nil,
-		AppID:          AppID,
+		AppID:          appID,
 		AppVersion:     to,
 		IdleOperation:  "STREAMING UPDATE",
 		Params:         map[string]any{"predicate": "key match on " + strings.Join(keyCols, ","), "source": fmt.Sprintf("bronze versions %d-%d", from, to)},
