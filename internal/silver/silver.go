@@ -425,7 +425,7 @@ func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, err
 		switch c.op {
 		case 'D':
 			state = nil
-		case 'I', 'U':
+		case 'I', 'U', 'L': // L: a snapshot row (ProcessLoad), an insert
 			ix := indexOf(c.rec.Schema())
 			next := make([]ops.Cell, len(f.schema.Fields))
 			var unch map[string]bool
