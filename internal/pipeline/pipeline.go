@@ -455,7 +455,7 @@ func below(ends, pos []int64) bool {
 // runSilver runs micro-batches for every table on the trigger interval until
 // ctx is done; after bronzeDone closes it does a final pass.
 func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}) error {
-	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Bronze.TargetFileSize)})
+	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Silver.TargetFileSize), OptimizeEvery: p.cfg.Silver.OptimizeEvery})
 	tick := time.NewTicker(p.cfg.Silver.Interval.Duration)
 	defer tick.Stop()
 	final := false
