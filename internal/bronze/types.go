@@ -62,8 +62,9 @@ const (
 //	timestamptz                 timestamp, UTC
 //	timestamp                   timestamp: the wall-clock value read as UTC;
 //	                            infinity / -infinity as the int64 extremes;
-//	                            BC exact; years after 294246 (beyond int64 µs
-//	                            since 1970) are rejected with an error
+//	                            BC exact; the last 30 years of PostgreSQL's
+//	                            range (after 294246-01-10, beyond int64 µs
+//	                            since 1970) saturate to the infinity value
 //	bytea                       binary
 //	domain                      the rule of its base type (with the domain's
 //	                            typmod); needs a TypeResolver, see Resolve
@@ -423,8 +424,11 @@ func parseTimestamp(b []byte) (int64, error) {
 		offset = sign * int64(parts[0]*3600+parts[1]*60+parts[2])
 	}
 	secs := days*86400 + int64(h*3600+mi*60+sec) - offset
-	if secs > math.MaxInt64/1_000_000-1 || secs < math.MinInt64/1_000_000+1 {
-		return 0, errors.New("out of range")
+	switch { // beyond int64 µs since 1970: only PostgreSQL's last 30 years
+	case secs > math.MaxInt64/1_000_000-1:
+		return TimestampInfinity, nil
+	case secs < math.MinInt64/1_000_000+1:
+		return TimestampMinusInfinity, nil
 	}
 	return secs*1_000_000 + frac, nil
 }
