@@ -73,7 +73,7 @@ Start with "silt demo" to see it work on a throwaway database, then write a conf
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(), demoCmd(), checkCmd(), configCmd(), tableCmd(), slotCmd(), statusCmd(), benchCmd())
+	root.AddCommand(runCmd(), demoCmd(), checkCmd(), configCmd(), tableCmd(), slotCmd(), shardsCmd(), statusCmd(), benchCmd())
 	root.AddCommand(doctorCmd())
 	return root
 }
