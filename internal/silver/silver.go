@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -69,7 +70,10 @@ type Options struct {
 	// bin-packing toward TargetFileSize). 0 means DefaultOptimizeEvery; a
 	// negative value turns automatic OPTIMIZE off.
 	OptimizeEvery int
-	Now           func() time.Time
+	// TombstoneRetention is how long a deleted key is remembered so that a
+	// late, older change cannot bring it back (default 24h).
+	TombstoneRetention time.Duration
+	Now                func() time.Time
 }
 
 // DefaultOptimizeEvery is Options.OptimizeEvery's default.
@@ -101,12 +105,18 @@ type Result struct {
 type Processor struct {
 	store blob.Store
 	opts  Options
+
+	tombMu sync.Mutex
+	tombs  map[change.TableID]*tombstones // loaded on a table's first batch
 }
 
 // New returns a processor.
 func New(store blob.Store, opts Options) *Processor {
 	if opts.MaxVersionsPerBatch == 0 {
 		opts.MaxVersionsPerBatch = 50
+	}
+	if opts.TombstoneRetention == 0 {
+		opts.TombstoneRetention = 24 * time.Hour
 	}
 	if opts.TargetFileSize == 0 {
 		opts.TargetFileSize = 128 << 20
@@ -321,7 +331,28 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 			a.Release()
 		}
 	}()
-	dec := &folder{schema: sschema, keys: keyOrder, changes: map[string][]foldChange{}, truncAt: nil, res: &res}
+	// Deleted-key memory: load it, and record this batch's deletes before
+	// the Silver commit (see tombstones.go).
+	tombs, err := p.tombstones(ctx, id)
+	if err != nil {
+		return res, fmt.Errorf("silver %s: %w", id, err)
+	}
+	now := p.opts.Now()
+	newTombs := map[string]tombstone{}
+	for k, cs := range byKey {
+		for _, c := range cs {
+			if c.op != 'D' {
+				continue
+			}
+			if t, ok := newTombs[k]; !ok || change.Less(change.LSN(t.lsn), uint32(t.pos), change.LSN(c.lsn), uint32(c.pos)) {
+				newTombs[k] = tombstone{lsn: c.lsn, pos: c.pos, at: now.UnixMicro()}
+			}
+		}
+	}
+	if err := tombs.record(ctx, p.store, newTombs, appID, to, p.opts.TombstoneRetention, now); err != nil {
+		return res, fmt.Errorf("silver %s: record tombstones: %w", id, err)
+	}
+	dec := &folder{schema: sschema, keys: keyOrder, changes: map[string][]foldChange{}, truncAt: nil, res: &res, tombs: tombs}
 	for k, cs := range byKey {
 		fcs := make([]foldChange, len(cs))
 		for i, c := range cs {
@@ -370,6 +401,24 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	return res, nil
 }
 
+// tombstones returns the table's deleted-key memory, loading it once.
+func (p *Processor) tombstones(ctx context.Context, id change.TableID) (*tombstones, error) {
+	p.tombMu.Lock()
+	defer p.tombMu.Unlock()
+	if t, ok := p.tombs[id]; ok {
+		return t, nil
+	}
+	t, err := loadTombstones(ctx, p.store, id)
+	if err != nil {
+		return nil, err
+	}
+	if p.tombs == nil {
+		p.tombs = map[change.TableID]*tombstones{}
+	}
+	p.tombs[id] = t
+	return t, nil
+}
+
 // folder is Silver's decide step for ops.Merge: for each changed key it
 // folds the batch's changes, in (LSN, pos) order, onto the key's current
 // Silver row. It is the one place that says what a change does to a row:
@@ -386,6 +435,7 @@ type folder struct {
 	changes map[string][]foldChange
 	truncAt *foldChange
 	res     *Result
+	tombs   *tombstones // deleted-key memory (nil: none)
 }
 
 type foldChange struct {
@@ -411,6 +461,11 @@ func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, err
 	if cur != nil {
 		state = cur
 		stLSN, stPos = cellInt(cur[lsnCol]), cellInt(cur[posCol])
+	} else if f.tombs != nil {
+		// No row: if the key was deleted, changes at or before the delete are stale.
+		if t, ok := f.tombs.get(f.keys[k]); ok && (f.truncAt == nil || !change.Less(change.LSN(t.lsn), uint32(t.pos), change.LSN(f.truncAt.lsn), uint32(f.truncAt.pos))) {
+			stLSN, stPos = t.lsn, t.pos
+		}
 	}
 	applied := false
 	for i := range cs {

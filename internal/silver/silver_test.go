@@ -18,6 +18,7 @@ import (
 	"github.com/silt-dev/silt/internal/silver"
 	"github.com/silt-dev/silt/internal/stream"
 	"github.com/silt-dev/silt/internal/stream/locallog"
+	"github.com/silt-dev/silt/internal/testutil/lakeh"
 )
 
 var rel = &change.Relation{ID: 1, Table: change.TableID{Schema: "public", Name: "t"}, Columns: []change.Column{
@@ -206,3 +207,5 @@ func TestSilverReplayIsNoop(t *testing.T) {
 	}
 	expect(t, h.rows(), "1,b,NULL")
 }
+
+func deltaTable(h *lakeh.H, root string) *delta.Table { return delta.NewTable(h.Store, root) }

@@ -46,9 +46,15 @@ func New(t testing.TB) *H {
 // EndLSN and CommitTime are assigned.
 func (h *H) Txn(cs ...*change.Change) {
 	h.LSN += 10
+	h.TxnAt(h.LSN, cs...)
+}
+
+// TxnAt appends one transaction with the given commit LSN, which may be
+// older than what was appended before (to simulate replays and reordering).
+func (h *H) TxnAt(lsn change.LSN, cs ...*change.Change) {
 	var entries []stream.Entry
 	for i, c := range cs {
-		c.LSN, c.Pos, c.EndLSN, c.CommitTime = h.LSN, uint32(i), h.LSN+1, h.Base.Add(time.Duration(h.LSN)*time.Second)
+		c.LSN, c.Pos, c.EndLSN, c.CommitTime = lsn, uint32(i), lsn+1, h.Base.Add(time.Duration(lsn)*time.Second)
 		key := []byte("k")
 		if c.New != nil {
 			key = c.New[0].Data
