@@ -429,18 +429,26 @@ func evolve(have *delta.StructType, rows []*change.Change, types TypeResolver) (
 		seen = c.Rel
 		for _, col := range c.Rel.Columns {
 			dt := DeltaType(Resolve(types, col))
-			if f := out.Field(col.Name); f != nil {
+			name := FieldName(col.Name)
+			if f := out.Field(name); f != nil {
+				if f.Name != name {
+					return nil, false, nil, fmt.Errorf("columns %q and %q of %s differ only in case; Delta column names are case-insensitive: rename one in the source", f.Name, name, c.Rel.Table)
+				}
 				if f.Type.TypeName() != dt.TypeName() {
 					return nil, false, nil, fmt.Errorf("column %q changed type from %s to %s; silt cannot change a column's type in place yet: stop silt, rename or recreate the Bronze table %s, then restart", col.Name, f.Type.TypeName(), dt.TypeName(), c.Rel.Table)
 				}
 				continue
 			}
-			if strings.HasPrefix(col.Name, "_silt_") {
+			if strings.HasPrefix(strings.ToLower(name), "_silt_") {
 				return nil, false, nil, fmt.Errorf("column %q uses the reserved prefix _silt_: rename it in the source", col.Name)
 			}
 			changed = true
 			// Insert source columns before the metadata columns.
-			f := &delta.StructField{Name: col.Name, Type: dt, Nullable: true, Metadata: map[string]any{}}
+			md := map[string]any{}
+			if name != col.Name {
+				md["silt.sourceName"] = col.Name
+			}
+			f := &delta.StructField{Name: name, Type: dt, Nullable: true, Metadata: md}
 			idx := len(out.Fields)
 			for i, of := range out.Fields {
 				if strings.HasPrefix(of.Name, "_silt_") {
@@ -492,7 +500,7 @@ func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Cha
 				written[i] = false
 			}
 			for ci, colDef := range c.Rel.Columns {
-				fi, ok := idx[strings.ToLower(colDef.Name)]
+				fi, ok := idx[strings.ToLower(FieldName(colDef.Name))]
 				if !ok {
 					return fmt.Errorf("internal: column %q missing from schema", colDef.Name)
 				}
@@ -507,7 +515,7 @@ func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Cha
 						return fmt.Errorf("table %s column %q: %w", c.Rel.Table, colDef.Name, err)
 					}
 				case change.Unchanged:
-					unchanged = append(unchanged, colDef.Name)
+					unchanged = append(unchanged, FieldName(colDef.Name))
 					b.Field(fi).AppendNull()
 				default:
 					b.Field(fi).AppendNull()
@@ -571,11 +579,32 @@ func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Cha
 // ConfPrimaryKey is the table property that records the source key columns.
 const ConfPrimaryKey = "silt.primaryKey"
 
+// FieldName is the Delta column name of a source column (schema
+// normalisation): the name as it is, except that characters Delta tables
+// without column mapping cannot hold in a name (space , ; { } ( ) newline
+// tab =) become '_'. The source name is kept in the field's metadata
+// ("silt.sourceName"). Names are otherwise case-preserving; two source
+// columns that differ only in case are an error (Delta names are
+// case-insensitive).
+func FieldName(col string) string {
+	if !strings.ContainsAny(col, " ,;{}()\n\t=") {
+		return col
+	}
+	b := []byte(col)
+	for i, c := range b {
+		switch c {
+		case ' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '=':
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
 func keyNames(r *change.Relation) []string {
 	var out []string
 	for _, c := range r.Columns {
 		if c.Key {
-			out = append(out, c.Name)
+			out = append(out, FieldName(c.Name))
 		}
 	}
 	return out

@@ -92,9 +92,9 @@ func sourceRows(ctx context.Context, conn *pgx.Conn, id change.TableID) ([]strin
 	fields := make([]arrow.Field, len(fds))
 	st := &delta.StructType{}
 	for i, fd := range fds {
-		cols[i] = fd.Name
+		cols[i] = bronze.FieldName(fd.Name)
 		types[i] = bronze.DeltaType(change.Column{Name: fd.Name, TypeOID: fd.DataTypeOID, TypeMod: fd.TypeModifier})
-		st.Fields = append(st.Fields, &delta.StructField{Name: fd.Name, Type: types[i], Nullable: true})
+		st.Fields = append(st.Fields, &delta.StructField{Name: cols[i], Type: types[i], Nullable: true})
 	}
 	as, err := datafile.ArrowSchema(st)
 	if err != nil {
