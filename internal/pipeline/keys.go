@@ -54,8 +54,28 @@ func openStream(ctx context.Context, cfg config.StreamConfig, logger *slog.Logge
 	default:
 		return nil, nil, fmt.Errorf("stream.kind %q is not supported", cfg.Kind)
 	}
+	if cfg.Format == "dms" {
+		// Stored records are DMS JSON for outside consumers; the pipeline
+		// still appends and reads compact records.
+		lg = stream.WithCodec(lg, &change.DMSCodec{PartitionKeyType: part.Strategy()})
+	}
 	return lg, part, nil
 }
+
+// StreamStats returns the stream's per-shard figures (nil when the stream
+// keeps none), for the status page and obs.NewStreamCollector.
+func (p *Pipeline) StreamStats() []stream.ShardStats {
+	if r, ok := p.log.(stream.StatsReporter); ok {
+		return r.Stats()
+	}
+	return nil
+}
+
+// StreamStatsReporter adapts StreamStats to stream.StatsReporter.
+type StreamStatsReporter struct{ P *Pipeline }
+
+// Stats implements stream.StatsReporter.
+func (r StreamStatsReporter) Stats() []stream.ShardStats { return r.P.StreamStats() }
 
 // SessionDSN adds the session settings silt's text decoding relies on (UTC,
 // ISO dates, hex bytea) to a DSN in either URL or keyword form.
