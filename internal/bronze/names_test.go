@@ -21,7 +21,7 @@ func TestEvolveNormalisesAndRejectsCaseTwins(t *testing.T) {
 	rel := &change.Relation{Table: change.TableID{Schema: "s", Name: "t"}, Columns: []change.Column{
 		{Name: "id", TypeOID: 23, Key: true}, {Name: "flow rate", TypeOID: 701},
 	}}
-	s, _, _, err := evolve(nil, []*change.Change{{Rel: rel}})
+	s, _, _, err := evolve(nil, []*change.Change{{Rel: rel}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestEvolveNormalisesAndRejectsCaseTwins(t *testing.T) {
 		t.Fatalf("normalised field missing or without source name: %+v", f)
 	}
 	twins := &change.Relation{Table: rel.Table, Columns: []change.Column{{Name: "id", TypeOID: 23, Key: true}, {Name: "ID", TypeOID: 23}}}
-	if _, _, _, err := evolve(nil, []*change.Change{{Rel: twins}}); err == nil || !strings.Contains(err.Error(), "differ only in case") {
+	if _, _, _, err := evolve(nil, []*change.Change{{Rel: twins}}, nil); err == nil || !strings.Contains(err.Error(), "differ only in case") {
 		t.Fatalf("case twins: %v", err)
 	}
 }

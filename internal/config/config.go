@@ -199,6 +199,8 @@ type SilverConfig struct {
 	// TargetFileSize of Silver data files, for MERGE and OPTIMIZE. Default
 	// 128 MiB.
 	TargetFileSize ByteSize `yaml:"target_file_size"`
+	// Tables: per-table partitioning and enrichment, keyed by schema.table.
+	Tables map[string]SilverTableConfig `yaml:"tables"`
 }
 
 // StatusConfig is the HTTP status endpoint.
@@ -505,6 +507,7 @@ func (c *Config) Validate() error {
 	if c.Silver.TargetFileSize < 1<<10 {
 		add("silver.target_file_size %d is too small: use at least 1KiB", c.Silver.TargetFileSize)
 	}
+	c.Silver.validateTables(add)
 	seenGold := map[string]bool{}
 	for i := range c.Gold {
 		c.Gold[i].validate(i, add)

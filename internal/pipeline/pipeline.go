@@ -136,6 +136,9 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		return nil, err
 	}
 	p.store = st
+	if _, err := silverTables(cfg, p.store); err != nil { // CSV lookups are checked at start
+		return nil, err
+	}
 	var tables []change.TableID
 	for _, t := range cfg.Source.Tables {
 		id, _ := config.ParseTable(t) // validated
@@ -455,7 +458,12 @@ func below(ends, pos []int64) bool {
 // runSilver runs micro-batches for every table on the trigger interval until
 // ctx is done; after bronzeDone closes it does a final pass.
 func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}) error {
-	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Silver.TargetFileSize), OptimizeEvery: p.cfg.Silver.OptimizeEvery})
+	tables, err := silverTables(p.cfg, p.store)
+	if err != nil {
+		return err
+	}
+	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Silver.TargetFileSize), OptimizeEvery: p.cfg.Silver.OptimizeEvery,
+		Table: func(id change.TableID) silver.TableOptions { return tables[id] }})
 	tick := time.NewTicker(p.cfg.Silver.Interval.Duration)
 	defer tick.Stop()
 	final := false

@@ -39,6 +39,7 @@ import (
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/delta/ops"
+	"github.com/silt-dev/silt/internal/enrich"
 )
 
 // Metadata columns of Silver tables.
@@ -73,7 +74,30 @@ type Options struct {
 	// TombstoneRetention is how long a deleted key is remembered so that a
 	// late, older change cannot bring it back (default 24h).
 	TombstoneRetention time.Duration
-	Now                func() time.Time
+	// Table returns per-table settings (nil: defaults for every table).
+	Table func(change.TableID) TableOptions
+	Now   func() time.Time
+}
+
+// TableOptions are per-table Silver settings.
+type TableOptions struct {
+	// PartitionBy are business-key partition columns (e.g. plant), used when
+	// the Silver table is created.
+	PartitionBy []string
+	// Enrich adds derived and lookup columns (nil: none).
+	Enrich *enrich.Enricher
+}
+
+// withExtra puts enrichment columns before the _silt_ metadata columns.
+func withExtra(s *delta.StructType, extra []*delta.StructField) *delta.StructType {
+	out := &delta.StructType{}
+	i := 0
+	for ; i < len(s.Fields) && !strings.HasPrefix(s.Fields[i].Name, "_silt_"); i++ {
+		out.Fields = append(out.Fields, s.Fields[i])
+	}
+	out.Fields = append(out.Fields, extra...)
+	out.Fields = append(out.Fields, s.Fields[i:]...)
+	return out
 }
 
 // DefaultOptimizeEvery is Options.OptimizeEvery's default.
@@ -243,6 +267,17 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		return res, fmt.Errorf("silver %s: bronze table has no %s property; cannot merge without a key", id, bronze.ConfPrimaryKey)
 	}
 	sschema := silverSchema(bschema, bsnap.PartitionColumns())
+	var topts TableOptions
+	if p.opts.Table != nil {
+		topts = p.opts.Table(id)
+	}
+	var extra []*delta.StructField
+	if topts.Enrich != nil {
+		if extra, err = topts.Enrich.Fields(ctx, sschema); err != nil {
+			return res, fmt.Errorf("silver %s: enrichment: %w", id, err)
+		}
+		sschema = withExtra(sschema, extra)
+	}
 	bti := datafile.TableInfo{Root: bt.Root(), Schema: bschema, PartitionColumns: bsnap.PartitionColumns(), Config: bsnap.Config()}
 	var recs []arrow.RecordBatch
 	defer func() {
@@ -255,7 +290,17 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		if err != nil {
 			return res, fmt.Errorf("silver %s: read bronze file %s: %w", id, f.Path, err)
 		}
-		recs = append(recs, rs...)
+		for _, r := range rs {
+			if topts.Enrich != nil {
+				er, err := topts.Enrich.Apply(ctx, r, extra)
+				r.Release()
+				if err != nil {
+					return res, fmt.Errorf("silver %s: enrichment: %w", id, err)
+				}
+				r = er
+			}
+			recs = append(recs, r)
+		}
 	}
 
 	// Collect changes per key, ordered by (lsn, pos).
@@ -366,7 +411,12 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 
 	if ssnap == nil {
 		conf := map[string]string{bronze.ConfPrimaryKey: strings.Join(keyCols, ",")}
-		snap, err := delta.CreateTable(ctx, st, sschema, nil, conf, id.String())
+		for _, pc := range topts.PartitionBy {
+			if sschema.Field(pc) == nil {
+				return res, fmt.Errorf("silver %s: partition column %q is not a column of the table (silver.tables.%s.partition_by)", id, pc, id)
+			}
+		}
+		snap, err := delta.CreateTable(ctx, st, sschema, topts.PartitionBy, conf, id.String())
 		if err != nil {
 			return res, fmt.Errorf("silver %s: create: %w", id, err)
 		}

@@ -117,3 +117,19 @@ func Text(s string) change.Datum { return change.Datum{Kind: change.Text, Data: 
 
 // Null is a NULL datum.
 var Null = change.Datum{Kind: change.Null}
+
+// SilverWith runs Silver micro-batches with the given options until caught up.
+func (h *H) SilverWith(table change.TableID, opts silver.Options) int {
+	p := silver.New(h.Store, opts)
+	n := 0
+	for {
+		res, err := p.Process(context.Background(), table)
+		if err != nil {
+			h.T.Fatal(err)
+		}
+		if res.ToVersion < 0 {
+			return n
+		}
+		n++
+	}
+}
