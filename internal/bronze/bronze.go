@@ -52,6 +52,10 @@ func AppID(shard int) string { return fmt.Sprintf("shard-%d", shard) }
 
 // Options tune the writer.
 type Options struct {
+	// PartitionBy is the commit-time granularity of new Bronze tables'
+	// partitions: "hour" (year/month/day/hour; the default), "day", "month"
+	// or "none". Existing tables keep theirs.
+	PartitionBy    string
 	FlushInterval  time.Duration
 	FlushBytes     int64
 	TargetFileSize int64
@@ -334,6 +338,7 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 		return fmt.Errorf("bronze: table %s: %w", t.id, err)
 	}
 	if t.snap == nil {
+		newSchema, parts = trimPartitions(newSchema, parts, w.opts.PartitionBy)
 		conf := map[string]string{"delta.appendOnly": "true", ConfPrimaryKey: strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")}
 		snap, err := delta.CreateTable(ctx, t.tbl, newSchema, parts, conf, t.id.String())
 		if err != nil {
@@ -399,6 +404,26 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 // Partition columns of Bronze tables; a source column of the same name makes
 // the table use the "_silt_" prefixed names instead.
 var partitionNames = []string{"year", "month", "day", "hour"}
+
+// trimPartitions keeps the partition columns of the granularity (hour: all
+// four, day: three, month: two, none: zero) and drops the others from schema.
+func trimPartitions(schema *delta.StructType, parts []string, by string) (*delta.StructType, []string) {
+	keep := map[string]int{"": 4, "hour": 4, "day": 3, "month": 2, "none": 0}[by]
+	if keep >= len(parts) {
+		return schema, parts
+	}
+	drop := map[string]bool{}
+	for _, p := range parts[keep:] {
+		drop[p] = true
+	}
+	out := &delta.StructType{}
+	for _, f := range schema.Fields {
+		if !drop[f.Name] {
+			out.Fields = append(out.Fields, f)
+		}
+	}
+	return out, parts[:keep]
+}
 
 func partitionColumns(source *delta.StructType) []string {
 	var out []string

@@ -34,3 +34,17 @@ func TestEvolveNormalisesAndRejectsCaseTwins(t *testing.T) {
 		t.Fatalf("case twins: %v", err)
 	}
 }
+
+func TestTrimPartitions(t *testing.T) {
+	rel := &change.Relation{Table: change.TableID{Schema: "s", Name: "t"}, Columns: []change.Column{{Name: "id", TypeOID: 23, Key: true}}}
+	s, _, parts, err := evolve(nil, []*change.Change{{Rel: rel}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for by, want := range map[string]int{"hour": 4, "day": 3, "month": 2, "none": 0} {
+		s2, p2 := trimPartitions(s, parts, by)
+		if len(p2) != want || len(s2.Fields) != len(s.Fields)-(4-want) {
+			t.Errorf("%s: %d partitions, %d fields", by, len(p2), len(s2.Fields))
+		}
+	}
+}

@@ -186,6 +186,9 @@ type BronzeConfig struct {
 	FlushBytes ByteSize `yaml:"flush_bytes"`
 	// TargetFileSize for Parquet files. Default 128 MiB.
 	TargetFileSize ByteSize `yaml:"target_file_size"`
+	// PartitionBy is the commit-time partition granularity of new Bronze
+	// tables: hour (year/month/day/hour; default), day, month or none.
+	PartitionBy string `yaml:"partition_by"`
 }
 
 // SilverConfig tunes the Silver processor.
@@ -506,6 +509,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Silver.TargetFileSize < 1<<10 {
 		add("silver.target_file_size %d is too small: use at least 1KiB", c.Silver.TargetFileSize)
+	}
+	switch c.Bronze.PartitionBy {
+	case "", "hour", "day", "month", "none":
+	default:
+		add("bronze.partition_by %q is not one of hour, day, month, none", c.Bronze.PartitionBy)
 	}
 	c.Silver.validateTables(add)
 	seenGold := map[string]bool{}

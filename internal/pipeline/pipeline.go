@@ -243,6 +243,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		FlushInterval:  p.cfg.Bronze.FlushInterval.Duration,
 		FlushBytes:     int64(p.cfg.Bronze.FlushBytes),
 		TargetFileSize: int64(p.cfg.Bronze.TargetFileSize),
+		PartitionBy:    p.cfg.Bronze.PartitionBy,
 		OnProgress:     p.onBronzeProgress,
 		OnCommit: func(t change.TableID, v int64, rows int) {
 			p.stats.BronzeCommits.Add(1)
