@@ -53,3 +53,7 @@ func (p *Pipeline) runCapture(ctx context.Context) error {
 // SourceStats returns the capture source's counters and its latest slot
 // sample (lag, retained WAL, walsender PID), for status output.
 func (p *Pipeline) SourceStats() pgrepl.Stats { return p.src.Stats() }
+
+// Reconnects returns how many times capture reconnected after a retryable
+// source error.
+func (p *Pipeline) Reconnects() int64 { return p.stats.Reconnects.Load() }
