@@ -167,6 +167,11 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		return nil, err
 	}
 	p.src = src
+	// Domain types, read once the source is known to be reachable.
+	p.domains = pgsnap.NewDomains(SessionDSN(cfg.Source.DSN), cfg.Source.Password)
+	if err := p.domains.Load(ctx); err != nil {
+		p.logger.Warn("cannot read domain types; domain columns will be stored as text", "err", err)
+	}
 	lg, part, err := openStream(ctx, cfg.Stream, logger) // locallog or kinesis (keys.go)
 	if err != nil {
 		src.Close()

@@ -49,10 +49,6 @@ func (p *Pipeline) snapConfig() pgsnap.Config {
 // types Bronze resolves.
 func (p *Pipeline) openSnapshot(ctx context.Context, tables []change.TableID) error {
 	src := p.cfg.Source
-	p.domains = pgsnap.NewDomains(SessionDSN(src.DSN), src.Password)
-	if err := p.domains.Load(ctx); err != nil {
-		p.logger.Warn("cannot read domain types; domain columns will be stored as text", "err", err)
-	}
 	if src.Snapshot == "never" {
 		return nil
 	}
