@@ -40,13 +40,18 @@ def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 # ------------------------------------------------------------ subprocess modes
 
 
 def rs_merge(table, source):
     from deltalake import DeltaTable
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     src = DeltaTable(source).to_pyarrow_table()
     dt = DeltaTable(table)
     cols = ["id", "grp", "val", "note", "lsn"]
@@ -59,7 +64,7 @@ def rs_merge(table, source):
         .execute()
     )
     secs = time.perf_counter() - t0
-    print(json.dumps({"op": "merge", "seconds": secs, "peak_rss_mb": peak_mb(),
+    print(json.dumps({"op": "merge", "seconds": secs, "cpu_seconds": cpu_s() - c0, "peak_rss_mb": peak_mb(),
                       "files_added": metrics.get("num_target_files_added"),
                       "files_removed": metrics.get("num_target_files_removed"),
                       "files_scanned": metrics.get("num_target_files_scanned"),
@@ -70,10 +75,10 @@ def rs_merge(table, source):
 def rs_optimize(table):
     from deltalake import DeltaTable
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     m = DeltaTable(table).optimize.compact(target_size=TARGET_SIZE)
     secs = time.perf_counter() - t0
-    print(json.dumps({"op": "optimize", "seconds": secs, "peak_rss_mb": peak_mb(),
+    print(json.dumps({"op": "optimize", "seconds": secs, "cpu_seconds": cpu_s() - c0, "peak_rss_mb": peak_mb(),
                       "files_removed": m.get("numFilesRemoved"), "files_added": m.get("numFilesAdded")}))
 
 
@@ -148,6 +153,7 @@ def main():
     ap.add_argument("--small-rows", type=int, default=1000)
     ap.add_argument("--scenarios", default="uniform,tail")
     ap.add_argument("--work", default=str(REPO / ".cache" / "bench-deltaops"))
+    ap.add_argument("--json", default="", help="also write the results as JSON to this file")
     a = ap.parse_args()
 
     import deltalake
@@ -184,7 +190,8 @@ def main():
               f"added {silt['files_added']}, rows copied {silt['rows_copied']:,}")
         print(f"  delta-rs: files scanned {rs['files_scanned']}, skipped {rs['files_skipped']}, removed {rs['files_removed']}, "
               f"added {rs['files_added']}, rows copied {rs['rows_copied']}")
-        results.append((f"MERGE ({sc} keys)", silt, rs))
+        results.append((f"MERGE ({sc} keys)", silt, rs, {"scenario": sc, "rows": a.rows, "keys": a.keys,
+                                                         "updates": upd, "inserts": ins, "deletes": dels}))
         shutil.rmtree(silt_t)
         shutil.rmtree(rs_t)
 
@@ -200,11 +207,17 @@ def main():
         sys.exit(f"OPTIMIZE results differ: silt {s1} delta-rs {s2}")
     print(f"OPTIMIZE: {prep['files']} files of {a.small_rows} rows; silt {silt['files_removed']} -> {silt['files_added']} files, "
           f"delta-rs {rs['files_removed']} -> {rs['files_added']} files; same rows")
-    results.append((f"OPTIMIZE ({prep['files']} files)", silt, rs))
+    results.append((f"OPTIMIZE ({prep['files']} files)", silt, rs, {"files": prep["files"], "rows": prep["rows"]}))
 
     print()
-    for name, s, r in results:
+    for name, s, r, _ in results:
         row(name, s, r)
+    if a.json:
+        out = {"deltalake": deltalake.__version__, "cpus": os.cpu_count(),
+               "results": [{"name": n, "silt": s, "delta_rs": r, "size": z,
+                            "time_ratio_delta_rs_over_silt": r["seconds"] / s["seconds"] if s["seconds"] else None}
+                           for n, s, r, z in results]}
+        Path(a.json).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -75,6 +76,10 @@ func main() {
 	out["op"] = os.Args[1]
 	out["seconds"] = time.Since(start).Seconds()
 	out["peak_rss_mb"] = peakRSSMB()
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil { // the whole process
+		out["cpu_seconds"] = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+	}
 	out["gomaxprocs"] = runtime.GOMAXPROCS(0)
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))

@@ -7,20 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/exec"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/silt-dev/silt/internal/change"
-	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/demo"
-	"github.com/silt-dev/silt/internal/pgcluster"
-	"github.com/silt-dev/silt/internal/pipeline"
 )
 
 // E2EOptions size the end-to-end scenario.
@@ -38,10 +28,14 @@ type E2EOptions struct {
 // RateResult is one offered-rate run.
 type RateResult struct {
 	Offered   int     // target changes/s (0: maximum)
+	Changes   int64   // changes the workload made
 	Achieved  float64 // changes/s the workload actually produced
 	Sustained float64 // changes/s that reached Silver over workload + catch-up
 	CatchUp   time.Duration
 	P50, P99  time.Duration // commit -> Silver
+	// Usage is the silt process over workload + catch-up. The workload's
+	// client (pgx, in this process) is included in its CPU time.
+	Usage Usage
 }
 
 // E2EResult holds the figures.
@@ -55,132 +49,54 @@ type E2EResult struct {
 	SiltSilverRate  float64
 	SilverVsRecv    float64
 	CaptureVsRecv   float64
+	Drain           DrainResult
 	Rates           []RateResult
 }
 
 // RunE2E starts a private PostgreSQL, builds a backlog, drains it with
 // pg_recvlogical and with silt, then runs silt live at fixed offered rates.
 func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
-	var res E2EResult
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	e, err := startEnv(ctx, o.Out, "")
+	if err != nil {
+		return E2EResult{}, err
+	}
+	defer e.close()
+	return runE2E(ctx, e, o)
+}
+
+// runE2E is the mixed workload: a backlog drained by pg_recvlogical and by
+// silt (runDrain), then silt live at fixed offered rates.
+func runE2E(ctx context.Context, e *env, o E2EOptions) (E2EResult, error) {
+	var res E2EResult
 	if o.Shards == 0 {
 		o.Shards = 2
 	}
-	cl, err := pgcluster.Start(ctx, pgcluster.Options{})
-	if err != nil {
-		return res, err
-	}
-	defer cl.Stop()
-	admin, err := pgx.Connect(ctx, cl.DSN("postgres"))
-	if err != nil {
-		return res, err
-	}
-	_, err = admin.Exec(ctx, "CREATE DATABASE bench")
-	admin.Close(ctx)
-	if err != nil {
-		return res, err
-	}
-	dsn := cl.DSN("bench")
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return res, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, demo.DDL); err != nil {
-		return res, err
-	}
-	dataDir, err := os.MkdirTemp("", "silt-bench-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dataDir)
-	cfg := config.Default(dataDir)
-	cfg.Source.DSN = dsn
-	cfg.Source.Slot = "silt_bench"
-	cfg.Source.Publication = "silt_bench"
+	var tables []string
 	for _, t := range demo.Tables {
-		cfg.Source.Tables = append(cfg.Source.Tables, t.String())
+		tables = append(tables, t.String())
 	}
-	cfg.Stream.Shards = o.Shards
-	cfg.Bronze.FlushInterval.Duration = 250 * time.Millisecond
-	cfg.Silver.Interval.Duration = 250 * time.Millisecond
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := pipeline.Open(ctx, cfg, logger) // creates the publication and silt's slot
+	d, l, err := e.runDrain(ctx, drainSpec{
+		name: "mixed drain", db: "bench_mixed", ddl: demo.DDL, tables: tables, shards: o.Shards,
+		write: func(ctx context.Context, dsn string) (int64, error) {
+			var made atomic.Int64
+			err := demo.Workload(ctx, dsn, demo.WorkloadOptions{MinChanges: int64(o.DrainChanges), Workers: 2, Seed: 1, Changes: &made})
+			return made.Load(), err
+		},
+	})
 	if err != nil {
 		return res, err
 	}
-	defer p.Close()
-	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot('recv_bench', 'pgoutput')"); err != nil {
-		return res, err
-	}
-
-	// Backlog.
-	fmt.Fprintf(o.Out, "e2e: writing a backlog of %d changes ...\n", o.DrainChanges)
-	var made atomic.Int64
-	if err := demo.Workload(ctx, dsn, demo.WorkloadOptions{MinChanges: int64(o.DrainChanges), Workers: 2, Seed: 1, Changes: &made}); err != nil {
-		return res, err
-	}
-	res.DrainChanges = made.Load()
-	var endLSN string
-	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&endLSN); err != nil {
-		return res, err
-	}
-
-	// Baseline: pg_recvlogical drains its slot over the same WAL.
-	bin, err := pgcluster.FindBinDir()
-	if err != nil {
-		return res, err
-	}
-	recv := bin + "/pg_recvlogical"
-	if _, err := os.Stat(recv); err != nil {
-		if recv, err = exec.LookPath("pg_recvlogical"); err != nil {
-			return res, fmt.Errorf("pg_recvlogical not found: install postgresql-client")
-		}
-	}
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, recv, "-d", dsn, "--slot", "recv_bench", "--start", "--no-loop",
-		"-o", "proto_version=1", "-o", "publication_names=silt_bench", "-E", endLSN, "-f", "/dev/null")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return res, fmt.Errorf("pg_recvlogical: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	res.RecvlogicalSecs = time.Since(start).Seconds()
-	res.RecvlogicalRate = float64(res.DrainChanges) / res.RecvlogicalSecs
-	fmt.Fprintf(o.Out, "e2e: pg_recvlogical drained %d changes in %.2fs (%.0f/s)\n", res.DrainChanges, res.RecvlogicalSecs, res.RecvlogicalRate)
-
-	// silt drains the same backlog to Silver.
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	runErr := make(chan error, 1)
-	start = time.Now()
-	go func() { runErr <- p.Run(runCtx) }()
-	captured, merged := false, false
-	for !merged {
-		select {
-		case err := <-runErr:
-			return res, fmt.Errorf("pipeline stopped: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		s := p.Snapshot()
-		if !captured && s.Changes >= res.DrainChanges {
-			captured = true
-			res.SiltCaptureSecs = time.Since(start).Seconds()
-		}
-		if s.SilverChanges >= res.DrainChanges {
-			merged = true
-			res.SiltSilverSecs = time.Since(start).Seconds()
-		}
-		if time.Since(start) > 30*time.Minute {
-			return res, fmt.Errorf("silt did not drain the backlog in 30 minutes (%d of %d changes in Silver)", s.SilverChanges, res.DrainChanges)
-		}
-	}
-	res.SiltCaptureRate = float64(res.DrainChanges) / res.SiltCaptureSecs
-	res.SiltSilverRate = float64(res.DrainChanges) / res.SiltSilverSecs
-	res.CaptureVsRecv = res.SiltCaptureRate / res.RecvlogicalRate
-	res.SilverVsRecv = res.SiltSilverRate / res.RecvlogicalRate
-	fmt.Fprintf(o.Out, "e2e: silt captured it in %.2fs (%.0f/s, %.2fx pg_recvlogical) and merged it into Silver in %.2fs (%.0f/s, %.2fx)\n",
-		res.SiltCaptureSecs, res.SiltCaptureRate, res.CaptureVsRecv, res.SiltSilverSecs, res.SiltSilverRate, res.SilverVsRecv)
+	defer l.close()
+	res.Drain = d
+	res.DrainChanges = d.Changes
+	res.RecvlogicalSecs, res.RecvlogicalRate = d.RecvlogicalSecs, d.RecvlogicalRate
+	res.SiltCaptureSecs, res.SiltCaptureRate = d.SiltCaptureSecs, d.SiltCaptureRate
+	res.SiltSilverSecs, res.SiltSilverRate = d.SiltSilverSecs, d.SiltSilverRate
+	res.CaptureVsRecv, res.SilverVsRecv = d.CaptureVsRecv, d.SilverVsRecv
+	p := l.p
 
 	// Live runs at fixed offered rates.
 	base := 1
@@ -189,8 +105,9 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		before := p.Snapshot()
 		p.ResetFreshness()
 		var n atomic.Int64
+		m := startMeter()
 		wstart := time.Now()
-		if err := demo.Workload(ctx, dsn, demo.WorkloadOptions{Duration: o.RateDuration, Rate: rate, Workers: 2, Batch: 40, Seed: uint64(base), IDBase: base * 100_000, Changes: &n}); err != nil {
+		if err := demo.Workload(ctx, l.dsn, demo.WorkloadOptions{Duration: o.RateDuration, Rate: rate, Workers: 2, Batch: 40, Seed: uint64(base), IDBase: base * 100_000, Changes: &n}); err != nil {
 			return res, err
 		}
 		wdur := time.Since(wstart)
@@ -198,7 +115,8 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		cstart := time.Now()
 		for p.Snapshot().SilverChanges < target {
 			select {
-			case err := <-runErr:
+			case err := <-l.runErr:
+				l.runErr <- err
 				return res, fmt.Errorf("pipeline stopped: %v", err)
 			case <-time.After(20 * time.Millisecond):
 			}
@@ -208,8 +126,9 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		}
 		catch := time.Since(cstart)
 		s := p.Snapshot()
-		rr := RateResult{Offered: rate, Achieved: float64(n.Load()) / wdur.Seconds(),
-			Sustained: float64(n.Load()) / (wdur + catch).Seconds(), CatchUp: catch, P50: s.FreshnessP50, P99: s.FreshnessP99}
+		rr := RateResult{Offered: rate, Changes: n.Load(), Achieved: float64(n.Load()) / wdur.Seconds(),
+			Sustained: float64(n.Load()) / (wdur + catch).Seconds(), CatchUp: catch, P50: s.FreshnessP50, P99: s.FreshnessP99,
+			Usage: m.stop()}
 		res.Rates = append(res.Rates, rr)
 		label := fmt.Sprint(rate)
 		if rate == 0 {
@@ -218,10 +137,5 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		fmt.Fprintf(o.Out, "e2e: offered %s/s: workload made %.0f/s, Silver sustained %.0f/s, catch-up %s, commit->Silver p50 %s p99 %s\n",
 			label, rr.Achieved, rr.Sustained, catch.Round(time.Millisecond), rr.P50.Round(time.Millisecond), rr.P99.Round(time.Millisecond))
 	}
-	stop()
-	if err := <-runErr; err != nil {
-		return res, err
-	}
-	_ = change.LSN(0)
-	return res, nil
+	return res, l.close()
 }

@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/silt-dev/silt/internal/config"
+	"github.com/silt-dev/silt/internal/pipeline"
+	"github.com/silt-dev/silt/internal/source/pgsnap"
+)
+
+// SnapshotResult is silt's initial load against parallel binary COPY.
+type SnapshotResult struct {
+	Rows        int64     `json:"rows"`
+	Blocks      int64     `json:"blocks"`
+	Connections int       `json:"connections"`
+	CopySecs    []float64 `json:"copy_seconds"`    // before and after silt
+	CopyRate    float64   `json:"copy_rows_per_s"` // rows / mean of CopySecs
+	SiltSecs    float64   `json:"silt_seconds"`
+	SiltRate    float64   `json:"silt_rows_per_s"`
+	Ratio       float64   `json:"ratio"`
+	SiltUse     Usage     `json:"silt_usage"`
+	Shards      int       `json:"shards"`
+	TablesPar   int       `json:"snapshot_tables_parallel"`
+	ChunksPer   int       `json:"snapshot_chunks_per_table"`
+	ChunkRows   int64     `json:"snapshot_chunk_rows"`
+}
+
+// runSnapshot fills a table with rows rows, reads it with `chunks`
+// parallel `COPY (SELECT * FROM t WHERE ctid range) TO STDOUT (FORMAT
+// binary)` into io.Discard (one connection per block range), then runs a
+// fresh silt pipeline whose slot is created with an exported snapshot,
+// timed from pipeline.Open until every snapshot chunk is durable in Bronze
+// (pgsnap phase "done"), then COPY again; the baseline is the mean of the
+// two COPY runs. Same approach as bench/snapshot.
+func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (SnapshotResult, error) {
+	res := SnapshotResult{Rows: rows, Connections: chunks, Shards: shards, TablesPar: 1, ChunksPer: chunks, ChunkRows: 100_000}
+	dsn, err := e.createDB(ctx, "bench_snap")
+	if err != nil {
+		return res, err
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	fmt.Fprintf(e.out, "snapshot: filling bench.snap with %d rows ...\n", rows)
+	t0 := time.Now()
+	for _, q := range []string{
+		"CREATE SCHEMA bench",
+		"CREATE TABLE bench.snap (id bigint PRIMARY KEY, a int, b text, c timestamptz, d numeric(12,2), e float8)",
+		fmt.Sprintf(`INSERT INTO bench.snap SELECT g, g %% 100000, 'name-' || g || '-' || md5(g::text), timestamptz '2024-01-01' + g * interval '1 second',
+			(g %% 1000000) / 100.0, g / 7.0 FROM generate_series(1, %d) g`, rows),
+		"VACUUM ANALYZE bench.snap",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return res, fmt.Errorf("snapshot: %s: %w", q[:20], err)
+		}
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_relation_size('bench.snap') / current_setting('block_size')::int").Scan(&res.Blocks); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(e.out, "snapshot: filled in %.1fs, %d blocks\n", time.Since(t0).Seconds(), res.Blocks)
+
+	c1, err := copyBinary(ctx, dsn, "bench.snap", res.Blocks, chunks)
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintf(e.out, "snapshot: COPY binary -> /dev/null, %d connections: %.2fs\n", chunks, c1.Seconds())
+
+	dataDir, err := e.dataDir("snap")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dataDir)
+	cfg := config.Default(dataDir)
+	cfg.Source.DSN = dsn
+	cfg.Source.Slot = "silt_snap"
+	cfg.Source.Publication = "silt_snap"
+	cfg.Source.Tables = []string{"bench.snap"}
+	cfg.Source.SnapshotTablesParallel = res.TablesPar
+	cfg.Source.SnapshotChunksPerTable = chunks
+	cfg.Source.SnapshotChunkRows = res.ChunkRows
+	cfg.Stream.Shards = shards
+	cfg.Silver.Interval.Duration = time.Hour // Bronze is what is measured
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	m := startMeter()
+	start := time.Now()
+	p, err := pipeline.Open(ctx, cfg, logger)
+	if err != nil {
+		return res, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	var dur time.Duration
+	for dur == 0 {
+		select {
+		case err := <-done:
+			stop()
+			p.Close()
+			return res, fmt.Errorf("snapshot: pipeline stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if p.SnapshotProgress().Phase == pgsnap.PhaseDone {
+			dur = time.Since(start)
+		}
+	}
+	res.SiltUse = m.stop()
+	stop()
+	<-done
+	p.Close()
+	conn.Exec(ctx, "SELECT pg_drop_replication_slot('silt_snap')")
+
+	c2, err := copyBinary(ctx, dsn, "bench.snap", res.Blocks, chunks)
+	if err != nil {
+		return res, err
+	}
+	res.CopySecs = []float64{c1.Seconds(), c2.Seconds()}
+	res.CopyRate = float64(rows) / ((c1 + c2).Seconds() / 2)
+	res.SiltSecs = dur.Seconds()
+	res.SiltRate = float64(rows) / res.SiltSecs
+	res.Ratio = res.SiltRate / res.CopyRate
+	fmt.Fprintf(e.out, "snapshot: COPY again %.2fs (mean %.0f rows/s); silt -> Bronze %.2fs (%.0f rows/s), ratio %.2f; %.1f CPU s, peak RSS %.0f MiB\n",
+		c2.Seconds(), res.CopyRate, res.SiltSecs, res.SiltRate, res.Ratio, res.SiltUse.CPUSeconds, res.SiltUse.PeakRSSMiB)
+	return res, nil
+}
+
+// copyBinary reads table with n parallel binary COPYs over heap block ranges.
+func copyBinary(ctx context.Context, dsn, table string, blocks int64, n int) (time.Duration, error) {
+	ranges := pgsnap.PlanRanges(uint32(blocks), 1, (blocks+int64(n)-1)/int64(n), n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ranges))
+	for _, r := range ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(context.WithoutCancel(ctx))
+			q := fmt.Sprintf("COPY (SELECT * FROM %s WHERE ctid >= '(%d,0)'::tid", table, r.Lo)
+			if !r.Open {
+				q += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", r.Hi)
+			}
+			q += ") TO STDOUT (FORMAT binary)"
+			if _, err := c.PgConn().CopyTo(ctx, io.Discard, q); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
