@@ -12,8 +12,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +33,8 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/silt-dev/silt/internal/blob/faulty"
 )
 
 // Test credentials of the servers started here (not secrets).
@@ -247,4 +254,35 @@ func startVersityGW(t testing.TB, bin string) (*Server, error) {
 		}
 	})
 	return s, nil
+}
+
+// FaultProxy starts a reverse proxy to target whose upstream requests go
+// through tr, for tests that can only set an endpoint (the pipeline reads
+// lake.endpoint from its config). The Host header is kept, so SigV4
+// signatures made for the proxy's address still verify upstream. A fault
+// that fails the upstream request reaches the client as 502 Bad Gateway; a
+// stalled request ends when the client gives up. The proxy stops when the
+// test ends.
+func FaultProxy(t testing.TB, target string, tr *faulty.Transport) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Base == nil {
+		base := http.DefaultTransport.(*http.Transport).Clone()
+		t.Cleanup(base.CloseIdleConnections)
+		tr.Base = base
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = r.In.Host
+		},
+		Transport: tr,
+		ErrorLog:  log.New(io.Discard, "", 0),
+	}
+	ts := httptest.NewServer(rp)
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
