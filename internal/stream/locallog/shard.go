@@ -91,6 +91,17 @@ type shard struct {
 	batch   []*appendReq
 	syncs   atomic.Int64 // fsyncs of segment data, for benchmarks
 
+	// Flusher-to-syncer handoff (syncMu; lock order: syncMu is never held
+	// with mu). handReqs is flusher-owned.
+	handReqs []*appendReq
+	syncMu   sync.Mutex
+	syncQ    []*handoff
+	syncBusy bool          // the syncer holds chunks it has not settled
+	unsynced int           // bytes written and not yet settled
+	syncKick chan struct{} // buffered(1)
+	syncIdle chan struct{} // closed (and replaced) whenever the syncer settles chunks
+	syncStop chan struct{} // closed by the flusher when it exits
+
 	meter *shardMeter // limits and figures (limits.go)
 }
 
@@ -331,6 +342,19 @@ func (s *shard) enqueue(ctx context.Context, r *appendReq) error {
 // queue is drained.
 func (s *shard) runFlusher(stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
+	s.syncKick = make(chan struct{}, 1)
+	s.syncIdle = make(chan struct{})
+	s.syncStop = make(chan struct{})
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		s.runSyncer()
+	}()
+	// The syncer is the flusher's: it stops only after the last handoff.
+	defer func() {
+		close(s.syncStop)
+		<-syncDone
+	}()
 	for {
 		select {
 		case <-s.kick:
@@ -363,19 +387,25 @@ func (s *shard) flushQueued() {
 
 		err := failed
 		if err == nil {
+			// writeBatch hands the batch's requests to the syncer with its
+			// last chunk; they complete once that chunk is fsynced.
 			err = s.writeBatch(s.batch)
 			if err != nil {
 				s.mu.Lock()
-				s.err = fmt.Errorf("shard failed: %w", err)
+				if s.err == nil {
+					s.err = fmt.Errorf("shard failed: %w", err)
+				}
 				err = s.err
 				s.mu.Unlock()
 				s.log.Error("locallog: write failed; shard refuses appends until reopened", "err", err)
 			}
 		}
-		for i, r := range s.batch {
-			r.done <- err
-			s.batch[i] = nil
+		if err != nil {
+			for _, r := range s.batch {
+				r.done <- err
+			}
 		}
+		clear(s.batch)
 		// Drop a write buffer that one huge batch grew far beyond the queue
 		// bound, rather than hold it forever.
 		if cap(s.wbuf) > 2*s.opts.MaxPendingBytes {
@@ -415,46 +445,170 @@ func (s *shard) writeBatch(batch []*appendReq) error {
 			b = b[n:]
 		}
 	}
+	s.handReqs = batch
 	return s.writeChunk(count, idx)
 }
 
-// writeChunk writes wbuf at the end of the active segment, syncs it, and
-// only then makes its records visible.
+// writeChunk writes wbuf at the end of the active segment and hands it to
+// the syncer, which fsyncs and only then makes its records visible and
+// completes the requests (handReqs) that end in it. Writing the next batch
+// overlaps the fsync of this one, and a syncer that is busy covers every
+// chunk handed to it meanwhile with one fsync: larger group commits.
 func (s *shard) writeChunk(count int64, idx []indexEntry) error {
-	if len(s.wbuf) == 0 {
+	reqs := s.handReqs
+	s.handReqs = nil
+	if len(s.wbuf) == 0 && reqs == nil {
 		return nil
 	}
-	if _, err := s.w.WriteAt(s.wbuf, s.wpos); err != nil {
-		return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
-	}
-	if s.opts.Durability == DurabilityFsync {
-		if err := s.w.Sync(); err != nil {
-			return fmt.Errorf("fsync: %w", err)
+	if len(s.wbuf) > 0 {
+		if _, err := s.w.WriteAt(s.wbuf, s.wpos); err != nil {
+			return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
 		}
-		s.syncs.Add(1)
 	}
 	s.wpos += int64(len(s.wbuf))
 	s.wend += count
+	h := &handoff{size: s.wpos, next: s.wend, idx: append([]indexEntry(nil), idx...), reqs: append([]*appendReq(nil), reqs...), bytes: len(s.wbuf)}
+	s.wbuf = s.wbuf[:0]
+	s.syncMu.Lock()
+	s.syncQ = append(s.syncQ, h)
+	s.unsynced += h.bytes
+	s.syncMu.Unlock()
+	select {
+	case s.syncKick <- struct{}{}:
+	default:
+	}
+	// Bound what is written but not yet fsynced. A failure found here is
+	// sticky: the next batch sees it. Requests already handed over are the
+	// syncer's to complete, so they must not be failed here too.
+	if err := s.waitSynced(s.opts.MaxPendingBytes); err != nil && reqs == nil {
+		return err
+	}
+	return nil
+}
+
+// handoff is a chunk written to the active segment, waiting for fsync.
+type handoff struct {
+	size, next int64        // segment size and next offset once it is durable
+	idx        []indexEntry // its index entries
+	reqs       []*appendReq // requests completed by it
+	bytes      int
+}
+
+// waitSynced blocks the flusher until at most limit bytes are written but
+// not fsynced (0: until the syncer has published everything), and returns
+// the shard's sticky error.
+func (s *shard) waitSynced(limit int) error {
+	for {
+		s.syncMu.Lock()
+		done := s.unsynced <= limit && (limit > 0 || len(s.syncQ) == 0 && !s.syncBusy)
+		idle := s.syncIdle
+		s.syncMu.Unlock()
+		if done {
+			break
+		}
+		<-idle
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// runSyncer fsyncs what the flusher handed over and publishes it. It runs
+// until the flusher closes syncStop, after a last pass.
+func (s *shard) runSyncer() {
+	for {
+		select {
+		case <-s.syncKick:
+			s.syncQueued()
+		case <-s.syncStop:
+			s.syncQueued()
+			return
+		}
+	}
+}
+
+func (s *shard) syncQueued() {
+	for {
+		s.syncMu.Lock()
+		q := s.syncQ
+		s.syncQ = nil
+		s.syncBusy = len(q) > 0
+		s.syncMu.Unlock()
+		if len(q) == 0 {
+			s.signalSynced()
+			return
+		}
+		s.mu.Lock()
+		err := s.err
+		s.mu.Unlock()
+		if err == nil && s.opts.Durability == DurabilityFsync {
+			// One fsync covers every chunk in q: each was written before
+			// it was handed over.
+			if serr := s.w.Sync(); serr != nil {
+				s.mu.Lock()
+				if s.err == nil {
+					s.err = fmt.Errorf("shard failed: fsync: %w", serr)
+				}
+				err = s.err
+				s.mu.Unlock()
+				s.log.Error("locallog: fsync failed; shard refuses appends until reopened", "err", err)
+			} else {
+				s.syncs.Add(1)
+			}
+		}
+		if err == nil {
+			s.publish(q[len(q)-1], q)
+		}
+		bytes := 0
+		for _, h := range q {
+			bytes += h.bytes
+			for _, r := range h.reqs {
+				r.done <- err
+			}
+		}
+		s.syncMu.Lock()
+		s.unsynced -= bytes
+		s.syncBusy = false
+		s.syncMu.Unlock()
+		s.signalSynced()
+	}
+}
+
+// signalSynced wakes a flusher waiting in waitSynced.
+func (s *shard) signalSynced() {
+	s.syncMu.Lock()
+	close(s.syncIdle)
+	s.syncIdle = make(chan struct{})
+	s.syncMu.Unlock()
+}
+
+// publish makes the records of the fsynced chunks visible.
+func (s *shard) publish(last *handoff, q []*handoff) {
 	now := s.opts.Now()
 	s.mu.Lock()
 	g := s.segs[len(s.segs)-1]
-	g.size = s.wpos
-	g.next = s.wend
+	g.size = last.size
+	g.next = last.next
 	g.modTime = now
-	g.index = append(g.index, idx...)
-	s.end = s.wend
-	s.meter.ages.Appended(s.wend, now)
+	for _, h := range q {
+		g.index = append(g.index, h.idx...)
+	}
+	s.end = last.next
+	s.meter.ages.Appended(last.next, now)
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()
-	s.wbuf = s.wbuf[:0]
-	return nil
 }
 
 // roll closes the active segment for writing and starts a new one whose
 // name is the next offset. The new directory entry is fsynced before any
 // record in it can be acknowledged.
 func (s *shard) roll() error {
+	// Everything in the old segment is fsynced and published before the
+	// new segment exists: the syncer only ever touches the active one.
+	if err := s.waitSynced(0); err != nil {
+		return err
+	}
 	f, err := s.fs.Create(s.segPath(s.wend))
 	if err != nil {
 		return fmt.Errorf("roll: %w", err)
