@@ -115,6 +115,7 @@ func cdcWaitEqual(t *testing.T, r *running, dsn string, timeout time.Duration, t
 	for {
 		select {
 		case err := <-r.done:
+			r.done <- err // for the cleanup
 			t.Fatalf("pipeline stopped early: %v", err)
 		default:
 		}
@@ -184,6 +185,7 @@ func cdcEventually(t *testing.T, r *running, what string, timeout time.Duration,
 	for !cond() {
 		select {
 		case err := <-r.done:
+			r.done <- err // for the cleanup
 			t.Fatalf("pipeline stopped while waiting for %s: %v", what, err)
 		default:
 		}

@@ -67,7 +67,6 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -423,7 +422,7 @@ func (r *runner) run(ctx context.Context) error {
 		"proto_version '1'",
 		"publication_names '" + strings.ReplaceAll(pub, "'", "''") + "'",
 	}
-	if v, _ := strconv.Atoi(r.conn.ParameterStatus("server_version_num")); v >= 140000 {
+	if serverMajor(r.conn) >= 14 {
 		// Logical decoding messages (PostgreSQL 14+): carries heartbeats.
 		args = append(args, "messages 'true'")
 	}
@@ -458,7 +457,7 @@ func (r *runner) run(ctx context.Context) error {
 			r.lastRecv = time.Now()
 		case *pgproto3.ErrorResponse:
 			return r.slotError(fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg)))
-		case *pgproto3.CopyDone:
+		case *pgproto3.CopyDone, *pgproto3.CommandComplete, *pgproto3.ReadyForQuery:
 			// The walsender ends the stream when it shuts down (for example
 			// a fast shutdown of the server): resumable.
 			return &connLost{fmt.Errorf("slot %s: server ended the replication stream", s.cfg.Slot)}
