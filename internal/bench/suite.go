@@ -76,6 +76,7 @@ type Row struct {
 	CPUPerM    float64 `json:"silt_cpu_s_per_million"`
 	PerWhat    string  `json:"per_million_of"`
 	PeakRSSMiB float64 `json:"silt_peak_rss_mib"`
+	BaseCPUPM  float64 `json:"baseline_cpu_s_per_million,omitempty"`
 	Note       string  `json:"note,omitempty"`
 }
 
@@ -188,12 +189,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 func rows(rep Report, o Options) []Row {
 	var rs []Row
 	drain := func(d *DrainResult, label string) {
-		note := fmt.Sprintf("%d changes; pg_recvlogical %.2f CPU s/M, %.0f MiB", d.Changes, d.RecvlogicalUse.PerMillion(d.Changes), d.RecvlogicalUse.PeakRSSMiB)
+		note := fmt.Sprintf("%d changes; pg_recvlogical peak RSS %.0f MiB", d.Changes, d.RecvlogicalUse.PeakRSSMiB)
+		bcpu := d.RecvlogicalUse.PerMillion(d.Changes)
 		rs = append(rs, Row{Scenario: "capture drain, " + label + " (into stream)", Unit: "changes/s", Silt: d.SiltCaptureRate, Baseline: d.RecvlogicalRate,
 			BaseName: "pg_recvlogical", Ratio: d.CaptureVsRecv, CPUPerM: d.SiltUse.PerMillion(d.Changes), PerWhat: "changes",
-			PeakRSSMiB: d.SiltUse.PeakRSSMiB, Note: note + "; silt CPU/RSS cover the whole drain to Silver"})
+			PeakRSSMiB: d.SiltUse.PeakRSSMiB, BaseCPUPM: bcpu, Note: note + "; silt CPU/RSS cover the whole drain to Silver"})
 		rs = append(rs, Row{Scenario: "drain to Silver, " + label, Unit: "changes/s", Silt: d.SiltSilverRate, Baseline: d.RecvlogicalRate,
-			BaseName: "pg_recvlogical", Ratio: d.SilverVsRecv, CPUPerM: d.SiltUse.PerMillion(d.Changes), PerWhat: "changes", PeakRSSMiB: d.SiltUse.PeakRSSMiB})
+			BaseName: "pg_recvlogical", Ratio: d.SilverVsRecv, CPUPerM: d.SiltUse.PerMillion(d.Changes), PerWhat: "changes", PeakRSSMiB: d.SiltUse.PeakRSSMiB, BaseCPUPM: bcpu})
 	}
 	if rep.Insert != nil {
 		drain(rep.Insert, "inserts")
@@ -238,19 +240,20 @@ func rows(rep Report, o Options) []Row {
 			default:
 				n, per = toInt(r.Size["rows"]), "rows compacted"
 			}
-			cpu := 0.0
+			cpu, bcpu := 0.0, 0.0
 			if n > 0 {
-				cpu = r.Silt.CPUSeconds / float64(n) * 1e6
+				cpu, bcpu = r.Silt.CPUSeconds/float64(n)*1e6, r.DeltaRS.CPUSeconds/float64(n)*1e6
 			}
 			rs = append(rs, Row{Scenario: "Delta " + r.Name, Unit: "seconds", Silt: r.Silt.Seconds, Baseline: r.DeltaRS.Seconds, BaseName: "delta-rs " + d.DeltaLake,
-				Ratio: r.Ratio, CPUPerM: cpu, PerWhat: per, PeakRSSMiB: r.Silt.PeakRSSMiB,
-				Note: fmt.Sprintf("%s; delta-rs %.1f CPU s, %.0f MiB", sizeNote(r.Size), r.DeltaRS.CPUSeconds, r.DeltaRS.PeakRSSMiB)})
+				Ratio: r.Ratio, CPUPerM: cpu, PerWhat: per, PeakRSSMiB: r.Silt.PeakRSSMiB, BaseCPUPM: bcpu,
+				Note: fmt.Sprintf("%s; CPU per M %s; delta-rs peak RSS %.0f MiB", sizeNote(r.Size), per, r.DeltaRS.PeakRSSMiB)})
 		}
 	}
 	p := rep.Peer
 	if p.Ran {
 		rs = append(rs, Row{Scenario: "peer: inserts to files", Unit: "changes/s", Silt: p.SiltRate, Baseline: p.Rate, BaseName: "Conduit (JSON lines)",
-			Ratio: p.Ratio, Note: fmt.Sprintf("silt: capture to Bronze Parquet; Conduit %.2f CPU s/M, %.0f MiB", p.Use.PerMillion(p.Records), p.Use.PeakRSSMiB)})
+			Ratio: p.Ratio, BaseCPUPM: p.Use.PerMillion(p.Records), CPUPerM: rep.Insert.SiltUse.PerMillion(rep.Insert.Changes), PeakRSSMiB: rep.Insert.SiltUse.PeakRSSMiB,
+			Note: fmt.Sprintf("silt: insert backlog to Bronze Parquet (CPU/RSS: whole drain to Silver); Conduit peak RSS %.0f MiB", p.Use.PeakRSSMiB)})
 	} else {
 		rs = append(rs, Row{Scenario: "peer: Conduit", Note: "not run: " + p.Why})
 	}
@@ -282,15 +285,20 @@ func (rep Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nsilt bench (%s), %s; %d CPUs, %s RAM, disk %s; %s; %s\n", rep.Mode, rep.Started.UTC().Format("2006-01-02 15:04 UTC"),
 		m.CPUs, m.MemTotal, m.Disk, m.Go, m.Postgres)
 	fmt.Fprintf(w, "uptime at start: %s\nuptime at end:   %s\n", m.Uptime, rep.UptimeEnd)
-	fmt.Fprintln(w, "ratio > 1: silt better (throughput silt/baseline; for times baseline/silt). CPU s/M and peak RSS: the silt process during the scenario.")
+	fmt.Fprintln(w, "ratio > 1: silt better (throughput silt/baseline; for times baseline/silt). CPU s/M: CPU seconds per million changes (rows, records,")
+	fmt.Fprintln(w, "keys: see notes) of the silt process during the scenario, and of the baseline's client process where it has one (PostgreSQL's server")
+	fmt.Fprintln(w, "processes are not counted for either). Peak RSS: the silt process (VmHWM, reset at each scenario's start).")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tunit\tsilt\tbaseline\tratio\tCPU s/M\tpeak RSS MiB\tbaseline / notes")
+	fmt.Fprintln(tw, "scenario\tunit\tsilt\tbaseline\tratio\tsilt CPU s/M\tbase CPU s/M\tsilt peak RSS MiB\tbaseline / notes")
 	for _, r := range rep.Rows {
 		if r.Unit == "" {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%s\n", r.Scenario, r.Note)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t%s\n", r.Scenario, r.Note)
 			continue
 		}
-		base, ratio, cpu, rss := "", "", "", ""
+		base, ratio, cpu, bcpu, rss := "", "", "", "", ""
+		if r.BaseCPUPM > 0 {
+			bcpu = fmt.Sprintf("%.1f", r.BaseCPUPM)
+		}
 		if r.BaseName != "" {
 			base, ratio = num(r.Baseline), fmt.Sprintf("%.2f", r.Ratio)
 		}
@@ -307,7 +315,7 @@ func (rep Report) Print(w io.Writer) {
 			}
 			notes += r.Note
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Unit, num(r.Silt), base, ratio, cpu, rss, notes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Unit, num(r.Silt), base, ratio, cpu, bcpu, rss, notes)
 	}
 	tw.Flush()
 	for _, e := range rep.Errors {

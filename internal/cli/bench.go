@@ -19,6 +19,7 @@ func benchCmd() *cobra.Command {
 		rateDur                             time.Duration
 		deltaPython, deltaScript            string
 		deltaRows, deltaKeys, deltaFiles    int
+		deltaScen                           string
 		conduit, conduitWhy                 string
 		only                                []string
 	)
@@ -43,17 +44,17 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			o := bench.Options{Mode: "quick", InsertDrain: 200_000, InsertTxn: 1000,
-				E2E:          bench.E2EOptions{DrainChanges: 100_000, Rates: []int{5000, 20000, 0}, RateDuration: 15 * time.Second},
+				E2E:          bench.E2EOptions{DrainChanges: 100_000, Rates: []int{5000, 20000, 0}, RateDuration: 10 * time.Second},
 				SnapshotRows: 500_000, SnapshotConn: 4, Shards: 2,
 				LogRecords: 200_000, LogRecordB: 200, LogAppenders: 16, LogBatch: 100,
 				WorkDir: workDir, Out: out}
 			dro := bench.DeltaOpsOptions{Python: deltaPython, Script: deltaScript, Rows: 1_000_000, Keys: 10_000,
-				SmallFiles: 1000, SmallRows: 1000, Scenarios: "uniform,tail"}
+				SmallFiles: 500, SmallRows: 1000, Scenarios: "uniform"}
 			if full {
 				o.Mode = "full"
 				o.InsertDrain, o.E2E.DrainChanges, o.E2E.RateDuration = 1_000_000, 1_000_000, 60*time.Second
 				o.SnapshotRows, o.LogRecords = 5_000_000, 2_000_000
-				dro.Rows, dro.Keys = 10_000_000, 100_000
+				dro.Rows, dro.Keys, dro.SmallFiles, dro.Scenarios = 10_000_000, 100_000, 1000, "uniform,tail"
 			}
 			set := func(dst *int, v int) {
 				if v > 0 {
@@ -65,6 +66,9 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 			set(&dro.Rows, deltaRows)
 			set(&dro.Keys, deltaKeys)
 			set(&dro.SmallFiles, deltaFiles)
+			if deltaScen != "" {
+				dro.Scenarios = deltaScen
+			}
 			if snapRows > 0 {
 				o.SnapshotRows = int64(snapRows)
 			}
@@ -134,14 +138,15 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 	f.StringVar(&workDir, "work-dir", "", "directory for scenario data (default: the system temp directory)")
 	f.IntVar(&insert, "insert-changes", 0, "pure-insert backlog rows (quick 200000, full 1000000)")
 	f.IntVar(&drain, "drain-changes", 0, "mixed backlog changes (quick 100000, full 1000000)")
-	f.DurationVar(&rateDur, "rate-duration", 0, "how long each offered rate runs (quick 15s, full 60s)")
+	f.DurationVar(&rateDur, "rate-duration", 0, "how long each offered rate runs (quick 10s, full 60s)")
 	f.IntVar(&snapRows, "snapshot-rows", 0, "initial snapshot table rows (quick 500000, full 5000000)")
 	f.IntVar(&logRecords, "log-records", 0, "embedded log append records of 200 B (quick 200000, full 2000000)")
 	f.StringVar(&deltaPython, "deltaops-python", "", "Python with deltalake for the delta-rs comparison (e.g. .venv/bin/python); empty skips it")
 	f.StringVar(&deltaScript, "deltaops-script", "bench/deltaops/bench.py", "the delta-rs comparison script")
 	f.IntVar(&deltaRows, "delta-rows", 0, "MERGE target rows (quick 1000000, full 10000000)")
 	f.IntVar(&deltaKeys, "delta-keys", 0, "MERGE changed keys (quick 10000, full 100000)")
-	f.IntVar(&deltaFiles, "delta-files", 0, "OPTIMIZE small files of 1000 rows (1000)")
+	f.StringVar(&deltaScen, "delta-scenarios", "", "MERGE key distributions (quick uniform, full uniform,tail)")
+	f.IntVar(&deltaFiles, "delta-files", 0, "OPTIMIZE small files of 1000 rows (quick 500, full 1000)")
 	f.StringVar(&conduit, "conduit", "", "Conduit binary for the peer run; empty skips it")
 	f.StringVar(&conduitWhy, "conduit-why", "", "why there is no Conduit binary (printed in the table)")
 	f.StringSliceVar(&only, "only", nil, "run only these scenarios: insert,mixed,snapshot,log,delta")
