@@ -1,5 +1,6 @@
 // Package pgrepl captures committed changes from PostgreSQL through a
-// logical replication slot using the pgoutput plugin (protocol 1).
+// logical replication slot using the pgoutput plugin (protocol 1), with
+// bounded memory, heartbeats, slot statistics and resumable runs.
 //
 // # Lifecycle
 //
@@ -19,12 +20,54 @@
 // Each of these errors prints as one line saying what to do.
 //
 // Run opens a replication connection and streams from the slot's
-// confirmed_flush_lsn. It buffers each transaction in memory (bounded by
-// Config.MaxTxnBytes) and calls the Handler once per committed transaction,
-// in commit order. Run returns on ctx end (the ctx error), on a handler
-// error, or on a connection or protocol error; the caller decides whether to
-// call Run again, which resumes from confirmed_flush_lsn (at-least-once:
-// transactions not acknowledged are delivered again).
+// confirmed_flush_lsn. It calls the Handler with each committed transaction,
+// in commit order, as one Batch or, for a transaction larger than
+// Config.TxnMemoryLimit, as several (Batch.Last marks the final one): such a
+// transaction is spilled to a file in Config.SpillDir while it arrives and
+// read back in chunks at its commit, so memory stays bounded whatever the
+// transaction's size. Run returns on ctx end (the ctx error), on a handler
+// error (*HandlerError), or on a connection or protocol error; Retryable
+// says whether calling Run again can help. A later Run of the same Source
+// resumes from confirmed_flush_lsn but skips what an earlier Run delivered,
+// down to the change within a chunked transaction, so a reconnect delivers
+// nothing twice. A new Source (a new process) delivers again everything
+// after confirmed_flush_lsn (at-least-once; Config.SkipThrough and the
+// pipeline's stream dedup handle that).
+//
+// # Heartbeats, lag and stalls
+//
+// Beside each Run a goroutine emits pg_logical_emit_message(true,
+// HeartbeatPrefix, ...) every Config.HeartbeatInterval when no transaction
+// was delivered meanwhile. The replication session asks for logical messages
+// (PostgreSQL 14+), so the heartbeat arrives as an empty transaction that
+// is delivered with Batch.Heartbeat set; acknowledging its EndLSN lets the
+// slot advance although the captured tables are idle (otherwise WAL written
+// by other databases or unpublished tables piles up). The same goroutine
+// samples SlotStats (lag, retained WAL, walsender PID, wal_status) for
+// Source.Stats and warns when the lag passes Config.LagWarnBytes.
+// Periodic status updates request a reply; when nothing arrives for
+// Config.ReceiveTimeout the link is declared dead (ErrConnLost).
+//
+// # Schema changes
+//
+// Every Relation message updates the relation cache; each change carries the
+// *change.Relation current when it was decoded, so downstream sees:
+//
+//   - ADD COLUMN: the new column in later changes (Bronze/Silver add it as a
+//     nullable column). Existing rows are not rewritten by PostgreSQL, so a
+//     column added with a DEFAULT is NULL in Silver for rows not changed
+//     since; re-snapshot the table to backfill.
+//   - DROP COLUMN: later changes lack it; the Delta column stays, NULL in
+//     rows written afterwards.
+//   - RENAME COLUMN: looks like a drop plus an add: Delta has no rename
+//     without column mapping, so the new name appears as a new column
+//     (filled by each row's next change) and the old one stays.
+//   - Type change: delivered as is; Bronze refuses an incompatible type and
+//     the pipeline stops with an error naming the column and the way out,
+//     before anything is acknowledged.
+//   - TRUNCATE: an OpTruncate change per table.
+//   - A table added to the publication: its changes arrive from the
+//     transaction that added it on (snapshotting its old rows is separate).
 //
 // # Acknowledgement
 //
