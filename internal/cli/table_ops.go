@@ -1,14 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/silt-dev/silt/internal/blob/local"
+	"github.com/silt-dev/silt/internal/blob/lake"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/ops"
@@ -19,12 +19,10 @@ func tableOpsCmds() []*cobra.Command {
 	return []*cobra.Command{optimizeCmd(), vacuumCmd()}
 }
 
-func openLocalTable(path string) (*delta.Table, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	st, err := local.New(abs)
+// openTable opens a Delta table at a local directory or s3://bucket/prefix
+// (AWS settings from the environment, as for "silt table describe").
+func openTable(path string) (*delta.Table, error) {
+	st, err := lake.Open(context.Background(), config.LakeConfig{Path: path})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +47,7 @@ for example --where "year = 2026 AND month >= 3".`,
   silt table optimize lake/bronze/public/readings --where "year = 2026 AND day = 14"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := openLocalTable(args[0])
+			t, err := openTable(args[0])
 			if err != nil {
 				return err
 			}
@@ -115,7 +113,7 @@ whose names start with "_" or "." are never touched.`,
   silt table vacuum lake/silver/public/readings --retain 168h`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := openLocalTable(args[0])
+			t, err := openTable(args[0])
 			if err != nil {
 				return err
 			}
