@@ -77,6 +77,10 @@ type SourceConfig struct {
 	// LagWarnBytes: warn when the slot's unacknowledged WAL exceeds this.
 	// Default 1GiB.
 	LagWarnBytes ByteSize `yaml:"lag_warn_bytes"`
+	// ReceiveTimeout: a replication connection silent this long is dropped
+	// and reconnected (a stalled network). Default 60s (PostgreSQL's
+	// wal_sender_timeout default); a busy server can be silent for seconds.
+	ReceiveTimeout Duration `yaml:"receive_timeout"`
 }
 
 // StreamConfig is the stream between capture and Bronze.
@@ -311,6 +315,9 @@ func (c *Config) SetDefaults(dataDir string) {
 	if s.LagWarnBytes == 0 {
 		s.LagWarnBytes = 1 << 30
 	}
+	if s.ReceiveTimeout.Duration == 0 {
+		s.ReceiveTimeout.Duration = 60 * time.Second
+	}
 	st := &c.Stream
 	if st.Kind == "" {
 		st.Kind = "local"
@@ -423,6 +430,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Source.TxnMemoryLimit < 1<<20 {
 		add("source.txn_memory_limit %d is too small: use at least 1MiB", c.Source.TxnMemoryLimit)
+	}
+	if c.Source.ReceiveTimeout.Duration < 100*time.Millisecond {
+		add("source.receive_timeout %s is too short: use at least 100ms (default 60s)", c.Source.ReceiveTimeout)
 	}
 	if hb := c.Source.HeartbeatInterval.Duration; hb >= 0 && hb < 100*time.Millisecond {
 		add("source.heartbeat_interval %s is too short: use at least 100ms (or a negative value to disable)", c.Source.HeartbeatInterval)

@@ -43,7 +43,8 @@ func cdcConfig(t *testing.T, dsn, suffix string, tables ...string) *config.Confi
 	cfg.Source.Slot = "silt_" + suffix
 	cfg.Source.Publication = "silt_" + suffix
 	cfg.Source.Tables = tables
-	cfg.Source.StatusInterval.Duration = 300 * time.Millisecond // receive timeout 900ms
+	cfg.Source.StatusInterval.Duration = 300 * time.Millisecond
+	cfg.Source.ReceiveTimeout.Duration = 2 * time.Second // the stall test waits for it
 	cfg.Source.HeartbeatInterval.Duration = 200 * time.Millisecond
 	cfg.Stream.Shards = 2
 	cfg.Stream.Durability = "none"

@@ -86,6 +86,9 @@ func TestLargeTransactionChild(t *testing.T) {
 	}
 	cfg := cdcConfig(t, os.Getenv("SILT_LARGE_TXN_DSN"), os.Getenv("SILT_LARGE_TXN_SUFFIX"), "public.items")
 	cfg.Bronze.FlushInterval.Duration = time.Second
+	// The server is silent for seconds while it decodes 2M rows: the
+	// default (60s) receive timeout, not the fault tests' short one.
+	cfg.Source.ReceiveTimeout.Duration = 60 * time.Second
 	r := cdcStart(t, cfg, nil)
 	cdcEventually(t, r, "bronze to hold every row", 5*time.Minute, func() bool { return r.p.Snapshot().BronzeRows >= largeTxnRows })
 	fmt.Printf("SILT_BRONZE_RSS_KIB=%d\n", vmHWM(t))

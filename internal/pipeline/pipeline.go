@@ -160,6 +160,7 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		Password:          cfg.Source.Password,
 		HeartbeatInterval: cfg.Source.HeartbeatInterval.Duration,
 		LagWarnBytes:      int64(cfg.Source.LagWarnBytes),
+		ReceiveTimeout:    cfg.Source.ReceiveTimeout.Duration,
 		Logger:            logger,
 	})
 	if err != nil {

@@ -692,6 +692,11 @@ func (r *runner) deliver(ctx context.Context, commit *pgoutput.Commit) error {
 		r.s.mu.Unlock()
 		r.s.stats.batches.Add(1)
 		r.s.lastDelivery.Store(time.Now().UnixNano())
+		if !last {
+			// Delivering a spilled transaction can outlast the server's
+			// wal_sender_timeout; keep replying so it does not cut us off.
+			return r.maybeSendStatus(false)
+		}
 		return nil
 	})
 }
