@@ -137,6 +137,9 @@ func Create(ctx context.Context, cfg Config, store blob.Store, slot string, exp 
 		}
 		st.Tables = append(st.Tables, ts)
 	}
+	if len(st.Tables) == 0 {
+		st.Phase = PhaseDone
+	}
 	if err := SaveState(ctx, store, st); err != nil {
 		s.Close()
 		return nil, err

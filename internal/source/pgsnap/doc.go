@@ -1,0 +1,102 @@
+// Package pgsnap is the initial load (snapshot) of a PostgreSQL source: it
+// copies every table of the publication, in parallel across tables and
+// within a table, into the same stream as CDC, without gap or overlap with
+// the changes the slot delivers, and resumes after a crash at chunk
+// granularity.
+//
+// # Boundary between snapshot and CDC
+//
+// The slot is created on a replication connection with
+// CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')
+// (pgrepl.CreateSlotWithSnapshot; EXPORT_SNAPSHOT before PostgreSQL 15).
+// PostgreSQL returns the slot's consistent point C and the name of a
+// snapshot that sees exactly the transactions committed before C; the slot
+// delivers exactly the transactions that commit at or after C. While the
+// exporting connection stays idle, Create opens TablesParallel ×
+// ChunksPerTable connections and imports the snapshot into each
+// (BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION
+// SNAPSHOT), lists the publication's tables and plans them in the
+// snapshot, and records the plan (PhaseRunning). Only then does capture
+// start streaming from the slot, so every committed row is either in the
+// snapshot or in the slot's changes, never both and never neither.
+//
+// Snapshot rows are change.Changes with Op OpLoad ('L'), LSN = C - 1, Pos =
+// the chunk's index, XID 0, CommitTime = the slot's creation time. A commit
+// record can start exactly at C, so a delivered change may have LSN = C and
+// Pos 0; C - 1 sorts before all of them, whatever Pos is. The relation
+// (columns, types, key flags) is built from the catalog the way pgoutput
+// announces it, so a key's snapshot row and its later changes share a
+// partition key (hence a stream shard) and a Bronze schema.
+//
+// Values are read in text format through a connection with the session
+// settings of pipeline.SessionDSN, so they are printed by the same output
+// functions with the same settings as pgoutput's, and parsed by the same
+// rule (bronze.AppendText): a value copied by the snapshot and the same
+// value captured by CDC land identically.
+//
+// # Chunks
+//
+// A table is split into heap block ranges (PlanRanges: about ChunkRows rows
+// each, from the planner's rows-per-block or a count of the first blocks;
+// the last range is open-ended), read with `ctid >= '(lo,0)' AND ctid <
+// '(hi,0)'` (a TID range scan since PostgreSQL 14). At most TablesParallel
+// tables and ChunksPerTable chunks of one table are read at once (DMS's
+// MaxFullLoadSubTasks and ParallelLoadThreads).
+//
+// # Durability and resumption
+//
+// A chunk's rows go to the Sink (the pipeline appends them to the stream);
+// the chunk is marked done in the state only once the Sink says everything
+// up to its last row is durable in Bronze. The state is one JSON document
+// in the lake (StateKey), replaced atomically after each change; it records
+// C, the plan, each chunk's done flag and row count, and per table whether
+// Silver merged its snapshot rows. (A Delta table with txn actions would
+// work as well; a document is simpler to read back, and one pipeline owns
+// it.)
+//
+// After a crash (or a clean stop) Run copies the chunks not marked done, in
+// a new snapshot: the first worker exports one (pg_export_snapshot) and the
+// others import it. This is still correct, although the rows are newer
+// than C: every change committed after C reaches the stream from the slot
+// (its confirmed position only advances once Bronze holds the change), and
+// those changes sort after every snapshot row, so each key ends at its
+// latest change, or at its snapshot row if it has none; a key deleted after
+// C is deleted by its change; a row that moved to another block by an
+// update was updated, so its change wins over both copies. Block ranges
+// only mean something for one heap file: a table whose relfilenode changed
+// (VACUUM FULL, CLUSTER, TRUNCATE, a rewriting ALTER TABLE) is planned and
+// copied again whole. Rows of a redone chunk that reached Bronze before the
+// crash are duplicates with the same (LSN, Pos) and values, or older copies
+// that a change supersedes.
+//
+// A crash between creating the slot and recording the plan leaves the
+// state in PhaseCreating: the pipeline then drops the (never consumed) slot
+// and starts over.
+//
+// # Silver
+//
+// Changes can reach the stream before the snapshot row of the same key
+// (the snapshot is still copying its chunk), and Silver merges in
+// micro-batches, so merging as rows arrive could resurrect a row deleted
+// after C, or lose a TOASTed value an update left unchanged. Hence the
+// pipeline keeps Silver away from a table while its snapshot is copied
+// (GateWait), then merges the table's snapshot rows alone
+// (silver.ProcessLoad, its own progress appId), then its changes as usual
+// (silver.Process skips snapshot rows), and records Merged.
+//
+// # Progress
+//
+// Stats reports rows, rows/s and ETA per table (ETA from the planner's row
+// estimate); the CLI and status output read it through
+// pipeline.SnapshotProgress.
+//
+// # Limits and plans
+//
+//   - Tables added to the publication later are not snapshotted yet. The
+//     plan: when capture sees a Relation for a table the state does not
+//     know, add it to the state (GateWait), copy it in a fresh snapshot
+//     taken after its first delivered change's transaction began, with
+//     LSN = that change's LSN - 1 (any older LSN works by the argument
+//     above), then merge as above.
+//   - The worker transactions hold back VACUUM's horizon, as pg_dump does.
+package pgsnap
