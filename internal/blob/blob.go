@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sort"
 	"time"
 )
 
@@ -46,6 +47,32 @@ type Store interface {
 	List(ctx context.Context, prefix string) ([]Info, error)
 	// Delete removes the object; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+}
+
+// ListerFrom is implemented by stores that can start a listing at a point
+// in key order, so a caller that knows what it has already seen (a Delta
+// log up to its last checkpoint) pays only for the keys after it. It is
+// optional: use the ListFrom function, which falls back to List.
+type ListerFrom interface {
+	// ListFrom returns every object whose key starts with prefix and is
+	// greater than startAfter (byte order), sorted by key. startAfter ""
+	// lists the whole prefix, like List.
+	ListFrom(ctx context.Context, prefix, startAfter string) ([]Info, error)
+}
+
+// ListFrom lists the objects under prefix whose key is greater than
+// startAfter, sorted by key: through the store's ListFrom when it has one,
+// else by List and dropping the keys up to startAfter.
+func ListFrom(ctx context.Context, s Store, prefix, startAfter string) ([]Info, error) {
+	if lf, ok := s.(ListerFrom); ok {
+		return lf.ListFrom(ctx, prefix, startAfter)
+	}
+	infos, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	i := sort.Search(len(infos), func(i int) bool { return infos[i].Key > startAfter })
+	return infos[i:], nil
 }
 
 // Join joins key parts with '/', skipping empty parts.

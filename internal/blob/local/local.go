@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -273,6 +274,95 @@ func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// ListFrom implements blob.ListerFrom: List restricted to keys greater
+// than startAfter. It reads directory entries (names and types: no stat
+// per file), skips directories whose keys all sort at or before
+// startAfter, and stats only the files it returns, so listing the tail of
+// a directory of millions of files costs one pass of readdir.
+func (s *Store) ListFrom(ctx context.Context, prefix, startAfter string) ([]blob.Info, error) {
+	dirPart := ""
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		dirPart = prefix[:i]
+	}
+	start := s.root
+	if dirPart != "" {
+		p, err := s.path(dirPart)
+		if err != nil {
+			return nil, err
+		}
+		start = p
+	}
+	rel, err := filepath.Rel(s.root, start)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	if rel = filepath.ToSlash(rel); rel == "." {
+		rel = ""
+	}
+	var out []blob.Info
+	if err := s.listFrom(ctx, start, rel, prefix, startAfter, &out); err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// listFrom appends the files under dir (whose key is rel) that match
+// prefix and sort after startAfter.
+func (s *Store) listFrom(ctx context.Context, dir, rel, prefix, startAfter string, out *[]blob.Info) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		if notExist(err) {
+			return nil
+		}
+		return err
+	}
+	defer f.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, rerr := f.ReadDir(4096)
+		for _, d := range ents {
+			name := d.Name()
+			key := name
+			if rel != "" {
+				key = rel + "/" + name
+			}
+			if d.IsDir() {
+				sub := key + "/"
+				if !strings.HasPrefix(sub, prefix) && !strings.HasPrefix(prefix, sub) {
+					continue // no key below can have the prefix
+				}
+				if sub <= startAfter && !strings.HasPrefix(startAfter, sub) {
+					continue // every key below sorts before startAfter
+				}
+				if err := s.listFrom(ctx, filepath.Join(dir, name), key, prefix, startAfter, out); err != nil {
+					return err
+				}
+				continue
+			}
+			if strings.HasPrefix(name, ".tmp-") || key <= startAfter || !strings.HasPrefix(key, prefix) {
+				continue
+			}
+			info, err := d.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // deleted since readdir
+				}
+				return err
+			}
+			*out = append(*out, blob.Info{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+		}
+		if errors.Is(rerr, io.EOF) || (rerr == nil && len(ents) == 0) {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 func (s *Store) Delete(ctx context.Context, key string) error {

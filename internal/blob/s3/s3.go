@@ -10,6 +10,7 @@
 //	PutIfAbsent  the same with If-None-Match: * (412 means blob.ErrExists);
 //	             multipart uploads send it on CompleteMultipartUpload
 //	List         ListObjectsV2, every page, sorted by key
+//	ListFrom     the same from StartAfter (blob.ListerFrom)
 //	Delete       DeleteObject (a missing key is not an error, as in S3)
 //
 // Retries: every request runs in a loop (retry.go) with a per-attempt
@@ -493,16 +494,34 @@ func (s *Store) resolveAmbiguous(ctx context.Context, op, key string, data []byt
 // List returns every object under prefix, sorted by key, following
 // continuation tokens page by page.
 func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	return s.list(ctx, prefix, "")
+}
+
+// ListFrom implements blob.ListerFrom with ListObjectsV2's StartAfter: only
+// the pages after startAfter are requested.
+func (s *Store) ListFrom(ctx context.Context, prefix, startAfter string) ([]blob.Info, error) {
+	return s.list(ctx, prefix, startAfter)
+}
+
+func (s *Store) list(ctx context.Context, prefix, startAfter string) ([]blob.Info, error) {
 	full := s.root + prefix
+	var after *string
+	if startAfter != "" && startAfter >= prefix {
+		after = aws.String(s.root + startAfter)
+	}
 	var out []blob.Info
 	var token *string
 	for {
 		var page *awss3.ListObjectsV2Output
 		res, err := s.do(ctx, "list", prefix, func(ctx context.Context) error {
 			var err error
-			page, err = s.client.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{
+			in := &awss3.ListObjectsV2Input{
 				Bucket: &s.bucket, Prefix: &full, ContinuationToken: token, MaxKeys: aws.Int32(s.opts.ListPageSize),
-			})
+			}
+			if token == nil {
+				in.StartAfter = after // later pages continue from the token
+			}
+			page, err = s.client.ListObjectsV2(ctx, in)
 			return err
 		})
 		if err != nil {
@@ -512,6 +531,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
 			k := aws.ToString(o.Key)
 			if !strings.HasPrefix(k, full) || strings.HasSuffix(k, "/") {
 				continue // folder markers made by consoles are not objects
+			}
+			if after != nil && k <= *after {
+				continue // a store that ignores StartAfter
 			}
 			out = append(out, blob.Info{Key: k[len(s.root):], Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
 		}
