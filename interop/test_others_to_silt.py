@@ -196,11 +196,8 @@ def _(path, spark):
 
 @writer("spark_all_types", "spark")
 def _(path, spark):
-    # Spark writes TIMESTAMP as INT96; keep it inside 1677..2262 here (see
-    # spark_timestamp_extremes for the rest).
-    rows = [r[:-1] + (dt.datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC),) if r[0] == 3 else r
-            for r in ALL_TYPES_ROWS]
-    spark.createDataFrame(rows, SPARK_ALL_TYPES_DDL).write.format("delta").save(path)
+    # Spark writes TIMESTAMP as INT96, 9999-12-31 included (row 3).
+    spark.createDataFrame(ALL_TYPES_ROWS, SPARK_ALL_TYPES_DDL).write.format("delta").save(path)
 
 
 @writer("spark_timestamp_extremes", "spark")
@@ -350,10 +347,7 @@ def silt_results(foreign_dir):
 
 # Known silt bugs: strict xfail, so CI turns red when one is fixed. Each has a
 # Go reproduction in internal/delta/interop/bugs_test.go.
-KNOWN_BUGS = {
-    "spark_timestamp_extremes": "silt cannot read INT96 timestamps outside 1677..2262 "
-                                "(TestBugINT96OutsideNanosecondRange)",
-}
+KNOWN_BUGS = {}
 
 
 @pytest.mark.parametrize("name", [

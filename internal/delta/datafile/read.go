@@ -46,7 +46,8 @@ var ErrCorruptFile = errors.New("corrupt data file")
 // Read returns the rows of one data file as records whose schema is exactly
 // ArrowSchema(ti.Schema): partition columns are materialised from
 // add.PartitionValues, columns the file lacks are null, Parquet variants
-// (INT96 and millisecond timestamps, decimals stored as INT32/INT64/FLBA,
+// (INT96 timestamps, read straight to microseconds in top-level columns,
+// millisecond timestamps, decimals stored as INT32/INT64/FLBA,
 // legacy lists) are converted, column mapping is resolved, and the rows of
 // the add's deletion vector are dropped.
 //
@@ -108,11 +109,12 @@ const (
 	colFile colKind = iota
 	colPartition
 	colMissing
+	colInt96 // a top-level INT96 column, read by an int96Reader
 )
 
 type colPlan struct {
 	kind  colKind
-	src   int // index into the record reader's columns (colFile)
+	src   int // index into the record reader's columns (colFile) or into the INT96 readers (colInt96)
 	value any // parsed partition value (colPartition)
 }
 
@@ -179,6 +181,13 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 	c := &conformer{mem: mem, match: mode, out: mapNone}
 	plans := make([]colPlan, len(ti.Schema.Fields))
 	var selected []int
+	i96pos := map[int]int{} // file field index -> index into i96
+	var i96 []*int96Reader
+	defer func() {
+		for _, r := range i96 {
+			r.close()
+		}
+	}()
 	for i, f := range ti.Schema.Fields {
 		if isPart[strings.ToLower(f.Name)] {
 			v, ok := add.PartitionValues[physicalName(f, mode)]
@@ -195,6 +204,16 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 		j := c.findField(fileSchema.Fields(), f)
 		if j < 0 {
 			plans[i] = colPlan{kind: colMissing}
+			continue
+		}
+		if col, ok := topLevelInt96(pf, fr.Manifest, j); ok {
+			k, seen := i96pos[j]
+			if !seen {
+				k = len(i96)
+				i96pos[j] = k
+				i96 = append(i96, newInt96Reader(pf, mem, col))
+			}
+			plans[i] = colPlan{kind: colInt96, src: k}
 			continue
 		}
 		plans[i] = colPlan{kind: colFile, src: j}
@@ -229,19 +248,41 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 		}
 		return nil
 	}
-
-	total := pf.NumRows()
-	if len(leaves) == 0 {
-		// Nothing to read from the file (only partition, missing or void columns).
-		for start := int64(0); start < total; start += readBatchRows {
-			n := int(min(readBatchRows, total-start))
-			cols, err := buildColumns(c, ti.Schema, outSchema, plans, nil, n)
+	// batch builds and emits the output for the next n rows, taking the
+	// file columns pqarrow read from rec (nil when there are none).
+	batch := func(rec arrow.Record, n int, rowStart int64) error {
+		i96cols := make([]arrow.ArrayData, len(i96))
+		defer func() {
+			for _, d := range i96cols {
+				if d != nil {
+					d.Release()
+				}
+			}
+		}()
+		for k, r := range i96 {
+			d, err := r.next(n)
 			if err != nil {
 				return err
 			}
-			err = emit(cols, n, start)
-			releaseAll(cols)
-			if err != nil {
+			i96cols[k] = d
+		}
+		cols, err := buildColumns(c, ti.Schema, outSchema, plans, rec, i96cols, n)
+		if err != nil {
+			return err
+		}
+		defer releaseAll(cols)
+		return emit(cols, n, rowStart)
+	}
+
+	total := pf.NumRows()
+	if len(leaves) == 0 {
+		// Nothing for pqarrow to read (only partition, missing, void or
+		// top-level INT96 columns).
+		for start := int64(0); start < total; start += readBatchRows {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := batch(nil, int(min(readBatchRows, total-start)), start); err != nil {
 				return err
 			}
 		}
@@ -263,18 +304,15 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 			return fmt.Errorf("%w: read %d columns, want %d", ErrCorruptFile, rec.NumCols(), len(pos))
 		}
 		n := int(rec.NumRows())
-		cols, err := buildColumns(c, ti.Schema, outSchema, plans, rec, n)
-		if err != nil {
-			return err
-		}
-		err = emit(cols, n, rowStart)
-		releaseAll(cols)
-		if err != nil {
+		if err := batch(rec, n, rowStart); err != nil {
 			return err
 		}
 		rowStart += int64(n)
 	}
 	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		if e := int96NestedError(err); e != err {
+			return e
+		}
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 	}
 	if rowStart != total {
@@ -302,7 +340,8 @@ func releaseAll(cols []arrow.Array) {
 }
 
 // buildColumns returns one array per output column, n rows each.
-func buildColumns(c *conformer, s *delta.StructType, outSchema *arrow.Schema, plans []colPlan, rec arrow.Record, n int) ([]arrow.Array, error) {
+// i96 holds the arrays of the top-level INT96 columns (see int96Reader).
+func buildColumns(c *conformer, s *delta.StructType, outSchema *arrow.Schema, plans []colPlan, rec arrow.Record, i96 []arrow.ArrayData, n int) ([]arrow.Array, error) {
 	cols := make([]arrow.Array, len(plans))
 	for i, p := range plans {
 		f := s.Fields[i]
@@ -317,8 +356,14 @@ func buildColumns(c *conformer, s *delta.StructType, outSchema *arrow.Schema, pl
 				return nil, fmt.Errorf("column %q: %w", f.Name, err)
 			}
 			cols[i] = a
-		case colFile:
-			d, err := c.conform(rec.Column(p.src).Data(), f.Type, target)
+		case colFile, colInt96:
+			var src arrow.ArrayData
+			if p.kind == colInt96 {
+				src = i96[p.src]
+			} else {
+				src = rec.Column(p.src).Data()
+			}
+			d, err := c.conform(src, f.Type, target)
 			if err != nil {
 				releaseAll(cols)
 				return nil, fmt.Errorf("column %q: %w", f.Name, err)

@@ -15,10 +15,12 @@ import (
 )
 
 // Reproductions of silt bugs found by the interop suite. Each one asserts
-// the correct behaviour and fails until the bug is fixed. They run only with
-// SILT_INTEROP_BUGS=1 so that CI stays green meanwhile; the matching pytest
-// case is marked xfail(strict=True), so CI turns red the day a fix lands
-// and the gate (and the xfail) must be removed.
+// the correct behaviour. While a bug is open its test starts with knownBug,
+// so it runs only with SILT_INTEROP_BUGS=1 and CI stays green meanwhile; the
+// matching pytest case is in KNOWN_BUGS (xfail(strict=True)) in
+// interop/test_others_to_silt.py, so CI turns red the day a fix lands and
+// the gate (and the xfail) must be removed. Fixed bugs keep their test as a
+// regression test.
 func knownBug(t *testing.T, what string) {
 	t.Helper()
 	if os.Getenv("SILT_INTEROP_BUGS") == "" {
@@ -28,12 +30,12 @@ func knownBug(t *testing.T, what string) {
 
 // Spark (4.x, default spark.sql.parquet.outputTimestampType=INT96) writes
 // TIMESTAMP columns as INT96. A value outside 1677-09-21..2262-04-11, such
-// as 9999-12-31 23:59:59.999999 or 0001-01-01, is valid in Delta (µs) but
-// silt's reader converts INT96 through Arrow nanoseconds and fails with
-// "INT96 timestamp is outside the Arrow nanosecond range". Found by
+// as 9999-12-31 23:59:59.999999 or 0001-01-01, is valid in Delta (µs); silt
+// used to convert INT96 through Arrow nanoseconds and fail with "INT96
+// timestamp is outside the Arrow nanosecond range" (fixed: datafile reads
+// top-level INT96 columns straight to µs). Found by
 // interop/test_others_to_silt.py::test_silt_reads[spark_timestamp_extremes].
 func TestBugINT96OutsideNanosecondRange(t *testing.T) {
-	knownBug(t, "INT96 timestamps outside the nanosecond range cannot be read")
 	ctx := context.Background()
 	want := []time.Time{
 		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
