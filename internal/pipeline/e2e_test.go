@@ -206,6 +206,12 @@ func checkBronzeNoDuplicates(t *testing.T, store blob.Store) {
 			pos := r.Column(ix[bronze.ColPos]).(*array.Int64)
 			op := r.Column(ix[bronze.ColOp]).(*array.String)
 			for i := 0; i < int(r.NumRows()); i++ {
+				if op.Value(i) == "L" {
+					// Snapshot rows: a chunk cut short by a crash is copied
+					// again (at-least-once in Bronze; Silver dedupes them by
+					// key and position).
+					continue
+				}
 				k := fmt.Sprintf("%d/%d/%s", lsn.Value(i), pos.Value(i), op.Value(i))
 				if seen[k] {
 					return fmt.Errorf("duplicate bronze row (lsn/pos/op) %s", k)
