@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,9 +30,13 @@ type PeerResult struct {
 // no snapshot, slot created before the backlog) into its builtin file
 // destination on the backlog of the insert scenario, and times it until
 // the file holds every record.
-func (e *env) runConduit(ctx context.Context, bin, dsn, table, publication, slot string, records int64) (PeerResult, error) {
+// It gives up after deadline.
+func (e *env) runConduit(ctx context.Context, bin, dsn, table, publication, slot string, records int64, deadline time.Duration) (PeerResult, error) {
 	res := PeerResult{Name: "Conduit", Records: records,
 		Job: "builtin:postgres (cdcMode logrepl, snapshotMode never, pre-created slot) -> builtin:file (OpenCDC JSON lines)"}
+	if abs, err := filepath.Abs(bin); err == nil {
+		bin = abs
+	}
 	dir, err := e.dataDir("conduit")
 	if err != nil {
 		return res, err
@@ -60,16 +64,21 @@ pipelines:
         plugin: builtin:file
         settings:
           path: %q
-`, dsn+"?sslmode=disable", table, publication, slot, outFile)
+`, withSSLDisable(dsn), table, publication, slot, outFile)
 	if err := os.WriteFile(filepath.Join(dir, "pipeline.yaml"), []byte(pipeline), 0o644); err != nil {
 		return res, err
 	}
-	var stderr bytes.Buffer
+	logPath := filepath.Join(os.TempDir(), "silt-bench-conduit.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return res, err
+	}
+	defer logf.Close()
 	cmd := exec.CommandContext(ctx, bin, "run", "--db.type", "inmemory", "--pipelines.path", filepath.Join(dir, "pipeline.yaml"),
-		"--api.enabled=false", "--log.level", "warn", "--connectors.path", filepath.Join(dir, "connectors"),
+		"--api.enabled=false", "--log.level", "info", "--log.format", "json", "--connectors.path", filepath.Join(dir, "connectors"),
 		"--processors.path", filepath.Join(dir, "processors"), "--pipelines.exit-on-degraded")
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
@@ -81,11 +90,11 @@ pipelines:
 	var lines int64
 	var off int64
 	buf := make([]byte, 1<<20)
-	deadline := 10 * time.Minute
 	for lines < records {
 		select {
 		case err := <-exited:
-			res.Why = fmt.Sprintf("conduit exited after %d of %d records: %v: %s", lines, records, err, lastLine(stderr.Bytes()))
+			b, _ := os.ReadFile(logPath)
+			res.Why = fmt.Sprintf("conduit exited after %d of %d records: %v: %s (log: %s)", lines, records, err, lastLine(b), logPath)
 			return res, nil
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -103,7 +112,8 @@ pipelines:
 		if time.Since(start) > deadline {
 			cmd.Process.Signal(syscall.SIGINT)
 			<-exited
-			res.Why = fmt.Sprintf("conduit wrote %d of %d records in %s", lines, records, deadline)
+			b, _ := os.ReadFile(logPath)
+			res.Why = fmt.Sprintf("conduit wrote %d of %d records in %s: %s (log: %s)", lines, records, deadline, lastLine(b), logPath)
 			return res, nil
 		}
 	}
@@ -133,4 +143,14 @@ func lastLine(b []byte) string {
 		b = b[:300]
 	}
 	return string(b)
+}
+
+func withSSLDisable(dsn string) string {
+	if strings.Contains(dsn, "sslmode=") {
+		return dsn
+	}
+	if strings.Contains(dsn, "?") {
+		return dsn + "&sslmode=disable"
+	}
+	return dsn + "?sslmode=disable"
 }

@@ -121,7 +121,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				fail("insert drain (stop)", err)
 			}
 			if o.Conduit != "" {
-				p, err := e.runConduit(ctx, o.Conduit, l.dsn, "bench_events", "silt_bench_ins", "conduit_ins", d.Changes)
+				wait := max(time.Minute, 20*time.Duration(d.SiltBronzeSecs*float64(time.Second)))
+				p, err := e.runConduit(ctx, o.Conduit, l.dsn, "bench_events", "silt_bench_ins", "conduit_ins", d.Changes, wait)
 				if err != nil {
 					p.Why = err.Error()
 				}
