@@ -202,7 +202,9 @@ func (w *Writer) readShard(ctx context.Context, s int) (int, error) {
 		}
 		t.rows = append(t.rows, c)
 		t.maxOff[s] = r.Offset
-		w.buffered += int64(len(data))
+		// Memory held per buffered change: the record bytes plus the decoded
+		// Change and its datums (flush_bytes bounds memory, not encoded size).
+		w.buffered += int64(len(data)) + 160 + 32*int64(len(c.New)+len(c.Old))
 	}
 	return len(recs), nil
 }

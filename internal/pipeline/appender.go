@@ -19,10 +19,13 @@ type appendJob struct {
 	endLSN    change.LSN
 }
 
-// Appender bounds: the capture handler blocks once this many jobs wait, and
-// one stream Append carries at most appendBatchBytes.
+// Appender bounds: the capture handler blocks once appendQueueJobs jobs or
+// appendQueueBytes of encoded changes wait (a large transaction arrives in
+// chunks, so bytes are the bound that matters), and one stream Append
+// carries at most appendBatchBytes.
 const (
 	appendQueueJobs  = 256
+	appendQueueBytes = 64 << 20
 	appendBatchBytes = 8 << 20
 )
 
@@ -33,6 +36,10 @@ const (
 // batch (conservative: a transaction is acknowledged once Bronze holds
 // everything up to the end of its batch). It returns when jobs is closed and
 // drained, or on the first error.
+// queueWeight is a job's weight in the queue's byte semaphore (a job larger
+// than the whole budget takes all of it, so it still fits).
+func queueWeight(n int) int64 { return min(max(int64(n), 1), appendQueueBytes) }
+
 func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) error {
 	shards := p.log.Shards()
 	var batch []*appendJob
@@ -69,6 +76,9 @@ func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) erro
 			}
 		}
 		p.stats.Changes.Add(int64(changes))
+		for _, j := range batch {
+			p.appendSem.Release(queueWeight(j.bytes))
+		}
 		var ends []int64
 		for _, j := range batch {
 			if !j.last {

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/silt-dev/silt/internal/blob"
 	"github.com/silt-dev/silt/internal/blob/lake"
 	"github.com/silt-dev/silt/internal/bronze"
@@ -54,8 +56,9 @@ type Pipeline struct {
 	entries []stream.Entry
 	encBuf  []byte
 
-	appendCh  chan *appendJob // capture -> appender (runAppender)
-	appendErr chan error      // the appender's failure, seen by the capture handler
+	appendCh  chan *appendJob     // capture -> appender (runAppender)
+	appendSem *semaphore.Weighted // bounds the bytes queued for the appender
+	appendErr chan error          // the appender's failure, seen by the capture handler
 
 	ackMu         sync.Mutex
 	pending       []pendingAck // guarded by ackMu
@@ -223,6 +226,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	captureDone := make(chan struct{})
 	snapDone, snapErr := p.startSnapshot(captureCtx) // initial load alongside capture (snapshot.go)
 	p.appendCh = make(chan *appendJob, appendQueueJobs)
+	p.appendSem = semaphore.NewWeighted(appendQueueBytes)
 	p.appendErr = make(chan error, 1)
 	appenderDone := make(chan struct{})
 	go func() {
@@ -388,6 +392,9 @@ func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
 		j.entries[i] = stream.Entry{PartitionKey: buf[sp.kstart:sp.kend:sp.kend], Data: buf[sp.start:sp.end:sp.end]}
 	}
 	j.bytes = len(buf)
+	if err := p.appendSem.Acquire(ctx, queueWeight(j.bytes)); err != nil {
+		return err
+	}
 	select {
 	case p.appendCh <- j:
 		return nil
