@@ -517,21 +517,61 @@ func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Cha
 	for i, f := range schema.Fields {
 		idx[strings.ToLower(f.Name)] = i
 	}
-	col := func(name string) array.Builder { return b.Field(idx[strings.ToLower(name)]) }
+	field := func(name string) int { return idx[strings.ToLower(name)] }
+	opB := b.Field(field(ColOp)).(*array.StringBuilder)
+	lsnB := b.Field(field(ColLSN)).(*array.Int64Builder)
+	posB := b.Field(field(ColPos)).(*array.Int64Builder)
+	xidB := b.Field(field(ColXID)).(*array.Int64Builder)
+	tsB := b.Field(field(ColCommitTS)).(*array.TimestampBuilder)
+	unB := b.Field(field(ColUnchanged)).(*array.StringBuilder)
+	partB := make([]*array.Int32Builder, len(partCols))
+	for i, pn := range partCols {
+		partB[i] = b.Field(field(pn)).(*array.Int32Builder)
+	}
+	// Per relation (the few distinct *Relation of a batch): the schema field
+	// of each source column, and the fields the relation lacks (NULL).
+	type plan struct {
+		fields  []int
+		missing []int
+	}
+	plans := map[*change.Relation]*plan{}
+	planFor := func(rel *change.Relation) (*plan, error) {
+		if pl, ok := plans[rel]; ok {
+			return pl, nil
+		}
+		pl := &plan{fields: make([]int, len(rel.Columns))}
+		covered := make([]bool, len(schema.Fields))
+		for ci, colDef := range rel.Columns {
+			fi, ok := idx[strings.ToLower(FieldName(colDef.Name))]
+			if !ok {
+				return nil, fmt.Errorf("internal: column %q missing from schema", colDef.Name)
+			}
+			pl.fields[ci] = fi
+			covered[fi] = true
+		}
+		for _, n := range []string{ColOp, ColLSN, ColPos, ColXID, ColCommitTS, ColUnchanged} {
+			covered[field(n)] = true
+		}
+		for _, pn := range partCols {
+			covered[field(pn)] = true
+		}
+		for i, cv := range covered {
+			if !cv {
+				pl.missing = append(pl.missing, i) // dropped or not yet added
+			}
+		}
+		plans[rel] = pl
+		return pl, nil
+	}
 	var unchanged []string
 	for _, c := range rows {
-		written := make([]bool, len(schema.Fields))
+		pl, err := planFor(c.Rel)
+		if err != nil {
+			return nil, err
+		}
 		emit := func(op byte, img []change.Datum) error {
 			unchanged = unchanged[:0]
-			for i := range written {
-				written[i] = false
-			}
-			for ci, colDef := range c.Rel.Columns {
-				fi, ok := idx[strings.ToLower(FieldName(colDef.Name))]
-				if !ok {
-					return fmt.Errorf("internal: column %q missing from schema", colDef.Name)
-				}
-				written[fi] = true
+			for ci, fi := range pl.fields {
 				var d change.Datum
 				if ci < len(img) {
 					d = img[ci]
@@ -539,44 +579,37 @@ func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Cha
 				switch d.Kind {
 				case change.Text:
 					if err := AppendText(b.Field(fi), schema.Fields[fi].Type, d.Data); err != nil {
-						return fmt.Errorf("table %s column %q: %w", c.Rel.Table, colDef.Name, err)
+						return fmt.Errorf("table %s column %q: %w", c.Rel.Table, c.Rel.Columns[ci].Name, err)
 					}
 				case change.Unchanged:
-					unchanged = append(unchanged, FieldName(colDef.Name))
+					unchanged = append(unchanged, schema.Fields[fi].Name)
 					b.Field(fi).AppendNull()
 				default:
 					b.Field(fi).AppendNull()
 				}
 			}
-			col(ColOp).(*array.StringBuilder).Append(string(op))
-			col(ColLSN).(*array.Int64Builder).Append(int64(c.LSN))
-			col(ColPos).(*array.Int64Builder).Append(int64(c.Pos))
-			col(ColXID).(*array.Int64Builder).Append(int64(c.XID))
-			col(ColCommitTS).(*array.TimestampBuilder).Append(arrow.Timestamp(c.CommitTime.UnixMicro()))
+			opB.Append(opNames[op])
+			lsnB.Append(int64(c.LSN))
+			posB.Append(int64(c.Pos))
+			xidB.Append(int64(c.XID))
+			tsB.Append(arrow.Timestamp(c.CommitTime.UnixMicro()))
 			if len(unchanged) > 0 {
-				col(ColUnchanged).(*array.StringBuilder).Append(strings.Join(unchanged, ","))
+				unB.Append(strings.Join(unchanged, ","))
 			} else {
-				col(ColUnchanged).AppendNull()
+				unB.AppendNull()
 			}
-			ts := c.CommitTime.UTC()
-			for pi, pn := range partCols {
-				v := [4]int{ts.Year(), int(ts.Month()), ts.Day(), ts.Hour()}[pi]
-				col(pn).(*array.Int32Builder).Append(int32(v))
-			}
-			for _, n := range []string{ColOp, ColLSN, ColPos, ColXID, ColCommitTS, ColUnchanged} {
-				written[idx[strings.ToLower(n)]] = true
-			}
-			for _, pn := range partCols {
-				written[idx[strings.ToLower(pn)]] = true
-			}
-			for i, wr := range written {
-				if !wr {
-					b.Field(i).AppendNull() // a column this relation does not have (dropped or not yet added)
+			if len(partB) > 0 {
+				ts := c.CommitTime.UTC()
+				parts := [4]int32{int32(ts.Year()), int32(ts.Month()), int32(ts.Day()), int32(ts.Hour())}
+				for pi, pb := range partB {
+					pb.Append(parts[pi])
 				}
+			}
+			for _, i := range pl.missing {
+				b.Field(i).AppendNull()
 			}
 			return nil
 		}
-		var err error
 		switch c.Op {
 		case change.OpInsert:
 			err = emit('I', c.New)
@@ -636,6 +669,9 @@ func keyNames(r *change.Relation) []string {
 	}
 	return out
 }
+
+// opNames are the _silt_op values, without a per-row allocation.
+var opNames = [256]string{'I': "I", 'U': "U", 'D': "D", 'T': "T", 'L': "L"}
 
 func keyChanged(c *change.Change) bool {
 	for i, col := range c.Rel.Columns {
