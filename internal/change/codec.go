@@ -184,9 +184,12 @@ func Decode(b []byte, cache *RelationCache) (*Change, error) {
 	c.EndLSN = LSN(d.u64("end lsn"))
 	c.XID = d.u32("xid")
 	c.CommitTime = time.UnixMicro(int64(d.u64("commit time"))).UTC()
-	rel := &Relation{ID: d.u32("relation id")}
-	rel.Table.Schema = string(d.bytes("schema"))
-	rel.Table.Name = string(d.bytes("table"))
+	// The relation section: with a cache, a section seen before (same bytes)
+	// maps to the same *Relation without allocating its strings again.
+	relStart := d.b
+	relID := d.u32("relation id")
+	schemaB := d.bytes("schema")
+	tableB := d.bytes("table")
 	n := d.uvarint("column count")
 	if d.err != nil {
 		return nil, d.err
@@ -194,12 +197,36 @@ func Decode(b []byte, cache *RelationCache) (*Change, error) {
 	if n > uint64(len(d.b)) { // each column needs at least 10 bytes
 		return nil, fmt.Errorf("%w: column count %d too large", ErrCorrupt, n)
 	}
-	rel.Columns = make([]Column, n)
-	for i := range rel.Columns {
-		rel.Columns[i].Name = string(d.bytes("column name"))
-		rel.Columns[i].TypeOID = d.u32("type oid")
-		rel.Columns[i].TypeMod = int32(d.u32("typmod"))
-		rel.Columns[i].Key = d.flag("key flag")
+	colStart := d.b
+	for i := uint64(0); i < n; i++ {
+		d.bytes("column name")
+		d.u32("type oid")
+		d.u32("typmod")
+		d.flag("key flag")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	section := relStart[:len(relStart)-len(d.b)]
+	var rel *Relation
+	if cache != nil {
+		rel = cache.bySection[string(section)] // no allocation for the lookup
+	}
+	if rel == nil {
+		rel = &Relation{ID: relID, Table: TableID{Schema: string(schemaB), Name: string(tableB)}, Columns: make([]Column, n)}
+		cd := decoder{b: colStart}
+		for i := range rel.Columns {
+			rel.Columns[i].Name = string(cd.bytes("column name"))
+			rel.Columns[i].TypeOID = cd.u32("type oid")
+			rel.Columns[i].TypeMod = int32(cd.u32("typmod"))
+			rel.Columns[i].Key = cd.flag("key flag")
+		}
+		if cache != nil {
+			rel = cache.intern(rel)
+			if len(cache.bySection) < maxCachedSections {
+				cache.bySection[string(section)] = rel
+			}
+		}
 	}
 	hasOld := d.flag("old flag")
 	c.New = d.image(int(n))
@@ -214,9 +241,6 @@ func Decode(b []byte, cache *RelationCache) (*Change, error) {
 	}
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
-	}
-	if cache != nil {
-		rel = cache.intern(rel)
 	}
 	c.Rel = rel
 	return c, nil
@@ -244,12 +268,17 @@ func (d *decoder) image(n int) []Datum {
 // RelationCache interns decoded relations so equal relations share a pointer.
 // Not safe for concurrent use.
 type RelationCache struct {
-	m map[TableID][]*Relation
+	m         map[TableID][]*Relation
+	bySection map[string]*Relation // encoded relation section -> relation
 }
+
+// maxCachedSections bounds the section map (a section per relation shape).
+const maxCachedSections = 4096
 
 func (rc *RelationCache) intern(r *Relation) *Relation {
 	if rc.m == nil {
 		rc.m = make(map[TableID][]*Relation)
+		rc.bySection = make(map[string]*Relation)
 	}
 	for _, have := range rc.m[r.Table] {
 		if sameRelation(have, r) {

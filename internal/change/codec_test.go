@@ -98,3 +98,15 @@ func FuzzDecodeChange(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeWithCacheAllocatesLittle(t *testing.T) {
+	b := AppendEncode(nil, sample())
+	var cache RelationCache
+	if _, err := Decode(b, &cache); err != nil {
+		t.Fatal(err)
+	}
+	// The Change, its new image and its old image; the relation is shared.
+	if a := testing.AllocsPerRun(100, func() { Decode(b, &cache) }); a > 3 {
+		t.Fatalf("Decode allocates %v times per record with a warm cache, want <= 3", a)
+	}
+}
