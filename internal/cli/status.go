@@ -47,7 +47,20 @@ func makeReport(p *pipeline.Pipeline, started time.Time) Report {
 		BronzeCommits: s.BronzeCommits, BronzeRows: s.BronzeRows,
 		SilverBatches: s.SilverBatches, SilverChanges: s.SilverChanges, SilverMaxLSN: s.SilverMaxLSN.String(),
 		FreshnessP50: s.FreshnessP50.Round(time.Millisecond).String(), FreshnessP99: s.FreshnessP99.Round(time.Millisecond).String(),
+		GoldLate: s.GoldLate, Reconnects: p.Reconnects(),
+		Slot:          p.SourceStats().Slot,
+		HotShardRatio: obs.HotShard(p.StreamStats()),
+		Shards:        p.StreamStats(),
+		Snapshot:      snapshotProgress(p),
 	}
+}
+
+func snapshotProgress(p *pipeline.Pipeline) any {
+	sp := p.SnapshotProgress()
+	if sp.Phase == "" {
+		return nil
+	}
+	return sp
 }
 
 // startStatus starts the status endpoint for a running pipeline (nil when disabled).
@@ -58,6 +71,7 @@ func startStatus(cfg *config.Config, p *pipeline.Pipeline) (*status.Server, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	obs.RegisterPipeline(reg, p.Snapshot)
+	reg.MustRegister(obs.NewStreamCollector(pipeline.StreamStatsReporter{P: p}))
 	started := time.Now()
 	return status.Start(cfg.Status.Listen, reg, func() any { return makeReport(p, started) }, func() error { return nil })
 }

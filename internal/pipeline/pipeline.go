@@ -106,6 +106,7 @@ type StatsSnapshot struct {
 	SilverMaxLSN                 change.LSN
 	FreshnessP50, FreshnessP99   time.Duration
 	FreshnessSamples             int
+	GoldLate                     int64 // changes not applied to Gold because their window was final
 }
 
 // ResetFreshness forgets the freshness samples (benchmarks measure one phase at a time).
@@ -120,6 +121,7 @@ func (p *Pipeline) Snapshot() StatsSnapshot {
 		BronzeCommits: p.stats.BronzeCommits.Load(), BronzeRows: p.stats.BronzeRows.Load(),
 		SilverBatches: p.stats.SilverBatches.Load(), SilverChanges: p.stats.SilverChanges.Load(),
 		SilverMaxLSN: change.LSN(p.stats.SilverMaxLSN.Load()),
+		GoldLate:     p.stats.GoldLate.Load(),
 		FreshnessP50: p50, FreshnessP99: p99, FreshnessSamples: n,
 	}
 }
