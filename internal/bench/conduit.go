@@ -85,8 +85,9 @@ pipelines:
 	if err := cmd.Start(); err != nil {
 		return res, err
 	}
+	hwm := watchHWM(cmd.Process.Pid)
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- waitReaped(cmd, hwm) }()
 	var lines int64
 	var off int64
 	buf := make([]byte, 1<<20)
@@ -128,7 +129,7 @@ pipelines:
 	res.Ran = true
 	res.Secs = wall.Seconds()
 	res.Rate = float64(records) / res.Secs
-	res.Use = childUsage(cmd, wall)
+	res.Use = childUsage(cmd, wall, hwm.peak)
 	res.Use.Source = "child process rusage (whole run, including its shutdown)"
 	fmt.Fprintf(e.out, "conduit: %d records in %.2fs (%.0f/s); %.1f CPU s, peak RSS %.0f MiB\n", records, res.Secs, res.Rate, res.Use.CPUSeconds, res.Use.PeakRSSMiB)
 	return res, nil

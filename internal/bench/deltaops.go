@@ -50,6 +50,11 @@ type DeltaOps struct {
 
 func runDeltaOps(ctx context.Context, o DeltaOpsOptions, work string, out io.Writer) (DeltaOps, error) {
 	var res DeltaOps
+	work, err := os.MkdirTemp(work, "silt-bench-deltaops-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(work)
 	jsonPath := filepath.Join(work, "deltaops.json")
 	args := []string{o.Script, "--rows", strconv.Itoa(o.Rows), "--keys", strconv.Itoa(o.Keys),
 		"--small-files", strconv.Itoa(o.SmallFiles), "--small-rows", strconv.Itoa(o.SmallRows),
@@ -61,7 +66,6 @@ func runDeltaOps(ctx context.Context, o DeltaOpsOptions, work string, out io.Wri
 	if err := cmd.Run(); err != nil {
 		return res, fmt.Errorf("bench/deltaops: %w", err)
 	}
-	defer os.RemoveAll(filepath.Join(work, "deltaops"))
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		return res, err

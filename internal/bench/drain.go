@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,7 +10,9 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 
@@ -190,11 +193,17 @@ func (e *env) runDrain(ctx context.Context, s drainSpec) (DrainResult, *live, er
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, e.recv, "-d", dsn, "--slot", "recv_"+s.db, "--start", "--no-loop",
 		"-o", "proto_version=1", "-o", "publication_names="+cfg.Source.Publication, "-E", endLSN, "-f", "/dev/null")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("pg_recvlogical: %v: %s", err, strings.TrimSpace(string(out))))
+	var rout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &rout, &rout
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("pg_recvlogical: %v", err))
+	}
+	hwm := watchHWM(cmd.Process.Pid)
+	if err := waitReaped(cmd, hwm); err != nil {
+		return fail(fmt.Errorf("pg_recvlogical: %v: %s", err, strings.TrimSpace(rout.String())))
 	}
 	wall := time.Since(start)
-	res.RecvlogicalUse = childUsage(cmd, wall)
+	res.RecvlogicalUse = childUsage(cmd, wall, hwm.peak)
 	res.RecvlogicalSecs = wall.Seconds()
 	res.RecvlogicalRate = float64(n) / res.RecvlogicalSecs
 	conn.Exec(ctx, "SELECT pg_drop_replication_slot('recv_"+s.db+"')")
@@ -279,4 +288,19 @@ func writeInserts(n, txnRows int) func(ctx context.Context, dsn string) (int64, 
 		}
 		return done, nil
 	}
+}
+
+// waitReaped waits for cmd to exit without reaping it first (waitid with
+// WNOWAIT), stops the VmHWM watch while /proc/PID still exists, then reaps.
+func waitReaped(cmd *exec.Cmd, w *hwmWatch) error {
+	var info [128]byte // siginfo_t
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, 1 /* P_PID */, uintptr(cmd.Process.Pid), uintptr(unsafe.Pointer(&info[0])),
+			syscall.WEXITED|0x1000000 /* WNOWAIT */, 0, 0)
+		if errno != syscall.EINTR {
+			break
+		}
+	}
+	w.end()
+	return cmd.Wait()
 }

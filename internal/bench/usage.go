@@ -24,7 +24,7 @@ import (
 //
 // For child processes (pg_recvlogical, deltaops, delta-rs, Conduit):
 // CPUSeconds is the child's rusage user+system time, PeakRSSMiB its
-// ru_maxrss (or its own VmHWM / ru_maxrss report).
+// VmHWM polled from /proc/PID/status (or its own VmHWM report).
 type Usage struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
@@ -76,8 +76,10 @@ func selfCPU() float64 {
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 // vmHWM is /proc/self/status VmHWM in MiB (-1 when unknown).
-func vmHWM() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func vmHWM() float64 { return readHWM("/proc/self/status") }
+
+func readHWM(path string) float64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
@@ -93,16 +95,51 @@ func vmHWM() float64 {
 	return -1
 }
 
-// childUsage is a finished child's rusage.
-func childUsage(cmd *exec.Cmd, wall time.Duration) Usage {
-	u := Usage{WallSecs: wall.Seconds(), Source: "child process rusage"}
+// hwmWatch polls a running child's /proc/PID/status VmHWM. A child's
+// ru_maxrss is no use here: Go starts children with vfork semantics, and
+// Linux carries the parent's high-water mark across exec into the child's
+// ru_maxrss, so it reports silt's own peak.
+type hwmWatch struct {
+	stop chan struct{}
+	done chan struct{}
+	peak float64
+}
+
+func watchHWM(pid int) *hwmWatch {
+	w := &hwmWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		path := "/proc/" + strconv.Itoa(pid) + "/status"
+		for {
+			if v := readHWM(path); v > w.peak {
+				w.peak = v
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// end stops polling (call before Wait reaps the child) and returns the peak in MiB.
+func (w *hwmWatch) end() float64 {
+	close(w.stop)
+	<-w.done
+	return w.peak
+}
+
+// childUsage is a finished child's CPU time (rusage) and the peak RSS seen by watchHWM.
+func childUsage(cmd *exec.Cmd, wall time.Duration, peakMiB float64) Usage {
+	u := Usage{WallSecs: wall.Seconds(), PeakRSSMiB: peakMiB, PeakReset: true,
+		Source: "child process: rusage user+sys; VmHWM of /proc/PID/status polled every 10ms"}
 	if cmd.ProcessState == nil {
 		return u
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		u.CPUSeconds = tv(ru.Utime) + tv(ru.Stime)
-		u.PeakRSSMiB = float64(ru.Maxrss) / 1024 // KiB on Linux
-		u.PeakReset = true
 	}
 	return u
 }

@@ -46,14 +46,14 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 			o := bench.Options{Mode: "quick", InsertDrain: 200_000, InsertTxn: 1000,
 				E2E:          bench.E2EOptions{DrainChanges: 100_000, Rates: []int{5000, 20000, 0}, RateDuration: 10 * time.Second},
 				SnapshotRows: 500_000, SnapshotConn: 4, Shards: 2,
-				LogRecords: 200_000, LogRecordB: 200, LogAppenders: 16, LogBatch: 100,
+				LogRecords: 1_000_000, LogRecordB: 200, LogAppenders: 16, LogBatch: 100,
 				WorkDir: workDir, Out: out}
 			dro := bench.DeltaOpsOptions{Python: deltaPython, Script: deltaScript, Rows: 1_000_000, Keys: 10_000,
 				SmallFiles: 500, SmallRows: 1000, Scenarios: "uniform"}
 			if full {
 				o.Mode = "full"
 				o.InsertDrain, o.E2E.DrainChanges, o.E2E.RateDuration = 1_000_000, 1_000_000, 60*time.Second
-				o.SnapshotRows, o.LogRecords = 5_000_000, 2_000_000
+				o.SnapshotRows, o.LogRecords = 5_000_000, 5_000_000
 				dro.Rows, dro.Keys, dro.SmallFiles, dro.Scenarios = 10_000_000, 100_000, 1000, "uniform,tail"
 			}
 			set := func(dst *int, v int) {
@@ -140,7 +140,7 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 	f.IntVar(&drain, "drain-changes", 0, "mixed backlog changes (quick 100000, full 1000000)")
 	f.DurationVar(&rateDur, "rate-duration", 0, "how long each offered rate runs (quick 10s, full 60s)")
 	f.IntVar(&snapRows, "snapshot-rows", 0, "initial snapshot table rows (quick 500000, full 5000000)")
-	f.IntVar(&logRecords, "log-records", 0, "embedded log append records of 200 B (quick 200000, full 2000000)")
+	f.IntVar(&logRecords, "log-records", 0, "embedded log append records of 200 B (quick 1000000, full 5000000)")
 	f.StringVar(&deltaPython, "deltaops-python", "", "Python with deltalake for the delta-rs comparison (e.g. .venv/bin/python); empty skips it")
 	f.StringVar(&deltaScript, "deltaops-script", "bench/deltaops/bench.py", "the delta-rs comparison script")
 	f.IntVar(&deltaRows, "delta-rows", 0, "MERGE target rows (quick 1000000, full 10000000)")
