@@ -22,20 +22,28 @@ import (
 
 // Report is what /status serves.
 type Report struct {
-	Time          time.Time      `json:"time"`
-	Uptime        string         `json:"uptime"`
-	Transactions  int64          `json:"transactions"`
-	Changes       int64          `json:"changes"`
-	LastCommitLSN string         `json:"last_commit_lsn"`
-	AckedLSN      string         `json:"acked_lsn"`
-	BronzeCommits int64          `json:"bronze_commits"`
-	BronzeRows    int64          `json:"bronze_rows"`
-	SilverBatches int64          `json:"silver_batches"`
-	SilverChanges int64          `json:"silver_changes"`
-	SilverMaxLSN  string         `json:"silver_max_lsn"`
-	FreshnessP50  string         `json:"freshness_p50"`
-	FreshnessP99  string         `json:"freshness_p99"`
-	Extra         map[string]any `json:"extra,omitempty"`
+	Time          time.Time `json:"time"`
+	Uptime        string    `json:"uptime"`
+	Transactions  int64     `json:"transactions"`
+	Changes       int64     `json:"changes"`
+	LastCommitLSN string    `json:"last_commit_lsn"`
+	AckedLSN      string    `json:"acked_lsn"`
+	BronzeCommits int64     `json:"bronze_commits"`
+	BronzeRows    int64     `json:"bronze_rows"`
+	SilverBatches int64     `json:"silver_batches"`
+	SilverChanges int64     `json:"silver_changes"`
+	SilverMaxLSN  string    `json:"silver_max_lsn"`
+	FreshnessP50  string    `json:"freshness_p50"`
+	FreshnessP99  string    `json:"freshness_p99"`
+	GoldLate      int64     `json:"gold_late_changes"`
+	Reconnects    int64     `json:"capture_reconnects"`
+	// Slot: the latest sample of the replication slot (lag, retained WAL).
+	Slot any `json:"slot"`
+	// HotShardRatio is the busiest shard's incoming bytes over the mean (1 = even).
+	HotShardRatio float64 `json:"hot_shard_ratio"`
+	Shards        any     `json:"shards"`
+	// Snapshot is the initial load's progress (rows, rows/s, ETA per table).
+	Snapshot any `json:"snapshot,omitempty"`
 }
 
 func makeReport(p *pipeline.Pipeline, started time.Time) Report {
