@@ -361,6 +361,11 @@ func tableCmd() *cobra.Command {
 			}
 			limit, _ := cmd.Flags().GetInt("limit")
 			ti := datafile.TableInfo{Root: t.Root(), Schema: s.Schema(), PartitionColumns: s.PartitionColumns(), Config: s.Config()}
+			if tz, _ := cmd.Flags().GetString("partition-tz"); tz != "" {
+				if ti.PartitionTimeZone, err = time.LoadLocation(tz); err != nil {
+					return fmt.Errorf("--partition-tz: %w", err)
+				}
+			}
 			n := 0
 			errLimit := errors.New("limit")
 			err = datafile.Scan(cmd.Context(), t.Store(), ti, s.Files(), func(r arrow.RecordBatch) error {
@@ -393,6 +398,7 @@ func tableCmd() *cobra.Command {
 		},
 	}
 	cat.Flags().Int("limit", 0, "print at most this many rows (0: all)")
+	cat.Flags().String("partition-tz", "", "zone (Area/City) in which zone-less timestamp partition values are read, as Spark's spark.sql.session.timeZone (default UTC; values with Z or an offset are unaffected)")
 	checkpoint := &cobra.Command{
 		Use:   "checkpoint PATH",
 		Short: "Write a checkpoint of the latest version (and update _last_checkpoint)",

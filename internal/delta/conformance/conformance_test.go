@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -38,6 +39,7 @@ type manifestTable struct {
 	Expected      string  `json:"expected"`
 	LatestVersion int64   `json:"latest_version"`
 	ExpectError   *string `json:"expect_error"`
+	Notes         string  `json:"notes"`
 	Protocol      struct {
 		ReaderFeatures []string `json:"readerFeatures"`
 	} `json:"protocol"`
@@ -64,11 +66,15 @@ func loadManifest(t *testing.T) []manifestTable {
 // knownFailures lists tables whose row comparison is expected to fail, with
 // the reason. The test still runs them and fails if they start passing, so
 // the list stays honest.
-var knownFailures = map[string]string{
-	// Partition value "2021-09-08 11:11:11" has no zone; Spark's expected
-	// rows read it in the writer's zone (America/Los_Angeles). We read
-	// zone-less timestamp partition values as UTC (the zone is not recorded).
-	"golden/data-reader-partition-values": "zone-less timestamp partition value read as UTC; expected uses America/Los_Angeles",
+var knownFailures = map[string]string{}
+
+// partitionTimeZones gives the reader's zone for zone-less timestamp
+// partition values (TableInfo.PartitionTimeZone) where the writer's session
+// zone was not UTC, per the manifest/README note of the table.
+var partitionTimeZones = map[string]string{
+	// Partition value "2021-09-08 11:11:11" has no zone; Spark wrote it and
+	// the expected rows in America/Los_Angeles (18:11:11Z).
+	"golden/data-reader-partition-values": "America/Los_Angeles",
 }
 
 // logChecks are the checks for fixtures without expected rows, taken from
@@ -235,7 +241,7 @@ func TestConformance(t *testing.T) {
 					}
 					t.Fatalf("%s: open snapshot: %v", e.name, err)
 				}
-				got := scanRows(t, st, s)
+				got := scanRowsIn(t, st, s, partitionTimeZones[mt.Dir])
 				want := readExpected(t, e.files)
 				if reason, known := knownFailures[mt.Dir]; known {
 					if rowsEqual(got, want) {
@@ -244,6 +250,12 @@ func TestConformance(t *testing.T) {
 						t.Logf("%s: known failure: %s\n%s", e.name, reason, diffRows(got, want))
 					}
 					continue
+				}
+				if tz := partitionTimeZones[mt.Dir]; tz != "" {
+					if !strings.Contains(mt.Notes, tz) {
+						t.Errorf("manifest notes do not name partition time zone %s: %q", tz, mt.Notes)
+					}
+					t.Logf("%s: zone-less timestamp partition values read in %s", e.name, tz)
 				}
 				t.Logf("%s: version %d, %d files, %d rows", e.name, s.Version, len(s.Files()), len(got))
 				compareRows(t, got, want)
@@ -326,8 +338,23 @@ func tableInfo(s *delta.Snapshot) datafile.TableInfo {
 
 func scanRows(t *testing.T, st blob.Store, s *delta.Snapshot) []string {
 	t.Helper()
+	return scanRowsIn(t, st, s, "")
+}
+
+// scanRowsIn scans s with zone-less timestamp partition values read in the
+// named zone ("" = UTC).
+func scanRowsIn(t *testing.T, st blob.Store, s *delta.Snapshot, tz string) []string {
+	t.Helper()
+	ti := tableInfo(s)
+	if tz != "" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			t.Fatalf("partition time zone: %v", err)
+		}
+		ti.PartitionTimeZone = loc
+	}
 	var rows []string
-	err := datafile.Scan(context.Background(), st, tableInfo(s), s.Files(), func(r arrow.Record) error {
+	err := datafile.Scan(context.Background(), st, ti, s.Files(), func(r arrow.Record) error {
 		rows = append(rows, recordRows(r)...)
 		return nil
 	})

@@ -29,8 +29,20 @@ const hiveNull = "__HIVE_DEFAULT_PARTITION__"
 // Timestamps are accepted as ISO-8601 with a zone ("...T...Z", "+01:00") or
 // in the legacy zone-less form "YYYY-MM-DD HH:MM:SS[.ffffff]"; the legacy
 // form of a timestamp (with zone) column is interpreted as UTC, since the
-// writer's zone is not recorded.
+// writer's zone is not recorded. ParsePartitionValueIn takes the zone to use
+// instead (TableInfo.PartitionTimeZone on the read path).
 func ParsePartitionValue(t delta.DataType, v *string) (any, error) {
+	return ParsePartitionValueIn(t, v, nil)
+}
+
+// ParsePartitionValueIn is ParsePartitionValue with loc as the zone in which
+// zone-less timestamp values are interpreted, as Spark's
+// spark.sql.session.timeZone (nil = UTC). ISO values with Z or an offset,
+// and timestamp_ntz values, are unaffected. A wall-clock time that a DST
+// change makes ambiguous takes the earlier instant (the offset before the
+// change) and one that falls into a DST gap is moved forward by the gap's
+// length, as java.time (and so Spark) does.
+func ParsePartitionValueIn(t delta.DataType, v *string, loc *time.Location) (any, error) {
 	if v == nil || *v == "" {
 		return nil, nil
 	}
@@ -90,7 +102,7 @@ func ParsePartitionValue(t delta.DataType, v *string) (any, error) {
 			}
 			return arrow.Date32(floorDiv(d.Unix(), 86400)), nil
 		case "timestamp", "timestamp_ntz":
-			ts, err := parseTimestamp(s, tt.Name == "timestamp_ntz")
+			ts, err := parseTimestamp(s, tt.Name == "timestamp_ntz", loc)
 			if err != nil {
 				return nil, bad(err)
 			}
@@ -114,31 +126,77 @@ func parseFloat(s string) (float64, error) {
 	return strconv.ParseFloat(strings.TrimSpace(s), 64)
 }
 
-var tsLayouts = []string{
-	time.RFC3339Nano,
-	"2006-01-02 15:04:05Z07:00",
-	"2006-01-02 15:04:05",
-	"2006-01-02T15:04:05",
-	"2006-01-02",
+var tsLayouts = []struct {
+	layout string
+	zoned  bool // the layout requires a zone (Z or an offset)
+}{
+	{time.RFC3339Nano, true},
+	{"2006-01-02 15:04:05Z07:00", true},
+	{"2006-01-02 15:04:05", false},
+	{"2006-01-02T15:04:05", false},
+	{"2006-01-02", false},
 }
 
 // parseTimestamp parses s to microseconds since the epoch. With ntz the zone,
-// if any, is ignored (the wall clock is kept).
-func parseTimestamp(s string, ntz bool) (arrow.Timestamp, error) {
+// if any, is ignored (the wall clock is kept). Otherwise a zone-less s is a
+// wall-clock time in loc (nil = UTC).
+func parseTimestamp(s string, ntz bool, loc *time.Location) (arrow.Timestamp, error) {
 	s = strings.TrimSpace(s)
 	var lastErr error
 	for _, l := range tsLayouts {
-		t, err := time.Parse(l, s)
+		t, err := time.Parse(l.layout, s)
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		if ntz {
 			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+		} else if !l.zoned && loc != nil && loc != time.UTC {
+			t = wallToInstant(t, loc)
 		}
 		return arrow.Timestamp(t.Unix()*1e6 + int64(t.Nanosecond()/1000)), nil
 	}
 	return 0, lastErr
+}
+
+// wallToInstant interprets the wall clock of w (a UTC time) in loc with
+// java.time's rules (ZonedDateTime.of): an ambiguous wall clock (DST end)
+// takes the earlier offset; one in a gap (DST start) is shifted forward by
+// the gap's length, i.e. keeps the offset in effect before the gap. Go's
+// time.Date leaves both choices unspecified.
+func wallToInstant(w time.Time, loc *time.Location) time.Time {
+	wall := w.Unix()
+	at := func(off int) time.Time { return time.Unix(wall-int64(off), int64(w.Nanosecond())).In(loc) }
+	valid := func(t time.Time) bool {
+		_, off := t.Zone()
+		return t.Unix()+int64(off) == wall
+	}
+	offset := func(t time.Time) int { _, off := t.Zone(); return off }
+
+	t := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), loc)
+	start, end := t.ZoneBounds()
+	offs := []int{offset(t)}
+	if !start.IsZero() {
+		offs = append(offs, offset(start.Add(-time.Nanosecond)))
+	}
+	if !end.IsZero() {
+		offs = append(offs, offset(end))
+	}
+	var best time.Time
+	for _, off := range offs {
+		if c := at(off); valid(c) && (best.IsZero() || c.Before(best)) {
+			best = c
+		}
+	}
+	if !best.IsZero() {
+		return best
+	}
+	// In a gap: use the offset before it. t is just before the gap if its
+	// wall clock is earlier than w's, else just after it.
+	if _, off := t.Zone(); t.Unix()+int64(off) < wall {
+		return at(offset(t))
+	}
+	return at(offset(start.Add(-time.Nanosecond)))
 }
 
 // parseDecimal parses decimal text (optionally with exponent) to an unscaled

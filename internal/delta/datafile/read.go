@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -28,6 +29,13 @@ type TableInfo struct {
 	Config           map[string]string // table configuration (column mapping mode etc.)
 	// Allocator for Arrow buffers; nil means memory.DefaultAllocator.
 	Allocator memory.Allocator
+	// PartitionTimeZone is the zone in which zone-less timestamp partition
+	// values ("2021-09-08 11:11:11", the legacy form) are interpreted when
+	// reading, as Spark's spark.sql.session.timeZone; nil = UTC. ISO values
+	// with Z or an offset, and timestamp_ntz values, are unaffected. The
+	// writer's zone is not recorded in the table, so this is the reader's
+	// choice. Write always writes ISO UTC and ignores it.
+	PartitionTimeZone *time.Location
 }
 
 func (ti TableInfo) mem() memory.Allocator {
@@ -194,7 +202,7 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 			if !ok {
 				v = add.PartitionValues[f.Name]
 			}
-			pv, err := ParsePartitionValue(f.Type, v)
+			pv, err := ParsePartitionValueIn(f.Type, v, ti.PartitionTimeZone)
 			if err != nil {
 				return fmt.Errorf("column %q: %w", f.Name, err)
 			}
