@@ -77,6 +77,13 @@ type Options struct {
 	// Table returns per-table settings (nil: defaults for every table).
 	Table func(change.TableID) TableOptions
 	Now   func() time.Time
+	// Stop, when closed, ends optional work: the automatic OPTIMIZE is not
+	// started, and one in progress is cancelled (its commit either lands
+	// or not; the batch is committed either way). Merges ignore it, so a
+	// caller can run batches on a context that is never cancelled (to let
+	// a batch finish at shutdown) and still stop promptly: pass the
+	// shutdown signal here, e.g. ctx.Done() of the run.
+	Stop <-chan struct{}
 }
 
 // TableOptions are per-table Silver settings.
@@ -158,14 +165,33 @@ func New(store blob.Store, opts Options) *Processor {
 // every OptimizeEvery-th Silver version, small files are bin-packed. It
 // never conflicts with the next batch's reads in a harmful way: a MERGE
 // planned before it re-plans (ops.Merge), and OPTIMIZE itself re-plans if a
-// MERGE removed one of its files first. Its failure does not undo or fail
-// the batch; it is reported in res.OptimizeErr.
+// MERGE removed one of its files first (a bounded number of times). Its
+// failure does not undo or fail the batch; it is reported in
+// res.OptimizeErr. It is optional work: it runs on a context cancelled when
+// ctx is or when Options.Stop closes, so a shutdown does not wait for it.
 func (p *Processor) maybeOptimize(ctx context.Context, t *delta.Table, res *Result) {
 	every := int64(p.opts.OptimizeEvery)
 	if every <= 0 || res.SilverVersion <= 0 || res.SilverVersion%every != 0 {
 		return
 	}
-	ores, err := ops.Optimize(ctx, t, ops.OptimizeOptions{TargetFileSize: p.opts.TargetFileSize, Now: p.opts.Now})
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if stop := p.opts.Stop; stop != nil {
+		select {
+		case <-stop:
+			res.OptimizeErr = fmt.Errorf("silver %s: optimize: skipped: %w", res.Table, context.Canceled)
+			return
+		default:
+		}
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-octx.Done():
+			}
+		}()
+	}
+	ores, err := ops.Optimize(octx, t, ops.OptimizeOptions{TargetFileSize: p.opts.TargetFileSize, Now: p.opts.Now})
 	if err != nil {
 		res.OptimizeErr = fmt.Errorf("silver %s: optimize: %w", res.Table, err)
 		return

@@ -79,7 +79,8 @@ type MergeSpec struct {
 	TargetFileSize int64
 	// Now stamps removes and adds (default time.Now).
 	Now func() time.Time
-	// MaxAttempts bounds re-planning after a conflict (default 5).
+	// MaxAttempts bounds re-planning after a conflict (default 5; at most
+	// maxAttempts).
 	MaxAttempts int
 	// Concurrency is how many candidate files are read and rewritten at
 	// once (default GOMAXPROCS, at most 8).
@@ -105,6 +106,11 @@ type MergeResult struct {
 	// Inserted, Updated, Deleted keys; Kept keys had outcome Keep.
 	Inserted, Updated, Deleted, Kept int
 }
+
+// maxAttempts caps MaxAttempts of Merge and Optimize: each attempt
+// re-reads the table and rewrites files, and each commit inside one may
+// itself retry up to delta.MaxCommitAttempts times.
+const maxAttempts = 20
 
 // Conflicts a merge answers by re-planning on a fresh snapshot: the winner
 // removed or added files in what the merge read (a concurrent OPTIMIZE or
@@ -149,6 +155,7 @@ func Merge(ctx context.Context, t *delta.Table, spec MergeSpec) (*MergeResult, e
 	if spec.MaxAttempts <= 0 {
 		spec.MaxAttempts = 5
 	}
+	spec.MaxAttempts = min(spec.MaxAttempts, maxAttempts)
 	if spec.Concurrency <= 0 {
 		spec.Concurrency = min(runtime.GOMAXPROCS(0), 8)
 	}
@@ -161,6 +168,9 @@ func Merge(ctx context.Context, t *delta.Table, spec MergeSpec) (*MergeResult, e
 	}
 	snap := spec.Snapshot
 	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("ops: merge: %w", err)
+		}
 		if snap == nil {
 			if snap, err = t.Snapshot(ctx); err != nil {
 				return nil, fmt.Errorf("ops: merge: %w", err)

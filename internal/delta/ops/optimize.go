@@ -38,7 +38,8 @@ type OptimizeOptions struct {
 	Snapshot *delta.Snapshot
 	// Now stamps removes and adds (default time.Now).
 	Now func() time.Time
-	// MaxAttempts bounds re-planning after a conflict (default 5).
+	// MaxAttempts bounds re-planning after a conflict (default 5; at most
+	// maxAttempts).
 	MaxAttempts int
 	// Concurrency is how many bins are rewritten at once (default
 	// GOMAXPROCS, at most 8).
@@ -80,6 +81,7 @@ func Optimize(ctx context.Context, t *delta.Table, opts OptimizeOptions) (*Optim
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 5
 	}
+	opts.MaxAttempts = min(opts.MaxAttempts, maxAttempts)
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = min(runtime.GOMAXPROCS(0), 8)
 	}
@@ -88,6 +90,11 @@ func Optimize(ctx context.Context, t *delta.Table, opts OptimizeOptions) (*Optim
 	}
 	snap := opts.Snapshot
 	for attempt := 1; ; attempt++ {
+		// OPTIMIZE is optional work: stop between attempts when the
+		// caller is done (each step below honours ctx as well).
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("ops: optimize: %w", err)
+		}
 		var err error
 		if snap == nil {
 			if snap, err = t.Snapshot(ctx); err != nil {
