@@ -30,7 +30,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/silt-dev/silt/internal/blob"
@@ -73,14 +72,9 @@ type Enricher struct {
 
 type dim struct {
 	l       Lookup
-	version int64             // Delta version loaded (tables)
-	types   []delta.DataType  // per column
-	rows    map[string][]cell // join value -> columns
-}
-
-type cell struct {
-	null bool
-	v    any
+	version int64                       // Delta version loaded (tables)
+	types   []delta.DataType            // per column
+	rows    map[string][]datafile.Value // join value -> columns
 }
 
 // New validates spec and loads CSV lookups.
@@ -140,14 +134,14 @@ func (d *dim) loadCSV() error {
 		idx[i] = j
 		d.types[i] = delta.String
 	}
-	d.rows = map[string][]cell{}
+	d.rows = map[string][]datafile.Value{}
 	for n, rec := range recs[1:] {
 		if len(rec) != len(recs[0]) {
 			return fmt.Errorf("lookup file %s line %d: %d fields, header has %d", d.l.File, n+2, len(rec), len(recs[0]))
 		}
-		vals := make([]cell, len(idx))
+		vals := make([]datafile.Value, len(idx))
 		for i, j := range idx {
-			vals[i] = cell{v: rec[j]}
+			vals[i] = datafile.Value{V: rec[j]}
 		}
 		d.rows[rec[on]] = vals
 	}
@@ -179,7 +173,7 @@ func (d *dim) refresh(ctx context.Context, store blob.Store) error {
 		}
 		d.types[i] = f.Type
 	}
-	rows := map[string][]cell{}
+	rows := map[string][]datafile.Value{}
 	ti := datafile.TableInfo{Root: t.Root(), Schema: schema, PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
 	err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 		ix := index(r.Schema())
@@ -188,9 +182,9 @@ func (d *dim) refresh(ctx context.Context, store blob.Store) error {
 			if on.IsNull(i) {
 				continue
 			}
-			vals := make([]cell, len(d.l.Columns))
+			vals := make([]datafile.Value, len(d.l.Columns))
 			for j, c := range d.l.Columns {
-				vals[j] = valueOf(r.Column(ix[strings.ToLower(c)]), i)
+				vals[j] = datafile.CopyValue(r.Column(ix[strings.ToLower(c)]), i)
 			}
 			rows[on.ValueStr(i)] = vals
 		}
@@ -287,16 +281,16 @@ func (e *Enricher) Apply(ctx context.Context, rec arrow.RecordBatch, extra []*de
 			bs[i] = array.NewBuilder(memory.DefaultAllocator, as.Field(k+i).Type)
 		}
 		for i := 0; i < n; i++ {
-			var vals []cell
+			var vals []datafile.Value
 			if !on.IsNull(i) {
 				vals = dm.rows[on.ValueStr(i)]
 			}
 			for j, b := range bs {
-				if vals == nil || vals[j].null {
+				if vals == nil {
 					b.AppendNull()
 					continue
 				}
-				if err := appendCell(b, vals[j].v); err != nil {
+				if err := datafile.AppendValue(b, vals[j]); err != nil {
 					release()
 					return nil, err
 				}
@@ -419,69 +413,4 @@ func index(s *arrow.Schema) map[string]int {
 		m[strings.ToLower(f.Name)] = i
 	}
 	return m
-}
-
-func valueOf(a arrow.Array, i int) cell {
-	if a.IsNull(i) {
-		return cell{null: true}
-	}
-	switch c := a.(type) {
-	case *array.Int64:
-		return cell{v: c.Value(i)}
-	case *array.Int32:
-		return cell{v: c.Value(i)}
-	case *array.Int16:
-		return cell{v: c.Value(i)}
-	case *array.Float64:
-		return cell{v: c.Value(i)}
-	case *array.Float32:
-		return cell{v: c.Value(i)}
-	case *array.Boolean:
-		return cell{v: c.Value(i)}
-	case *array.String:
-		return cell{v: c.Value(i)}
-	case *array.Timestamp:
-		return cell{v: c.Value(i)}
-	case *array.Date32:
-		return cell{v: c.Value(i)}
-	case *array.Decimal128:
-		return cell{v: c.Value(i)}
-	case *array.Binary:
-		return cell{v: append([]byte(nil), c.Value(i)...)}
-	}
-	return cell{v: a.ValueStr(i)}
-}
-
-func appendCell(b array.Builder, v any) error {
-	switch x := v.(type) {
-	case int64:
-		b.(*array.Int64Builder).Append(x)
-	case int32:
-		b.(*array.Int32Builder).Append(x)
-	case int16:
-		b.(*array.Int16Builder).Append(x)
-	case float64:
-		b.(*array.Float64Builder).Append(x)
-	case float32:
-		b.(*array.Float32Builder).Append(x)
-	case bool:
-		b.(*array.BooleanBuilder).Append(x)
-	case arrow.Timestamp:
-		b.(*array.TimestampBuilder).Append(x)
-	case arrow.Date32:
-		b.(*array.Date32Builder).Append(x)
-	case []byte:
-		b.(*array.BinaryBuilder).Append(x)
-	case string:
-		if sb, ok := b.(*array.StringBuilder); ok {
-			sb.Append(x)
-			return nil
-		}
-		return b.AppendValueFromString(x)
-	case decimal128.Num:
-		b.(*array.Decimal128Builder).Append(x)
-	default:
-		return b.AppendValueFromString(fmt.Sprint(v))
-	}
-	return nil
 }

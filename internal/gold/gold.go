@@ -199,7 +199,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 
 	// 4. Recompute affected windows from Silver.
 	type agg struct {
-		group    []cellVal
+		group    []datafile.Value
 		start    int64
 		count    int64
 		min, max float64
@@ -239,7 +239,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 				if a == nil {
 					a = &agg{start: k.start}
 					for _, c := range gcols {
-						a.group = append(a.group, valueOf(r.Column(c), i))
+						a.group = append(a.group, datafile.CopyValue(r.Column(c), i))
 					}
 					aggs[k] = a
 				}
@@ -323,7 +323,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 				for _, k := range keep {
 					r := recs[k[0]]
 					for c := 0; c < int(r.NumCols()); c++ {
-						if err := appendValue(b.Field(c), valueOf(r.Column(c), k[1])); err != nil {
+						if err := datafile.AppendValue(b.Field(c), datafile.CopyValue(r.Column(c), k[1])); err != nil {
 							return res, err
 						}
 					}
@@ -347,7 +347,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 	for _, k := range keys {
 		a := aggs[k]
 		for i, g := range a.group {
-			if err := appendValue(b.Field(i), g); err != nil {
+			if err := datafile.AppendValue(b.Field(i), g); err != nil {
 				return res, err
 			}
 		}
@@ -486,81 +486,6 @@ func number(a arrow.Array, i int) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// cellVal is one value copied out of an Arrow array.
-type cellVal struct {
-	null bool
-	v    any
-}
-
-func valueOf(a arrow.Array, i int) cellVal {
-	if a.IsNull(i) {
-		return cellVal{null: true}
-	}
-	switch c := a.(type) {
-	case *array.Int64:
-		return cellVal{v: c.Value(i)}
-	case *array.Int32:
-		return cellVal{v: c.Value(i)}
-	case *array.Int16:
-		return cellVal{v: c.Value(i)}
-	case *array.Int8:
-		return cellVal{v: c.Value(i)}
-	case *array.Float64:
-		return cellVal{v: c.Value(i)}
-	case *array.Float32:
-		return cellVal{v: c.Value(i)}
-	case *array.String:
-		return cellVal{v: c.Value(i)}
-	case *array.Boolean:
-		return cellVal{v: c.Value(i)}
-	case *array.Timestamp:
-		return cellVal{v: c.Value(i)}
-	case *array.Date32:
-		return cellVal{v: c.Value(i)}
-	case *array.Binary:
-		return cellVal{v: append([]byte(nil), c.Value(i)...)}
-	}
-	return cellVal{v: a.ValueStr(i)}
-}
-
-func appendValue(b array.Builder, c cellVal) error {
-	if c.null {
-		b.AppendNull()
-		return nil
-	}
-	switch v := c.v.(type) {
-	case int64:
-		b.(*array.Int64Builder).Append(v)
-	case int32:
-		b.(*array.Int32Builder).Append(v)
-	case int16:
-		b.(*array.Int16Builder).Append(v)
-	case int8:
-		b.(*array.Int8Builder).Append(v)
-	case float64:
-		b.(*array.Float64Builder).Append(v)
-	case float32:
-		b.(*array.Float32Builder).Append(v)
-	case bool:
-		b.(*array.BooleanBuilder).Append(v)
-	case arrow.Timestamp:
-		b.(*array.TimestampBuilder).Append(v)
-	case arrow.Date32:
-		b.(*array.Date32Builder).Append(v)
-	case []byte:
-		b.(*array.BinaryBuilder).Append(v)
-	case string:
-		if sb, ok := b.(*array.StringBuilder); ok {
-			sb.Append(v)
-			return nil
-		}
-		return b.AppendValueFromString(v)
-	default:
-		return fmt.Errorf("gold: cannot copy %T", v)
-	}
-	return nil
 }
 
 // pruneByTime keeps files whose min/max stats of col may overlap [lo, hi)

@@ -357,7 +357,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 			}
 			keyIdx[i] = j
 		}
-		keyCells := make([]cell, len(keyIdx))
+		keyCells := make([]ops.Cell, len(keyIdx))
 		for row := 0; row < int(r.NumRows()); row++ {
 			c := chg{lsn: lsnA.Value(row), pos: posA.Value(row), op: opA.Value(row)[0], rec: r, row: row}
 			if (c.op == 'L') != load {
@@ -379,7 +379,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 				continue
 			}
 			for i, j := range keyIdx {
-				keyCells[i] = cell{r.Column(j), row}
+				keyCells[i] = ops.Cell{Arr: r.Column(j), Row: row}
 			}
 			k := keyString(kbuf, keyCells)
 			if _, ok := byKey[k]; !ok {
@@ -649,7 +649,7 @@ func changedKeys(order []string, at func(string) (arrow.RecordBatch, int), keyCo
 		rec, row := at(k)
 		rix := indexOf(rec.Schema())
 		for j, kc := range keyCols {
-			if err := appendCell(bs[j], cell{rec.Column(rix[strings.ToLower(kc)]), row}); err != nil {
+			if err := ops.AppendCell(bs[j], ops.Cell{Arr: rec.Column(rix[strings.ToLower(kc)]), Row: row}); err != nil {
 				return nil, fmt.Errorf("key column %q: %w", kc, err)
 			}
 		}

@@ -21,9 +21,9 @@ type Cell struct {
 // Null reports whether the cell is null.
 func (c Cell) Null() bool { return c.Arr == nil || c.Arr.IsNull(c.Row) }
 
-// appendCell appends the value c points at to b. b's type must be the
+// AppendCell appends the value c points at to b. b's type must be the
 // type of c.Arr, or a type the value converts to by its text form.
-func appendCell(b array.Builder, c Cell) error {
+func AppendCell(b array.Builder, c Cell) error {
 	if c.Null() {
 		b.AppendNull()
 		return nil

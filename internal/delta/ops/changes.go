@@ -171,7 +171,7 @@ func NewChanges(schema *delta.StructType, keys, guard []string, upserts, deletes
 			r = deletes
 		}
 		for j, name := range keys {
-			if err := appendCell(bs[j], Cell{r.Column(col(r, name)), w.row}); err != nil {
+			if err := AppendCell(bs[j], Cell{r.Column(col(r, name)), w.row}); err != nil {
 				return nil, fmt.Errorf("ops: changes: key %q: %w", name, err)
 			}
 		}

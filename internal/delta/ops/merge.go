@@ -221,7 +221,7 @@ func (m *mergeState) decide(k int, cur []Cell) (Outcome, error) {
 	switch oc {
 	case Upsert:
 		for i, c := range m.outCells {
-			if err := appendCell(m.out.Field(i), c); err != nil {
+			if err := AppendCell(m.out.Field(i), c); err != nil {
 				return Keep, fmt.Errorf("upsert column %d: %w", i, err)
 			}
 		}
