@@ -282,12 +282,15 @@ func parseInterval(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// Snapshot returns the latest snapshot.
+// Snapshot returns the latest snapshot. With the process-wide cache (see
+// cache.go) it lists only the log after the cached state and applies the
+// new commits on top; the result is the same as a full replay.
 func (t *Table) Snapshot(ctx context.Context) (*Snapshot, error) {
 	return t.snapshotAt(ctx, -1)
 }
 
-// SnapshotAt returns the snapshot at version.
+// SnapshotAt returns the snapshot at version. Versions older than the
+// cached one are replayed from the newest checkpoint at or below them.
 func (t *Table) SnapshotAt(ctx context.Context, version int64) (*Snapshot, error) {
 	if version < 0 {
 		return nil, fmt.Errorf("delta: snapshot at %d: %w", version, ErrVersionNotFound)
@@ -295,25 +298,57 @@ func (t *Table) SnapshotAt(ctx context.Context, version int64) (*Snapshot, error
 	return t.snapshotAt(ctx, version)
 }
 
-func (t *Table) snapshotAt(ctx context.Context, version int64) (*Snapshot, error) {
+// replayResult is a snapshot with the replay state it came from.
+type replayResult struct {
+	snap *Snapshot
+	r    *replayState
+	cp   *checkpointSet // the checkpoint replay started from; nil: version 0
+}
+
+// errPartial: a listing that starts after version 0 cannot reconstruct the
+// version by itself; the caller lists the whole log.
+var errPartial = errors.New("delta: partial listing is not enough")
+
+// coldSnapshot replays version (-1 = latest) with nothing cached. When
+// _last_checkpoint names a version at or below the target, only the log
+// from that version on is listed; if that part does not reconstruct the
+// target (stale or corrupt hint, unreadable checkpoint), the whole log is.
+func (t *Table) coldSnapshot(ctx context.Context, version int64) (*replayResult, *listing, error) {
+	hint := t.readLastCheckpoint(ctx)
+	if hint != nil && hint.Version > 0 && (version < 0 || version >= hint.Version) {
+		if l, err := t.listFrom(ctx, hint.Version); err == nil {
+			if rr, err := t.snapshotFromListing(ctx, l, version, hint, true); err == nil {
+				return rr, l, nil
+			}
+		}
+	}
 	l, err := t.list(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return t.snapshotFromListing(ctx, l, version)
+	rr, err := t.snapshotFromListing(ctx, l, version, hint, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rr, l, nil
 }
 
 // snapshotFromListing replays the log up to version (-1 = latest). It starts
 // from the newest readable checkpoint <= version; a checkpoint that fails
 // to read is skipped in favour of an older one (or plain JSON replay).
-func (t *Table) snapshotFromListing(ctx context.Context, l *listing, version int64) (*Snapshot, error) {
+// hint is _last_checkpoint (nil: absent). partial: l lists only the log
+// from some version on; when no checkpoint in it works, errPartial is
+// returned instead of trying a replay from version 0.
+func (t *Table) snapshotFromListing(ctx context.Context, l *listing, version int64, hint *lastCheckpoint, partial bool) (*replayResult, error) {
 	if version < 0 {
 		version = l.maxVersion
 	}
 	if version > l.maxVersion {
+		if partial {
+			return nil, errPartial
+		}
 		return nil, fmt.Errorf("delta: snapshot at %d: %w (latest is %d)", version, ErrVersionNotFound, l.maxVersion)
 	}
-	hint := t.readLastCheckpoint(ctx)
 	cands := make([]checkpointSet, 0, len(l.checkpoints))
 	for i := len(l.checkpoints) - 1; i >= 0; i-- {
 		if l.checkpoints[i].version <= version {
@@ -331,21 +366,25 @@ func (t *Table) snapshotFromListing(ctx context.Context, l *listing, version int
 		})
 	}
 	var firstErr error
-	for _, cp := range cands {
+	for i := range cands {
+		cp := &cands[i]
 		if err := l.checkContiguous(cp.version+1, version); err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		acts, err := t.readCheckpoint(ctx, cp)
+		acts, err := t.readCheckpoint(ctx, *cp)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		return t.replayFrom(ctx, l, acts, cp.version, version)
+		return t.replayFrom(ctx, l, acts, cp, version)
+	}
+	if partial {
+		return nil, errPartial
 	}
 	if err := l.checkContiguous(0, version); err != nil {
 		if firstErr != nil {
@@ -356,7 +395,7 @@ func (t *Table) snapshotFromListing(ctx context.Context, l *listing, version int
 		}
 		return nil, err
 	}
-	return t.replayFrom(ctx, l, nil, -1, version)
+	return t.replayFrom(ctx, l, nil, nil, version)
 }
 
 func hasV2Before(l *listing, v int64) bool {
@@ -384,7 +423,11 @@ func (l *listing) checkContiguous(from, to int64) error {
 	return nil
 }
 
-func (t *Table) replayFrom(ctx context.Context, l *listing, cpActs []Action, cpVersion, version int64) (*Snapshot, error) {
+func (t *Table) replayFrom(ctx context.Context, l *listing, cpActs []Action, cp *checkpointSet, version int64) (*replayResult, error) {
+	cpVersion := int64(-1)
+	if cp != nil {
+		cpVersion = cp.version
+	}
 	r := newReplayState()
 	for i := range cpActs {
 		r.apply(&cpActs[i])
@@ -419,6 +462,16 @@ func (t *Table) replayFrom(ctx context.Context, l *listing, cpActs []Action, cpV
 	}
 	s.table = t
 	s.checkpointVersion = cpVersion
+	if err := s.finish(l, nil); err != nil {
+		return nil, err
+	}
+	return &replayResult{snap: s, r: r, cp: cp}, nil
+}
+
+// finish sets the timestamp, checks that silt can read the state and
+// parses the schema (or takes prevSchema when the metadata is prev's).
+func (s *Snapshot) finish(l *listing, prev *Snapshot) error {
+	version := s.Version
 	if c, ok := l.commits[version]; ok {
 		s.timestamp = c.modTime
 	} else {
@@ -428,20 +481,24 @@ func (t *Table) replayFrom(ctx context.Context, l *listing, cpActs []Action, cpV
 			}
 		}
 	}
-	if ci != nil && s.inCommitTimestampsEnabled() {
-		if ict, ok := int64Field(ci, "inCommitTimestamp"); ok {
+	if s.CommitInfo != nil && s.inCommitTimestampsEnabled() {
+		if ict, ok := int64Field(s.CommitInfo, "inCommitTimestamp"); ok {
 			s.timestamp = time.UnixMilli(ict)
 		}
 	}
 	if err := s.CanRead(); err != nil {
-		return nil, fmt.Errorf("delta: snapshot at %d: %w", version, err)
+		return fmt.Errorf("delta: snapshot at %d: %w", version, err)
+	}
+	if prev != nil && prev.Metadata == s.Metadata && prev.schema != nil {
+		s.schema = prev.schema
+		return nil
 	}
 	schema, err := ParseSchema(s.Metadata.SchemaString)
 	if err != nil {
-		return nil, fmt.Errorf("delta: snapshot at %d: %w: %v", version, ErrCorrupt, err)
+		return fmt.Errorf("delta: snapshot at %d: %w: %v", version, ErrCorrupt, err)
 	}
 	s.schema = schema
-	return s, nil
+	return nil
 }
 
 func (s *Snapshot) inCommitTimestampsEnabled() bool {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/silt-dev/silt/internal/blob"
@@ -33,14 +34,17 @@ var (
 // EngineInfo is written as commitInfo.engineInfo.
 const EngineInfo = "silt/0.1.0"
 
-// Table is a Delta table at a key prefix of a blob.Store. It holds no state
-// besides its location: every Snapshot call re-lists the log, so a Table is
-// safe for concurrent use.
+// Table is a Delta table at a key prefix of a blob.Store. It is safe for
+// concurrent use. Its latest snapshot is cached process-wide per (store,
+// root) (cache.go), so Table values are cheap: making a new one for every
+// read still reads only the new part of the log.
 type Table struct {
 	store blob.Store
 	root  string
 	now   func() time.Time // injectable clock (tests)
 	newID func() string    // injectable txnId source (tests)
+
+	cache atomic.Pointer[logCache] // this table's entry of the snapshot cache (nil: not looked up yet)
 }
 
 // NewTable returns the table rooted at root ("" = the store root). It does
@@ -279,8 +283,19 @@ type checkpointSet struct {
 	modTime time.Time
 }
 
-func (t *Table) list(ctx context.Context) (*listing, error) {
-	infos, err := t.store.List(ctx, t.logDir())
+func (t *Table) list(ctx context.Context) (*listing, error) { return t.listFrom(ctx, 0) }
+
+// listFrom lists the log files of versions >= from (from <= 0: the whole
+// log) with blob.ListFrom; the non-version files (_last_checkpoint, ...)
+// sort after every version and are always listed.
+func (t *Table) listFrom(ctx context.Context, from int64) (*listing, error) {
+	var infos []blob.Info
+	var err error
+	if from <= 0 {
+		infos, err = t.store.List(ctx, t.logDir())
+	} else {
+		infos, err = blob.ListFrom(ctx, t.store, t.logDir(), t.logDir()+fmt.Sprintf("%020d", from))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("delta: list log: %w", err)
 	}
@@ -351,8 +366,33 @@ func (t *Table) list(ctx context.Context) (*listing, error) {
 	return l, nil
 }
 
-// LatestVersion returns the newest version in the log.
+// LatestVersion returns the newest version in the log. When a version is
+// known to exist (cached), only the log from it on is listed.
 func (t *Table) LatestVersion(ctx context.Context) (int64, error) {
+	if c := t.entry(); c != nil {
+		if v := c.known.Load(); v > 0 {
+			return t.latestFrom(ctx, v)
+		}
+	}
+	l, err := t.list(ctx)
+	if err != nil {
+		return -1, err
+	}
+	return l.maxVersion, nil
+}
+
+// latestFrom returns the newest version, listing from version known (whose
+// commit is expected to exist); if that commit is not listed, the whole
+// log is.
+func (t *Table) latestFrom(ctx context.Context, known int64) (int64, error) {
+	if known > 0 {
+		l, err := t.listFrom(ctx, known)
+		if err == nil {
+			if _, ok := l.commits[known]; ok {
+				return l.maxVersion, nil
+			}
+		}
+	}
 	l, err := t.list(ctx)
 	if err != nil {
 		return -1, err

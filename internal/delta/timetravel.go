@@ -77,10 +77,12 @@ func (t *Table) SnapshotAsOf(ctx context.Context, ts time.Time) (*Snapshot, erro
 	if err != nil {
 		return nil, err
 	}
-	latest, err := t.snapshotFromListing(ctx, l, -1)
+	hint := t.readLastCheckpoint(ctx)
+	rr, err := t.snapshotFromListing(ctx, l, -1, hint, false)
 	if err != nil {
 		return nil, err
 	}
+	latest := rr.snap
 	versions, times, err := t.commitTimes(ctx, l, latest)
 	if err != nil {
 		return nil, err
@@ -97,9 +99,9 @@ func (t *Table) SnapshotAsOf(ctx context.Context, ts time.Time) (*Snapshot, erro
 	if v == latest.Version {
 		return latest, nil
 	}
-	s, err := t.snapshotFromListing(ctx, l, v)
+	rr, err = t.snapshotFromListing(ctx, l, v, hint, false)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return rr.snap, nil
 }

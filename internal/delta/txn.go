@@ -205,7 +205,7 @@ func (tx *Txn) Commit(ctx context.Context, operation string, params map[string]a
 		if tx.snap == nil {
 			return -1, &ConflictError{Kind: ConflictTableCreated, Version: 0}
 		}
-		latest, err := t.LatestVersion(ctx)
+		latest, err := t.latestFrom(ctx, base+1) // base+1 exists: list only from it
 		if err != nil {
 			return -1, err
 		}
