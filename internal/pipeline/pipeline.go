@@ -274,7 +274,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := p.runSilver(silverCtx, bronzeDone); err != nil {
+		if err := p.runSilver(silverCtx, bronzeDone, ctx.Done()); err != nil {
 			errc <- fmt.Errorf("silver: %w", err)
 		}
 	}()
@@ -473,13 +473,15 @@ func below(ends, pos []int64) bool {
 
 // runSilver runs micro-batches for every table on the trigger interval until
 // ctx is done; after bronzeDone closes it does a final pass.
-func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}) error {
+// stop closes when the pipeline is asked to stop: optional work (OPTIMIZE)
+// stops then, while merges finish.
+func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}, stop <-chan struct{}) error {
 	tables, err := silverTables(p.cfg, p.store)
 	if err != nil {
 		return err
 	}
 	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Silver.TargetFileSize), OptimizeEvery: p.cfg.Silver.OptimizeEvery,
-		Table: func(id change.TableID) silver.TableOptions { return tables[id] }})
+		Table: func(id change.TableID) silver.TableOptions { return tables[id] }, Stop: stop})
 	tick := time.NewTicker(p.cfg.Silver.Interval.Duration)
 	defer tick.Stop()
 	final := false
