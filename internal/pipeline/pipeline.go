@@ -67,6 +67,10 @@ type Pipeline struct {
 	stats Stats
 	fresh *quantiles
 
+	tablesMu     sync.Mutex
+	knownTables  map[change.TableID]bool // tables with a Bronze table
+	tablesListed bool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -260,6 +264,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		OnCommit: func(t change.TableID, v int64, rows int) {
 			p.stats.BronzeCommits.Add(1)
 			p.stats.BronzeRows.Add(int64(rows))
+			p.noteTable(t)
 		},
 		Logger: p.logger,
 		Types:  p.typeResolver(), // domain columns by their base type (snapshot.go)
@@ -504,7 +509,7 @@ func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}, st
 }
 
 func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error {
-	tables, err := silver.ListTables(ctx, p.store)
+	tables, err := p.bronzeTables(ctx)
 	if err != nil {
 		return err
 	}
@@ -536,6 +541,44 @@ func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error
 		}
 	}
 	return p.goldPass(ctx)
+}
+
+// bronzeTables returns the tables that have a Bronze table: listed once
+// (a listing of bronze/ names every data file), then kept up to date from
+// Bronze commits.
+func (p *Pipeline) bronzeTables(ctx context.Context) ([]change.TableID, error) {
+	p.tablesMu.Lock()
+	listed := p.tablesListed
+	p.tablesMu.Unlock()
+	if !listed {
+		ts, err := silver.ListTables(ctx, p.store)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			p.noteTable(t)
+		}
+		p.tablesMu.Lock()
+		p.tablesListed = true
+		p.tablesMu.Unlock()
+	}
+	p.tablesMu.Lock()
+	defer p.tablesMu.Unlock()
+	out := make([]change.TableID, 0, len(p.knownTables))
+	for t := range p.knownTables {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out, nil
+}
+
+func (p *Pipeline) noteTable(t change.TableID) {
+	p.tablesMu.Lock()
+	defer p.tablesMu.Unlock()
+	if p.knownTables == nil {
+		p.knownTables = map[change.TableID]bool{}
+	}
+	p.knownTables[t] = true
 }
 
 // goldPass brings every configured Gold table up to its Silver table.
