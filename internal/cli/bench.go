@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 )
 
 func benchCmd() *cobra.Command {
+	var cpuProfile string
 	var (
 		full                                bool
 		jsonPath, workDir                   string
@@ -42,6 +44,17 @@ CPU seconds per million changes and peak RSS are printed for each silt scenario.
 The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 (1M changes, 5M snapshot rows, 10M-row MERGE target); every size has a flag.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			out := cmd.OutOrStdout()
 			o := bench.Options{Mode: "quick", InsertDrain: 200_000, InsertTxn: 1000,
 				E2E:          bench.E2EOptions{DrainChanges: 100_000, Rates: []int{5000, 20000, 0}, RateDuration: 10 * time.Second},
@@ -133,6 +146,7 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 		},
 	}
 	f := c.Flags()
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	f.BoolVar(&full, "full", false, "the issue's sizes (about 30 minutes on 2 cores)")
 	f.StringVar(&jsonPath, "json", "", "also write the figures as JSON to this file")
 	f.StringVar(&workDir, "work-dir", "", "directory for scenario data (default: the system temp directory)")

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -615,6 +616,10 @@ type quantiles struct {
 	buf []time.Duration
 	n   int
 	i   int
+	// gen counts adds; the last computed result is reused while it matches
+	// (Snapshot is polled often, sorting 200k samples is not free).
+	gen, cachedGen uint64
+	p50, p99       time.Duration
 }
 
 func newQuantiles(n int) *quantiles { return &quantiles{buf: make([]time.Duration, n)} }
@@ -622,6 +627,7 @@ func newQuantiles(n int) *quantiles { return &quantiles{buf: make([]time.Duratio
 func (q *quantiles) add(d time.Duration) {
 	q.mu.Lock()
 	q.buf[q.i] = d
+	q.gen++
 	q.i = (q.i + 1) % len(q.buf)
 	if q.n < len(q.buf) {
 		q.n++
@@ -632,16 +638,26 @@ func (q *quantiles) add(d time.Duration) {
 func (q *quantiles) reset() {
 	q.mu.Lock()
 	q.n, q.i = 0, 0
+	q.gen++
 	q.mu.Unlock()
 }
 
 func (q *quantiles) get() (p50, p99 time.Duration, n int) {
 	q.mu.Lock()
+	if q.gen == q.cachedGen {
+		p50, p99, n = q.p50, q.p99, q.n
+		q.mu.Unlock()
+		return p50, p99, n
+	}
+	gen := q.gen
 	s := append([]time.Duration(nil), q.buf[:q.n]...)
 	q.mu.Unlock()
-	if len(s) == 0 {
-		return 0, 0, 0
+	if len(s) > 0 {
+		slices.Sort(s)
+		p50, p99 = s[len(s)*50/100], s[min(len(s)-1, len(s)*99/100)]
 	}
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)*50/100], s[min(len(s)-1, len(s)*99/100)], len(s)
+	q.mu.Lock()
+	q.p50, q.p99, q.cachedGen = p50, p99, gen
+	q.mu.Unlock()
+	return p50, p99, len(s)
 }

@@ -512,6 +512,45 @@ type folder struct {
 	truncAt *foldChange
 	res     *Result
 	tombs   *tombstones // deleted-key memory (nil: none)
+	lower   []string    // lower-case Silver field names
+	srcCols map[*arrow.Schema][]int
+}
+
+// sourceColumns maps each Silver field to its column in a Bronze record of
+// this schema (-1: absent), computed once per record schema.
+func (f *folder) sourceColumns(rec arrow.RecordBatch) []int {
+	sch := rec.Schema()
+	if m, ok := f.srcCols[sch]; ok {
+		return m
+	}
+	if f.lower == nil {
+		f.lower = make([]string, len(f.schema.Fields))
+		for i, fl := range f.schema.Fields {
+			f.lower[i] = strings.ToLower(fl.Name)
+		}
+	}
+	ix := indexOf(sch)
+	m := make([]int, len(f.schema.Fields))
+	for i, name := range f.lower {
+		switch name {
+		case ColLSN:
+			name = bronze.ColLSN
+		case ColPos:
+			name = bronze.ColPos
+		case ColCommitTS:
+			name = bronze.ColCommitTS
+		}
+		if j, ok := ix[name]; ok {
+			m[i] = j
+		} else {
+			m[i] = -1
+		}
+	}
+	if f.srcCols == nil {
+		f.srcCols = map[*arrow.Schema][]int{}
+	}
+	f.srcCols[sch] = m
+	return m
 }
 
 type foldChange struct {
@@ -557,7 +596,7 @@ func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, err
 		case 'D':
 			state = nil
 		case 'I', 'U', 'L': // L: a snapshot row (ProcessLoad), an insert
-			ix := indexOf(c.rec.Schema())
+			src := f.sourceColumns(c.rec)
 			next := make([]ops.Cell, len(f.schema.Fields))
 			var unch map[string]bool
 			if c.unchanged != "" {
@@ -566,23 +605,14 @@ func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, err
 					unch[strings.ToLower(n)] = true
 				}
 			}
-			for i, fl := range f.schema.Fields {
-				name := strings.ToLower(fl.Name)
+			for i := range f.schema.Fields {
 				switch {
-				case name == ColLSN:
-					next[i] = ops.Cell{Arr: c.rec.Column(ix[bronze.ColLSN]), Row: c.row}
-				case name == ColPos:
-					next[i] = ops.Cell{Arr: c.rec.Column(ix[bronze.ColPos]), Row: c.row}
-				case name == ColCommitTS:
-					next[i] = ops.Cell{Arr: c.rec.Column(ix[bronze.ColCommitTS]), Row: c.row}
-				case unch[name]:
+				case unch != nil && unch[f.lower[i]]:
 					if state != nil {
 						next[i] = state[i]
 					}
-				default:
-					if j, ok := ix[name]; ok {
-						next[i] = ops.Cell{Arr: c.rec.Column(j), Row: c.row}
-					}
+				case src[i] >= 0:
+					next[i] = ops.Cell{Arr: c.rec.Column(src[i]), Row: c.row}
 				}
 			}
 			state = next
@@ -645,9 +675,14 @@ func changedKeys(order []string, at func(string) (arrow.RecordBatch, int), keyCo
 		bs[j] = array.NewBuilder(memory.DefaultAllocator, rec0.Column(c).DataType())
 		defer bs[j].Release()
 	}
+	ixs := map[*arrow.Schema]map[string]int{}
 	for _, k := range order {
 		rec, row := at(k)
-		rix := indexOf(rec.Schema())
+		rix, ok := ixs[rec.Schema()]
+		if !ok {
+			rix = indexOf(rec.Schema())
+			ixs[rec.Schema()] = rix
+		}
 		for j, kc := range keyCols {
 			if err := ops.AppendCell(bs[j], ops.Cell{Arr: rec.Column(rix[strings.ToLower(kc)]), Row: row}); err != nil {
 				return nil, fmt.Errorf("key column %q: %w", kc, err)
