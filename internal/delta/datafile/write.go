@@ -394,15 +394,24 @@ func (w *writer) writeChunk(g *group, start, end int) error {
 
 func (w *writer) open(g *group) error {
 	page := min(max(w.opts.TargetFileSize/16, 4096), 1<<20)
-	props := parquet.NewWriterProperties(
+	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(w.ti.mem()),
 		parquet.WithCompression(w.opts.Compression),
 		parquet.WithDataPageSize(page),
 		parquet.WithDictionaryPageSizeLimit(page),
-		parquet.WithMaxRowGroupLength(1<<20),
+		parquet.WithMaxRowGroupLength(1 << 20),
 		parquet.WithStats(true),
 		parquet.WithCreatedBy("silt"),
-	)
+	}
+	// Floats and timestamps are nearly always distinct: a dictionary costs
+	// CPU (hashing every value) and falls back to plain anyway.
+	for _, f := range w.schema.Fields() {
+		switch f.Type.ID() {
+		case arrow.FLOAT32, arrow.FLOAT64, arrow.TIMESTAMP:
+			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
+		}
+	}
+	props := parquet.NewWriterProperties(opts...)
 	w.buf = &bytes.Buffer{}
 	fw, err := pqarrow.NewFileWriter(w.schema, w.buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.ti.mem())))
 	if err != nil {
