@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
-setup_all
+# The demo needs only PostgreSQL and the Go modules (the test command also
+# installs the S3, Kinesis and Spark/delta-rs test parts).
+need_go
+need_postgres
+need_go_modules
 mkdir -p bin
 go build -o bin/silt ./cmd/silt
 exec ./bin/silt demo "$@"
