@@ -127,8 +127,8 @@ func ParseActions(data []byte) ([]Action, error) {
 		if len(l) == 0 {
 			continue
 		}
-		var a Action
-		if err := json.Unmarshal(l, &a); err != nil {
+		a, err := parseAction(l)
+		if err != nil {
 			return nil, fmt.Errorf("%w: line %d: %v", ErrCorrupt, line, err)
 		}
 		n := a.count()
@@ -144,6 +144,55 @@ func ParseActions(data []byte) ([]Action, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// parseAction decodes one action line. Action names are matched exactly
+// (encoding/json alone would also take "Add" or "COMMITINFO" for a known
+// action; the protocol's names are case-sensitive, so those are unknown
+// actions and ignored). A null action value counts as absent.
+func parseAction(l []byte) (Action, error) {
+	var a Action
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(l, &top); err != nil {
+		return a, err
+	}
+	for k, v := range top {
+		if string(v) == "null" {
+			continue
+		}
+		var dst any
+		switch k {
+		case "add":
+			a.Add = new(Add)
+			dst = a.Add
+		case "remove":
+			a.Remove = new(Remove)
+			dst = a.Remove
+		case "metaData":
+			a.MetaData = new(Metadata)
+			dst = a.MetaData
+		case "protocol":
+			a.Protocol = new(Protocol)
+			dst = a.Protocol
+		case "txn":
+			a.Txn = new(SetTransaction)
+			dst = a.Txn
+		case "commitInfo":
+			dst = &a.CommitInfo
+		case "cdc":
+			a.CDC = new(CDC)
+			dst = a.CDC
+		case "domainMetadata":
+			a.DomainMetadata = new(DomainMetadata)
+			dst = a.DomainMetadata
+		default:
+			continue // unknown action kind
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return a, fmt.Errorf("%s: %v", k, err)
+		}
+	}
+	return a, nil
 }
 
 func indexByte(b []byte, c byte) int {
@@ -203,6 +252,10 @@ func (a *Action) check() error {
 func MarshalActions(actions []Action) ([]byte, error) {
 	var buf []byte
 	for i := range actions {
+		if ci := actions[i].CommitInfo; ci != nil && len(ci) == 0 && actions[i].count() == 1 {
+			buf = append(buf, `{"commitInfo":{}}`+"\n"...) // omitempty would drop the action
+			continue
+		}
 		b, err := json.Marshal(&actions[i])
 		if err != nil {
 			return nil, fmt.Errorf("delta: encode action: %w", err)
