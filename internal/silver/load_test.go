@@ -17,7 +17,7 @@ func (h *harness) load(lsn change.LSN, pos uint32, rows ...[]change.Datum) {
 		c := &change.Change{Rel: rel, Op: change.OpLoad, LSN: lsn, Pos: pos, EndLSN: lsn, CommitTime: time.Unix(1767225600, 0), New: r}
 		entries = append(entries, stream.Entry{PartitionKey: r[0].Data, Data: change.AppendEncode(nil, c)})
 	}
-	if err := h.log.Append(context.Background(), entries); err != nil {
+	if err := h.Log.Append(context.Background(), entries); err != nil {
 		h.t.Fatal(err)
 	}
 }

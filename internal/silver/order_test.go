@@ -24,7 +24,7 @@ func deleteKey(id string) *change.Change {
 }
 
 func silverRows(t *testing.T, h *lakeh.H) []string {
-	return (&harness{t: t, store: h.Store}).rows()
+	return (&harness{H: h, t: t, store: h.Store}).rows()
 }
 
 // TestReplayedBronzeCommitsChangeNothing: the same changes delivered twice

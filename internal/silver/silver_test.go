@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -16,8 +15,6 @@ import (
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/silver"
-	"github.com/silt-dev/silt/internal/stream"
-	"github.com/silt-dev/silt/internal/stream/locallog"
 	"github.com/silt-dev/silt/internal/testutil/lakeh"
 )
 
@@ -32,89 +29,33 @@ func txt(s string) change.Datum { return change.Datum{Kind: change.Text, Data: [
 var null = change.Datum{Kind: change.Null}
 var unchanged = change.Datum{Kind: change.Unchanged}
 
+// harness adapts lakeh.H to this file's tests (changes default to rel).
 type harness struct {
+	*lakeh.H
 	t     *testing.T
 	store *local.Store
-	log   *locallog.Log
-	lsn   change.LSN
 }
 
 func newHarness(t *testing.T) *harness {
-	st, err := local.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.NoSync = true
-	lg, err := locallog.Open(t.TempDir(), locallog.Options{Shards: 2, Durability: locallog.DurabilityNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
-	return &harness{t: t, store: st, log: lg, lsn: 100}
+	h := lakeh.New(t)
+	return &harness{H: h, t: t, store: h.Store}
 }
 
 // txn appends one transaction of changes.
 func (h *harness) txn(cs ...*change.Change) {
-	h.lsn += 10
-	var entries []stream.Entry
-	for i, c := range cs {
-		c.LSN, c.Pos, c.EndLSN, c.CommitTime = h.lsn, uint32(i), h.lsn+1, time.Unix(1767225600, 0).Add(time.Duration(h.lsn)*time.Second)
+	for _, c := range cs {
 		if c.Rel == nil {
 			c.Rel = rel
 		}
-		key := []byte("k")
-		if c.New != nil {
-			key = c.New[0].Data
-		} else if c.Old != nil {
-			key = c.Old[0].Data
-		}
-		entries = append(entries, stream.Entry{PartitionKey: key, Data: change.AppendEncode(nil, c)})
 	}
-	if err := h.log.Append(context.Background(), entries); err != nil {
-		h.t.Fatal(err)
-	}
+	h.H.Txn(cs...)
 }
 
 // bronze runs the Bronze writer until it has consumed the stream.
-func (h *harness) bronze() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	w := bronze.NewWriter(h.store, h.log, bronze.Options{FlushInterval: 10 * time.Millisecond, OnProgress: func(pos []int64) {
-		for s, p := range pos {
-			end, _ := h.log.End(context.Background(), s)
-			if p < end {
-				return
-			}
-		}
-		cancel()
-	}})
-	go func() { done <- w.Run(ctx) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			h.t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		cancel()
-		h.t.Fatal("bronze did not catch up")
-	}
-}
+func (h *harness) bronze() { h.H.Bronze() }
 
 // silver runs micro-batches until caught up and returns how many merged something.
-func (h *harness) silver() int {
-	p := silver.New(h.store, silver.Options{})
-	n := 0
-	for {
-		res, err := p.Process(context.Background(), rel.Table)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if res.ToVersion < 0 {
-			return n
-		}
-		n++
-	}
-}
+func (h *harness) silver() int { return h.H.Silver(rel.Table) }
 
 func (h *harness) rows() []string {
 	tb := delta.NewTable(h.store, silver.TablePath(rel.Table))
