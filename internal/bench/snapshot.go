@@ -39,7 +39,7 @@ type SnapshotResult struct {
 // fresh silt pipeline whose slot is created with an exported snapshot,
 // timed from pipeline.Open until every snapshot chunk is durable in Bronze
 // (pgsnap phase "done"), then COPY again; the baseline is the mean of the
-// two COPY runs. Same approach as bench/snapshot.
+// two COPY runs.
 func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (SnapshotResult, error) {
 	res := SnapshotResult{Rows: rows, Connections: chunks, Shards: shards, TablesPar: 1, ChunksPer: chunks, ChunkRows: 100_000}
 	dsn, err := e.createDB(ctx, "bench_snap")
