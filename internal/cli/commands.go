@@ -360,7 +360,7 @@ func tableCmd() *cobra.Command {
 				return err
 			}
 			limit, _ := cmd.Flags().GetInt("limit")
-			ti := datafile.TableInfo{Root: t.Root(), Schema: s.Schema(), PartitionColumns: s.PartitionColumns(), Config: s.Config()}
+			ti := datafile.Info(t, s)
 			if tz, _ := cmd.Flags().GetString("partition-tz"); tz != "" {
 				if ti.PartitionTimeZone, err = time.LoadLocation(tz); err != nil {
 					return fmt.Errorf("--partition-tz: %w", err)

@@ -149,7 +149,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 	if maxEvent != math.MinInt64 {
 		maxEvent += spec.Lateness.Microseconds() // stored value is the watermark
 	}
-	bti := datafile.TableInfo{Root: bt.Root(), Schema: bsnap.Schema(), PartitionColumns: bsnap.PartitionColumns(), Config: bsnap.Config()}
+	bti := datafile.Info(bt, bsnap)
 	type pending struct {
 		k  wkey
 		ev int64
@@ -213,7 +213,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 		hi = max(hi, k.start+win)
 	}
 	if len(affected) > 0 {
-		sti := datafile.TableInfo{Root: st.Root(), Schema: ssnap.Schema(), PartitionColumns: ssnap.PartitionColumns(), Config: ssnap.Config()}
+		sti := datafile.Info(st, ssnap)
 		cand := pruneByTime(ssnap.Files(), spec.TimeColumn, lo, hi)
 		err = datafile.Scan(ctx, store, sti, cand, func(r arrow.RecordBatch) error {
 			ix := index(r.Schema())
@@ -285,7 +285,7 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 			return res, fmt.Errorf("gold %s: create: %w", spec.Name, err)
 		}
 	}
-	gti := datafile.TableInfo{Root: gt.Root(), Schema: gsnap.Schema(), PartitionColumns: gsnap.PartitionColumns(), Config: gsnap.Config()}
+	gti := datafile.Info(gt, gsnap)
 
 	// Rewrite Gold files that hold an affected window.
 	as, err := datafile.ArrowSchema(gsnap.Schema())

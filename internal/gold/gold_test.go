@@ -58,7 +58,7 @@ func rows(t *testing.T, h *lakeh.H) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ti := datafile.TableInfo{Root: tb.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+	ti := datafile.Info(tb, snap)
 	var out []string
 	err = datafile.Scan(context.Background(), h.Store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 		for i := 0; i < int(r.NumRows()); i++ {

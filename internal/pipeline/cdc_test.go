@@ -154,7 +154,7 @@ func cdcBronzeNoDuplicates(t *testing.T, store blob.Store, tables ...change.Tabl
 		if err != nil {
 			t.Fatalf("bronze %s: %v", tb, err)
 		}
-		ti := datafile.TableInfo{Root: dt.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+		ti := datafile.Info(dt, snap)
 		seen := map[string]bool{}
 		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 			ix := map[string]int{}

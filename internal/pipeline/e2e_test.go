@@ -195,7 +195,7 @@ func checkBronzeNoDuplicates(t *testing.T, store blob.Store) {
 		if err != nil {
 			t.Fatalf("bronze %s: %v", tb, err)
 		}
-		ti := datafile.TableInfo{Root: dt.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+		ti := datafile.Info(dt, snap)
 		seen := map[string]bool{}
 		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 			ix := map[string]int{}

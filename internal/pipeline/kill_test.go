@@ -251,7 +251,7 @@ func bronzePositions(t *testing.T, store blob.Store) map[bronzeRow]bool {
 		if err != nil {
 			continue // not created yet
 		}
-		ti := datafile.TableInfo{Root: dt.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+		ti := datafile.Info(dt, snap)
 		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 			ix := map[string]int{}
 			for i, f := range r.Schema().Fields() {

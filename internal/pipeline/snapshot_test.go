@@ -207,7 +207,7 @@ func checkBronzeOnce(t *testing.T, store blob.Store, tables []change.TableID) in
 		if err != nil {
 			t.Fatalf("bronze %s: %v", tb, err)
 		}
-		ti := datafile.TableInfo{Root: dt.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+		ti := datafile.Info(dt, snap)
 		seen := map[string]bool{}
 		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 			ix := map[string]int{}
@@ -424,7 +424,7 @@ func silverByID(t *testing.T, store blob.Store, id change.TableID) map[int64]str
 	if err != nil {
 		t.Fatal(err)
 	}
-	ti := datafile.TableInfo{Root: tbl.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+	ti := datafile.Info(tbl, snap)
 	out := map[int64]string{}
 	err = datafile.Scan(ctx, store, ti, snap.Files(), func(rec arrow.RecordBatch) error {
 		for row := 0; row < int(rec.NumRows()); row++ {

@@ -45,7 +45,7 @@ func TestSilverEnrichmentAndPartitioning(t *testing.T) {
 	if pc := snap.PartitionColumns(); len(pc) != 1 || pc[0] != "v" {
 		t.Fatalf("partition columns %v, want [v]", pc)
 	}
-	ti := datafile.TableInfo{Root: tb.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+	ti := datafile.Info(tb, snap)
 	var got []string
 	err = datafile.Scan(context.Background(), h.Store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 		ix := map[string]int{}

@@ -304,7 +304,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		}
 		sschema = withExtra(sschema, extra)
 	}
-	bti := datafile.TableInfo{Root: bt.Root(), Schema: bschema, PartitionColumns: bsnap.PartitionColumns(), Config: bsnap.Config()}
+	bti := datafile.Info(bt, bsnap)
 	var recs []arrow.RecordBatch
 	defer func() {
 		for _, r := range recs {

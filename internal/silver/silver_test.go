@@ -63,7 +63,7 @@ func (h *harness) rows() []string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ti := datafile.TableInfo{Root: tb.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+	ti := datafile.Info(tb, snap)
 	var out []string
 	err = datafile.Scan(context.Background(), h.store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 		for i := 0; i < int(r.NumRows()); i++ {

@@ -68,7 +68,7 @@ func loadTombstones(ctx context.Context, store blob.Store, id change.TableID) (*
 		return nil, fmt.Errorf("tombstones %s: %w", id, err)
 	}
 	ts.snap = snap
-	ti := datafile.TableInfo{Root: ts.table.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+	ti := datafile.Info(ts.table, snap)
 	err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
 		k := r.Column(0).(*array.String)
 		l := r.Column(1).(*array.Int64)
@@ -156,7 +156,7 @@ func (ts *tombstones) record(ctx context.Context, store blob.Store, add map[stri
 	}
 	rec := b.NewRecordBatch()
 	defer rec.Release()
-	ti := datafile.TableInfo{Root: ts.table.Root(), Schema: ts.snap.Schema(), PartitionColumns: ts.snap.PartitionColumns(), Config: ts.snap.Config()}
+	ti := datafile.Info(ts.table, ts.snap)
 	tx := ts.table.Begin(ts.snap)
 	if rec.NumRows() > 0 {
 		adds, err := datafile.Write(ctx, store, ti, rec, datafile.WriteOptions{DataChange: true})

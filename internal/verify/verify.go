@@ -131,7 +131,7 @@ func silverRows(ctx context.Context, store blob.Store, id change.TableID, cols [
 	if err != nil {
 		return nil, fmt.Errorf("verify: silver %s: %w", id, err)
 	}
-	ti := datafile.TableInfo{Root: t.Root(), Schema: snap.Schema(), PartitionColumns: snap.PartitionColumns(), Config: snap.Config()}
+	ti := datafile.Info(t, snap)
 	var recs []arrow.RecordBatch
 	defer func() {
 		for _, r := range recs {

@@ -453,3 +453,8 @@ func constantArray(mem memory.Allocator, dt arrow.DataType, v any, n int) (arrow
 	}
 	return b.NewArray(), nil
 }
+
+// Info is the TableInfo of table t as of snapshot s.
+func Info(t *delta.Table, s *delta.Snapshot) TableInfo {
+	return TableInfo{Root: t.Root(), Schema: s.Schema(), PartitionColumns: s.PartitionColumns(), Config: s.Config()}
+}

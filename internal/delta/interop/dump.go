@@ -98,15 +98,10 @@ func OpenTable(dir string) (*delta.Table, blob.Store, error) {
 	return delta.NewTable(st, ""), st, nil
 }
 
-// TableInfo returns the datafile view of a snapshot.
-func TableInfo(tbl *delta.Table, s *delta.Snapshot) datafile.TableInfo {
-	return datafile.TableInfo{Root: tbl.Root(), Schema: s.Schema(), PartitionColumns: s.PartitionColumns(), Config: s.Config()}
-}
-
 // ScanRows reads every live row of s with silt and normalises it.
 func ScanRows(ctx context.Context, st blob.Store, tbl *delta.Table, s *delta.Snapshot) ([]map[string]any, error) {
 	var rows []map[string]any
-	err := datafile.Scan(ctx, st, TableInfo(tbl, s), s.Files(), func(r arrow.Record) error {
+	err := datafile.Scan(ctx, st, datafile.Info(tbl, s), s.Files(), func(r arrow.Record) error {
 		rs, err := RecordRows(r)
 		rows = append(rows, rs...)
 		return err

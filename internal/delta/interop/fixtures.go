@@ -107,7 +107,7 @@ func (w *tableWriter) write(ctx context.Context, s *delta.Snapshot, schema *delt
 		return nil, err
 	}
 	defer rec.Release()
-	ti := TableInfo(w.tbl, s)
+	ti := datafile.Info(w.tbl, s)
 	ti.Schema = schema
 	return datafile.Write(ctx, w.st, ti, rec, datafile.WriteOptions{DataChange: true})
 }
@@ -232,7 +232,7 @@ func buildMerge(ctx context.Context, w *tableWriter) error {
 	tx := w.tbl.Begin(s)
 	var out [][]any
 	for _, add := range s.Files() {
-		recs, err := datafile.Read(ctx, w.st, TableInfo(w.tbl, s), add)
+		recs, err := datafile.Read(ctx, w.st, datafile.Info(w.tbl, s), add)
 		if err != nil {
 			return err
 		}

@@ -82,7 +82,7 @@ func (e *env) record(rows []row) arrow.RecordBatch {
 }
 
 func (e *env) ti(s *delta.Snapshot) datafile.TableInfo {
-	return datafile.TableInfo{Root: e.tbl.Root(), Schema: s.Schema(), PartitionColumns: s.PartitionColumns(), Config: s.Config()}
+	return datafile.Info(e.tbl, s)
 }
 
 // appendRows commits rows as one blind append (one file per partition).
