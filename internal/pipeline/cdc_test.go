@@ -17,16 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/silt-dev/silt/internal/blob"
-	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/delta"
-	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/pgcluster"
 	"github.com/silt-dev/silt/internal/pipeline"
 	"github.com/silt-dev/silt/internal/silver"
@@ -147,36 +143,15 @@ func cdcWaitEqual(t *testing.T, r *running, dsn string, timeout time.Duration, t
 // cdcBronzeNoDuplicates: every (LSN, pos, op) appears once in each table's Bronze.
 func cdcBronzeNoDuplicates(t *testing.T, store blob.Store, tables ...change.TableID) {
 	t.Helper()
-	ctx := context.Background()
-	for _, tb := range tables {
-		dt := delta.NewTable(store, bronze.TablePath(tb))
-		snap, err := dt.Snapshot(ctx)
-		if err != nil {
-			t.Fatalf("bronze %s: %v", tb, err)
+	seen := map[string]bool{}
+	forEachBronzeRow(t, store, tables, false, func(tb change.TableID, r bronzeRowView) error {
+		k := fmt.Sprintf("%s/%d/%d/%s", tb, r.lsn, r.pos, r.op)
+		if seen[k] {
+			return fmt.Errorf("duplicate bronze row (lsn/pos/op) %d/%d/%s", r.lsn, r.pos, r.op)
 		}
-		ti := datafile.Info(dt, snap)
-		seen := map[string]bool{}
-		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
-			ix := map[string]int{}
-			for i, f := range r.Schema().Fields() {
-				ix[f.Name] = i
-			}
-			lsn := r.Column(ix[bronze.ColLSN]).(*array.Int64)
-			pos := r.Column(ix[bronze.ColPos]).(*array.Int64)
-			op := r.Column(ix[bronze.ColOp]).(*array.String)
-			for i := 0; i < int(r.NumRows()); i++ {
-				k := fmt.Sprintf("%d/%d/%s", lsn.Value(i), pos.Value(i), op.Value(i))
-				if seen[k] {
-					return fmt.Errorf("duplicate bronze row (lsn/pos/op) %s", k)
-				}
-				seen[k] = true
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("bronze %s: %v", tb, err)
-		}
-	}
+		seen[k] = true
+		return nil
+	})
 }
 
 // cdcEventually polls cond until it holds.

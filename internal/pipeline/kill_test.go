@@ -16,15 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-
 	"github.com/silt-dev/silt/internal/blob"
 	"github.com/silt-dev/silt/internal/blob/local"
 	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
-	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/demo"
 	"github.com/silt-dev/silt/internal/pipeline"
 	"github.com/silt-dev/silt/internal/silver"
@@ -243,32 +239,11 @@ type bronzeRow struct {
 // bronzePositions returns every change Bronze holds now.
 func bronzePositions(t *testing.T, store blob.Store) map[bronzeRow]bool {
 	t.Helper()
-	ctx := context.Background()
 	out := map[bronzeRow]bool{}
-	for _, tb := range demo.Tables {
-		dt := delta.NewTable(store, bronze.TablePath(tb))
-		snap, err := dt.Snapshot(ctx)
-		if err != nil {
-			continue // not created yet
-		}
-		ti := datafile.Info(dt, snap)
-		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
-			ix := map[string]int{}
-			for i, f := range r.Schema().Fields() {
-				ix[f.Name] = i
-			}
-			lsn := r.Column(ix[bronze.ColLSN]).(*array.Int64)
-			pos := r.Column(ix[bronze.ColPos]).(*array.Int64)
-			op := r.Column(ix[bronze.ColOp]).(*array.String)
-			for i := 0; i < int(r.NumRows()); i++ {
-				out[bronzeRow{tb.String(), lsn.Value(i), pos.Value(i), op.Value(i)}] = true
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("read bronze %s: %v", tb, err)
-		}
-	}
+	forEachBronzeRow(t, store, demo.Tables, true, func(tb change.TableID, r bronzeRowView) error {
+		out[bronzeRow{tb.String(), r.lsn, r.pos, r.op}] = true
+		return nil
+	})
 	return out
 }
 

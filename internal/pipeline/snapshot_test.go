@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/silt-dev/silt/internal/blob"
-	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/delta"
@@ -199,41 +197,20 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 // number of snapshot rows.
 func checkBronzeOnce(t *testing.T, store blob.Store, tables []change.TableID) int64 {
 	t.Helper()
-	ctx := context.Background()
 	var loads int64
-	for _, tb := range tables {
-		dt := delta.NewTable(store, bronze.TablePath(tb))
-		snap, err := dt.Snapshot(ctx)
-		if err != nil {
-			t.Fatalf("bronze %s: %v", tb, err)
+	seen := map[string]bool{}
+	forEachBronzeRow(t, store, tables, false, func(tb change.TableID, r bronzeRowView) error {
+		id := r.rec.Column(r.rec.Schema().FieldIndices("id")[0])
+		k := fmt.Sprintf("%s/%d/%d/%s/%s", tb, r.lsn, r.pos, r.op, id.ValueStr(r.i))
+		if seen[k] {
+			return fmt.Errorf("duplicate bronze row (lsn/pos/op/id) %d/%d/%s/%s", r.lsn, r.pos, r.op, id.ValueStr(r.i))
 		}
-		ti := datafile.Info(dt, snap)
-		seen := map[string]bool{}
-		err = datafile.Scan(ctx, store, ti, snap.Files(), func(r arrow.RecordBatch) error {
-			ix := map[string]int{}
-			for i, f := range r.Schema().Fields() {
-				ix[f.Name] = i
-			}
-			lsn := r.Column(ix[bronze.ColLSN]).(*array.Int64)
-			pos := r.Column(ix[bronze.ColPos]).(*array.Int64)
-			op := r.Column(ix[bronze.ColOp]).(*array.String)
-			id := r.Column(ix["id"])
-			for i := 0; i < int(r.NumRows()); i++ {
-				k := fmt.Sprintf("%d/%d/%s/%s", lsn.Value(i), pos.Value(i), op.Value(i), id.ValueStr(i))
-				if seen[k] {
-					return fmt.Errorf("duplicate bronze row (lsn/pos/op/id) %s", k)
-				}
-				seen[k] = true
-				if op.Value(i) == "L" {
-					loads++
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("bronze %s: %v", tb, err)
+		seen[k] = true
+		if r.op == "L" {
+			loads++
 		}
-	}
+		return nil
+	})
 	return loads
 }
 
