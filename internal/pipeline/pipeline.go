@@ -54,8 +54,6 @@ type Pipeline struct {
 	// capture state (capture goroutine only)
 	dedup   []lastPos // per shard: last (LSN,pos) already in the stream at start
 	dedupOn bool
-	entries []stream.Entry
-	encBuf  []byte
 
 	appendCh  chan *appendJob     // capture -> appender (runAppender)
 	appendSem *semaphore.Weighted // bounds the bytes queued for the appender
@@ -298,7 +296,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	<-snapDone
 	<-appenderDone
 	if runErr == nil {
-		p.drainBronze(ctx, bw)
+		p.drainBronze(ctx)
 	}
 	stopBronze()
 	<-bronzeDone
@@ -314,7 +312,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // drainBronze waits (bounded) until Bronze has consumed the stream.
-func (p *Pipeline) drainBronze(ctx context.Context, bw *bronze.Writer) {
+func (p *Pipeline) drainBronze(ctx context.Context) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		caught := true
