@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/silt-dev/silt/internal/testutil/corpus"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -79,10 +81,7 @@ func TestRunUnreachableIsOneLine(t *testing.T) {
 }
 
 func TestTableCommandsOnCorpus(t *testing.T) {
-	src := "../../../shared/delta-conformance/dat/basic_append/delta"
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("conformance corpus not present")
-	}
+	src := filepath.Join(corpus.Dir(t), "dat/basic_append/delta")
 	code, out, errOut := run(t, "table", "describe", src)
 	if code != 0 || !strings.Contains(out, "version") || !strings.Contains(out, "schema:") {
 		t.Fatalf("describe: exit %d\n%s%s", code, out, errOut)

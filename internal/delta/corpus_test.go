@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/silt-dev/silt/internal/blob/local"
+	"github.com/silt-dev/silt/internal/testutil/corpus"
 )
 
 // The conformance corpus lives outside the repo (never committed, never
 // written to). Tests that need it skip when it is absent, except in CI.
-const corpusDir = "/work/shared/delta-conformance"
+// corpusDir is found by testutil/corpus ("" when absent: loadManifest skips, or fails in CI).
+var corpusDir = corpus.Find()
 
 type manifestTable struct {
 	Dir           string    `json:"dir"`

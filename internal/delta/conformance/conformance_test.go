@@ -29,9 +29,11 @@ import (
 	"github.com/silt-dev/silt/internal/blob/local"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
+	"github.com/silt-dev/silt/internal/testutil/corpus"
 )
 
-const corpusDir = "/work/shared/delta-conformance"
+// corpusDir is found by testutil/corpus ("" when absent: loadManifest skips, or fails in CI).
+var corpusDir = corpus.Find()
 
 type manifestTable struct {
 	Dir           string  `json:"dir"`
