@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/silt-dev/silt/internal/blob/lake"
+	"github.com/silt-dev/silt/internal/blob/local"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/ops"
@@ -108,7 +110,9 @@ older than the window. The retention defaults to the table property
 delta.deletedFileRetentionDuration (7 days when unset); a shorter --retain is
 refused unless --force is given, since readers of older versions and writers
 with uncommitted files could lose data. _delta_log and files or directories
-whose names start with "_" or "." are never touched.`,
+whose names start with "_" or "." are never touched, except, on local disk, the
+temp files (".tmp-*") that a writer which crashed mid-write left behind for
+more than an hour.`,
 		Example: `  silt table vacuum lake/silver/public/readings --dry-run
   silt table vacuum lake/silver/public/readings --retain 168h`,
 		Args: cobra.ExactArgs(1),
@@ -131,6 +135,20 @@ whose names start with "_" or "." are never touched.`,
 			}
 			fmt.Fprintf(out, "%s %d files (%s); retention %s (cutoff %s); kept %d referenced and %d newer files\n",
 				verb, len(res.Files), humanBytes(res.Bytes), res.Retention, res.Cutoff.UTC().Format("2006-01-02T15:04:05Z"), res.Referenced, res.Young)
+			// Local tables: temp files of writers that crashed mid-Put are
+			// invisible to listings, so VACUUM sweeps them separately.
+			if ls, ok := t.Store().(*local.Store); ok {
+				keys, n, err := ls.SweepTemp(cmd.Context(), t.Root(), time.Hour, res.DryRun)
+				if err != nil {
+					return err
+				}
+				for _, k := range keys {
+					fmt.Fprintf(out, "%s %s\n", verb, k)
+				}
+				if len(keys) > 0 {
+					fmt.Fprintf(out, "%s %d abandoned temp files (%s) older than 1h\n", verb, len(keys), humanBytes(n))
+				}
+			}
 			return nil
 		},
 	}

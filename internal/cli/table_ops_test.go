@@ -90,13 +90,30 @@ func TestTableOptimizeAndVacuum(t *testing.T) {
 		}
 		return nil
 	})
+	// A temp file a crashed writer left two hours ago goes too; a fresh
+	// one (a live writer's) stays.
+	abandoned := filepath.Join(dir, ".tmp-part-00009.parquet-42")
+	fresh := filepath.Join(dir, "_delta_log", ".tmp-00000000000000000009.json-7")
+	for _, p := range []string{abandoned, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	twoHours := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(abandoned, twoHours, twoHours)
 	code, out, errOut = run(t, "table", "vacuum", dir, "--retain", "1ms", "--force", "--dry-run")
-	if code != 0 || !strings.Contains(out, "would delete 6 files") {
+	if code != 0 || !strings.Contains(out, "would delete 6 files") || !strings.Contains(out, "would delete 1 abandoned temp files") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = run(t, "table", "vacuum", dir, "--retain", "1ms", "--force")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("deleted %d files", 6)) {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(abandoned); err == nil {
+		t.Errorf("abandoned temp file kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temp file deleted: %v", err)
 	}
 	code, out, _ = run(t, "table", "describe", dir)
 	if code != 0 {

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/silt-dev/silt/internal/blob"
 )
@@ -378,4 +379,60 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
+}
+
+// SweepTemp deletes the temp files (".tmp-*", left by a writer that
+// crashed between writing and renaming) under prefix whose modification
+// time is older than olderThan, and returns what it deleted (or, with
+// dryRun, would delete), as keys. A temp file lives for the few
+// milliseconds of one Put, so any retention of minutes is safe against a
+// live writer. `silt table vacuum` calls it on local tables.
+func (s *Store) SweepTemp(ctx context.Context, prefix string, olderThan time.Duration, dryRun bool) (keys []string, size int64, err error) {
+	start := s.root
+	if dir := strings.TrimSuffix(prefix, "/"); dir != "" {
+		if start, err = s.path(dir); err != nil {
+			return nil, 0, err
+		}
+	}
+	cutoff := time.Now().Add(-olderThan)
+	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !info.ModTime().Before(cutoff) {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		if !dryRun {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		keys = append(keys, filepath.ToSlash(rel))
+		size += info.Size()
+		return nil
+	})
+	if err != nil {
+		return keys, size, fmt.Errorf("sweep temp files under %q: %w", prefix, err)
+	}
+	return keys, size, nil
 }
