@@ -18,8 +18,14 @@ twice and compacted by delta-rs's optimize.compact and by silt's
 ops.Optimize, both with a 128 MiB target.
 
 Each engine runs in its own process: wall time of the operation (including
-reading the source) and peak RSS (Go: VmHWM; Python: ru_maxrss) are
+reading the source and the commit) and peak RSS (VmHWM of each process) are
 printed, and the two results are checked to hold the same rows.
+
+Same work on both sides: both write zstd level 3 (silt's default codec;
+delta-rs's merge defaults to snappy and its optimize to zstd level 4, so
+delta-rs is given WriterProperties(compression="ZSTD", compression_level=3)),
+and neither fsyncs (delta-rs's local object store does not by default, so
+silt's local store runs with DELTAOPS_NOSYNC=1).
 """
 
 import argparse
@@ -34,6 +40,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_SIZE = 128 << 20
+ZSTD_LEVEL = 3
+
+
+def writer_properties():
+    from deltalake import WriterProperties
+
+    return WriterProperties(compression="ZSTD", compression_level=ZSTD_LEVEL)
 
 
 def peak_mb():
@@ -65,7 +78,8 @@ def rs_merge(table, source):
     cols = ["id", "grp", "val", "note", "lsn"]
     sets = {c: f"s.{c}" for c in cols}
     metrics = (
-        dt.merge(src, predicate="t.id = s.id", source_alias="s", target_alias="t")
+        dt.merge(src, predicate="t.id = s.id", source_alias="s", target_alias="t",
+                 writer_properties=writer_properties())
         .when_matched_delete(predicate="s.op = 'D'")
         .when_matched_update(updates=sets, predicate="s.op <> 'D'")
         .when_not_matched_insert(updates=sets, predicate="s.op <> 'D'")
@@ -84,7 +98,7 @@ def rs_optimize(table):
     from deltalake import DeltaTable
 
     t0, c0 = time.perf_counter(), cpu_s()
-    m = DeltaTable(table).optimize.compact(target_size=TARGET_SIZE)
+    m = DeltaTable(table).optimize.compact(target_size=TARGET_SIZE, writer_properties=writer_properties())
     secs = time.perf_counter() - t0
     print(json.dumps({"op": "optimize", "seconds": secs, "cpu_seconds": cpu_s() - c0, "peak_rss_mb": peak_mb(),
                       "files_removed": m.get("numFilesRemoved"), "files_added": m.get("numFilesAdded")}))
@@ -94,7 +108,8 @@ def rs_optimize(table):
 
 
 def run_json(cmd):
-    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    env = dict(os.environ, DELTAOPS_NOSYNC="1")
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{p.stdout}\n{p.stderr}")
     return json.loads(p.stdout.strip().splitlines()[-1])

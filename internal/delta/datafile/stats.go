@@ -127,6 +127,9 @@ func (n *statNode) update(a arrow.Array, parentNull []bool) {
 	if !n.indexed {
 		return
 	}
+	if parentNull == nil && n.updateFast(a) {
+		return
+	}
 	for i := 0; i < a.Len(); i++ {
 		if (parentNull != nil && parentNull[i]) || a.IsNull(i) {
 			n.nulls++
@@ -150,6 +153,132 @@ func (n *statNode) update(a arrow.Array, parentNull []bool) {
 		if statLess(n.max, v) {
 			n.max = v
 		}
+	}
+}
+
+// updateFast is update for top-level columns of the common flat types,
+// without boxing every value: each array's min and max are found with
+// typed loops and merged once. false: a's type has no fast path.
+func (n *statNode) updateFast(a arrow.Array) bool {
+	switch x := a.(type) {
+	case *array.Int8:
+		return updateInts(n, a, x.Int8Values())
+	case *array.Int16:
+		return updateInts(n, a, x.Int16Values())
+	case *array.Int32:
+		return updateInts(n, a, x.Int32Values())
+	case *array.Int64:
+		return updateInts(n, a, x.Int64Values())
+	case *array.Date32:
+		return updateInts(n, a, x.Date32Values())
+	case *array.Timestamp:
+		return updateInts(n, a, x.TimestampValues())
+	case *array.Float32:
+		return updateFloats(n, a, x.Float32Values())
+	case *array.Float64:
+		return updateFloats(n, a, x.Float64Values())
+	case *array.String:
+		n.nulls += int64(x.NullN())
+		if !n.minmax || n.noMinMax || x.NullN() == x.Len() {
+			return true
+		}
+		var lo, hi string
+		found := false
+		for i := 0; i < x.Len(); i++ {
+			if x.IsNull(i) {
+				continue
+			}
+			v := x.Value(i)
+			if !utf8.ValidString(v) { // invalid UTF-8 turns min/max off, as in update
+				n.noMinMax = true
+				return true
+			}
+			if !found {
+				lo, hi, found = v, v, true
+			} else if v < lo {
+				lo = v
+			} else if v > hi {
+				hi = v
+			}
+		}
+		n.merge(strings.Clone(lo), strings.Clone(hi))
+		return true
+	}
+	return false
+}
+
+func updateInts[T int8 | int16 | int32 | int64 | arrow.Date32 | arrow.Timestamp](n *statNode, a arrow.Array, vals []T) bool {
+	n.nulls += int64(a.NullN())
+	if !n.minmax || n.noMinMax || a.NullN() == a.Len() {
+		return true
+	}
+	var lo, hi T
+	found := false
+	if a.NullN() == 0 {
+		lo, hi, found = vals[0], vals[0], true
+		for _, v := range vals[1:] {
+			lo = min(lo, v)
+			hi = max(hi, v)
+		}
+	} else {
+		for i, v := range vals {
+			if a.IsNull(i) {
+				continue
+			}
+			if !found {
+				lo, hi, found = v, v, true
+				continue
+			}
+			lo = min(lo, v)
+			hi = max(hi, v)
+		}
+	}
+	n.merge(int64(lo), int64(hi))
+	return true
+}
+
+func updateFloats[T float32 | float64](n *statNode, a arrow.Array, vals []T) bool {
+	n.nulls += int64(a.NullN())
+	if !n.minmax || n.noMinMax || a.NullN() == a.Len() {
+		return true
+	}
+	var lo, hi float64
+	found := false
+	for i, v := range vals {
+		if a.NullN() > 0 && a.IsNull(i) {
+			continue
+		}
+		f := float64(v)
+		if f != f || math.IsInf(f, 0) { // NaN or ±Inf turns min/max off
+			n.noMinMax = true
+			return true
+		}
+		if !found {
+			lo, hi, found = f, f, true
+			continue
+		}
+		if f < lo {
+			lo = f
+		}
+		if f > hi {
+			hi = f
+		}
+	}
+	n.merge(lo, hi)
+	return true
+}
+
+// merge folds one batch's min and max into the node's.
+func (n *statNode) merge(lo, hi any) {
+	if !n.has {
+		n.min, n.max, n.has = lo, hi, true
+		return
+	}
+	if statLess(lo, n.min) {
+		n.min = lo
+	}
+	if statLess(n.max, hi) {
+		n.max = hi
 	}
 }
 
