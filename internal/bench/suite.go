@@ -193,8 +193,12 @@ func rows(rep Report, o Options) []Row {
 		note := fmt.Sprintf("%d changes; pg_recvlogical peak RSS %.0f MiB", d.Changes, d.RecvlogicalUse.PeakRSSMiB)
 		bcpu := d.RecvlogicalUse.PerMillion(d.Changes)
 		rs = append(rs, Row{Scenario: "capture drain, " + label + " (into stream)", Unit: "changes/s", Silt: d.SiltCaptureRate, Baseline: d.RecvlogicalRate,
-			BaseName: "pg_recvlogical", Ratio: d.CaptureVsRecv, CPUPerM: d.SiltUse.PerMillion(d.Changes), PerWhat: "changes",
-			PeakRSSMiB: d.SiltUse.PeakRSSMiB, BaseCPUPM: bcpu, Note: note + "; silt CPU/RSS cover the whole drain to Silver"})
+			BaseName: "pg_recvlogical", Ratio: d.CaptureVsRecv, CPUPerM: d.CaptureUse.PerMillion(d.Changes), PerWhat: "changes",
+			PeakRSSMiB: d.CaptureUse.PeakRSSMiB, BaseCPUPM: bcpu, Note: note + fmt.Sprintf("; median of %d alternating runs per side, own slot each (silt %s, pg_recvlogical %s, load1 %s)",
+				d.Rounds, rates(d.SiltCaptureRuns), rates(d.RecvlogicalRuns), loads(d.RoundLoad))})
+		rs = append(rs, Row{Scenario: "capture drain, " + label + ", full pipeline", Unit: "changes/s", Silt: d.PipelineCaptureRate, Baseline: d.RecvlogicalRate,
+			BaseName: "pg_recvlogical", Ratio: d.PipelineVsRecv, CPUPerM: d.SiltUse.PerMillion(d.Changes), PerWhat: "changes",
+			PeakRSSMiB: d.SiltUse.PeakRSSMiB, BaseCPUPM: bcpu, Note: "every change in the stream while Bronze and Silver run in the same process; silt CPU/RSS cover the whole drain to Silver"})
 		rs = append(rs, Row{Scenario: "drain to Silver, " + label, Unit: "changes/s", Silt: d.SiltSilverRate, Baseline: d.RecvlogicalRate,
 			BaseName: "pg_recvlogical", Ratio: d.SilverVsRecv, CPUPerM: d.SiltUse.PerMillion(d.Changes), PerWhat: "changes", PeakRSSMiB: d.SiltUse.PeakRSSMiB, BaseCPUPM: bcpu})
 	}
@@ -259,6 +263,30 @@ func rows(rep Report, o Options) []Row {
 		rs = append(rs, Row{Scenario: "peer: Conduit", Note: "not run: " + p.Why})
 	}
 	return rs
+}
+
+// rates formats per-run rates ("51234/49876/50011").
+func rates(v []float64) string {
+	var b strings.Builder
+	for i, r := range v {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		fmt.Fprintf(&b, "%.0f", r)
+	}
+	return b.String()
+}
+
+// loads formats per-round load averages.
+func loads(v []float64) string {
+	var b strings.Builder
+	for i, r := range v {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		fmt.Fprintf(&b, "%.1f", r)
+	}
+	return b.String()
 }
 
 func toInt(v any) int64 {

@@ -9,7 +9,9 @@ import (
 
 func TestRowsAndPrint(t *testing.T) {
 	d := DrainResult{Changes: 1_000_000, RecvlogicalRate: 100_000, SiltCaptureRate: 80_000, SiltSilverRate: 30_000,
-		CaptureVsRecv: 0.8, SilverVsRecv: 0.3, SiltUse: Usage{CPUSeconds: 20, PeakRSSMiB: 300}, RecvlogicalUse: Usage{CPUSeconds: 2}}
+		CaptureVsRecv: 0.8, SilverVsRecv: 0.3, SiltUse: Usage{CPUSeconds: 20, PeakRSSMiB: 300}, RecvlogicalUse: Usage{CPUSeconds: 2},
+		Rounds: 3, CaptureUse: Usage{CPUSeconds: 5}, RecvlogicalRuns: []float64{90_000, 100_000, 110_000}, SiltCaptureRuns: []float64{70_000, 80_000, 85_000},
+		RoundLoad: []float64{1.5, 2, 2.25}, PipelineCaptureRate: 50_000, PipelineVsRecv: 0.5}
 	rep := Report{Mode: "quick", Insert: &d,
 		E2E: &E2EResult{Drain: d, Rates: []RateResult{{Offered: 0, Changes: 500_000, Achieved: 10_000, Sustained: 9_000,
 			P50: 800 * time.Millisecond, P99: 2 * time.Second, Usage: Usage{CPUSeconds: 10}}}},
@@ -27,8 +29,12 @@ func TestRowsAndPrint(t *testing.T) {
 		t.Fatalf("no row %q in %+v", prefix, rs)
 		return Row{}
 	}
-	if r := find("capture drain, inserts"); r.Ratio != 0.8 || r.CPUPerM != 20 || r.BaseCPUPM != 2 {
+	if r := find("capture drain, inserts (into stream)"); r.Ratio != 0.8 || r.CPUPerM != 5 || r.BaseCPUPM != 2 ||
+		!strings.Contains(r.Note, "median of 3") || !strings.Contains(r.Note, "silt 70000/80000/85000, pg_recvlogical 90000/100000/110000, load1 1.5/2.0/2.2") {
 		t.Errorf("capture row %+v", r)
+	}
+	if r := find("capture drain, inserts, full pipeline"); r.Ratio != 0.5 || r.Silt != 50_000 || r.CPUPerM != 20 {
+		t.Errorf("full pipeline capture row %+v", r)
 	}
 	if r := find("end-to-end, offered max"); r.Baseline != 100_000 || r.Ratio != 0.09 || r.CPUPerM != 20 {
 		t.Errorf("max row %+v", r)

@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/silt-dev/silt/internal/source/pgrepl"
 )
@@ -57,3 +60,41 @@ func (p *Pipeline) SourceStats() pgrepl.Stats { return p.src.Stats() }
 // Reconnects returns how many times capture reconnected after a retryable
 // source error.
 func (p *Pipeline) Reconnects() int64 { return p.stats.Reconnects.Load() }
+
+// RunCaptureOnly runs capture and the appender alone, without Bronze,
+// Silver or the initial snapshot, until ctx ends or capture fails: the
+// same path as Run from the slot into the stream (decode, route, encode,
+// group-commit append), and nothing after it. Nothing is acknowledged
+// (Bronze never covers anything), so the slot keeps its WAL. It exists
+// for `silt bench`, which measures capture into the stream against
+// pg_recvlogical on an identical slot; run a pipeline with Run.
+func (p *Pipeline) RunCaptureOnly(ctx context.Context) error {
+	if err := p.loadDedup(ctx); err != nil {
+		return err
+	}
+	p.appendCh = make(chan *appendJob, appendQueueJobs)
+	p.appendSem = semaphore.NewWeighted(appendQueueBytes)
+	p.appendErr = make(chan error, 1)
+	captureCtx, stopCapture := context.WithCancel(ctx)
+	defer stopCapture()
+	appended := make(chan error, 1)
+	go func() {
+		err := p.runAppender(context.WithoutCancel(ctx), p.appendCh)
+		if err != nil {
+			p.appendErr <- err
+			stopCapture() // capture may be waiting for queue room
+			for range p.appendCh {
+			}
+		}
+		appended <- err
+	}()
+	err := p.runCapture(captureCtx)
+	close(p.appendCh)
+	if aerr := <-appended; aerr != nil {
+		return fmt.Errorf("capture: %w", aerr)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	return ctx.Err()
+}

@@ -97,9 +97,9 @@
 // # Concurrency
 //
 // Run is called by one goroutine at a time and does all network I/O on it:
-// a receive is interrupted (its context cancelled) to send a status update
-// promptly when Ack is called from another goroutine. Ack and Close are safe
-// for concurrent use.
+// a receive is interrupted (its socket read deadline moved into the past)
+// to send a status update promptly when Ack is called from another
+// goroutine. Ack and Close are safe for concurrent use.
 package pgrepl
 
 import (
@@ -108,6 +108,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -260,12 +261,13 @@ type Source struct {
 
 	acked atomic.Uint64 // highest LSN passed to Ack (or the slot's confirmed_flush_lsn)
 
-	lastDelivery atomic.Int64 // unix nanos of the last delivered batch
+	lastDelivery atomic.Int64  // unix nanos of the last delivered batch
+	kicks        atomic.Uint64 // incremented by every interrupt of a receive (Ack, end of Run)
 	stats        statCounters
 
 	mu      sync.Mutex
-	through through            // guarded by mu: how far earlier Runs delivered
-	kick    context.CancelFunc // cancels the current receive, so Run sends a status update
+	through through // guarded by mu: how far earlier Runs delivered
+	kick    func()  // interrupts the current receive, so Run sends a status update
 	running bool
 	stop    context.CancelFunc // cancels the running Run
 	done    chan struct{}      // closed when the running Run returns
@@ -447,7 +449,11 @@ type runner struct {
 
 	sent       change.LSN // flush LSN of the last status update
 	nextStatus time.Time  // when the next periodic status update is due
-	lastRecv   time.Time  // when the last message arrived
+	lastRecv   time.Time  // when the last message arrived (and was handled)
+
+	netConn      net.Conn  // r.conn's socket: receive sets its read deadline
+	readDeadline time.Time // the read deadline receive last set
+	seenKicks    uint64    // Source.kicks when receive last set the deadline
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -478,16 +484,44 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	defer r.finalStatus(ctx)
 
-	r.nextStatus = time.Now() // send one at once: it confirms the start position
-	r.lastRecv = time.Now()
+	// Receives wait with the socket's read deadline rather than a context
+	// per message (a context, its timer and pgconn's watch of it cost more
+	// than decoding the message): an Ack, or the end of ctx, interrupts the
+	// wait by moving the deadline into the past.
+	r.netConn = r.conn.Conn()
+	interrupt := func() {
+		s.kicks.Add(1)
+		r.netConn.SetReadDeadline(time.Unix(1, 0)) // error only once closed: nothing to interrupt
+	}
+	s.mu.Lock()
+	s.kick = interrupt
+	s.mu.Unlock()
+	stopWatch := context.AfterFunc(ctx, interrupt)
+	defer func() {
+		stopWatch()
+		s.mu.Lock()
+		s.kick = nil
+		s.mu.Unlock()
+	}()
+
+	now := time.Now()
+	r.nextStatus = now // send one at once: it confirms the start position
+	r.lastRecv = now
+	got := false
 	for {
-		if err := r.maybeSendStatus(false); err != nil {
+		now = time.Now()
+		if got {
+			// Time spent in the handler is not server silence.
+			r.lastRecv = now
+		}
+		if err := r.maybeSendStatus(false, now); err != nil {
 			return err
 		}
 		msg, err := r.receive(ctx)
 		if err != nil {
 			return err
 		}
+		got = msg != nil
 		if msg == nil {
 			continue // interrupted to send a status update
 		}
@@ -496,8 +530,6 @@ func (r *runner) run(ctx context.Context) error {
 			if err := r.handleCopyData(ctx, msg.Data); err != nil {
 				return r.connError(err)
 			}
-			// Time spent in the handler is not server silence.
-			r.lastRecv = time.Now()
 		case *pgproto3.ErrorResponse:
 			return r.slotError(fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg)))
 		case *pgproto3.CopyDone, *pgproto3.CommandComplete, *pgproto3.ReadyForQuery:
@@ -584,32 +616,34 @@ func (r *runner) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
 	if d := r.lastRecv.Add(r.s.cfg.ReceiveTimeout); d.Before(deadline) {
 		deadline = d
 	}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	r.s.mu.Lock()
-	r.s.kick = cancel
-	r.s.mu.Unlock()
-	defer func() {
-		r.s.mu.Lock()
-		r.s.kick = nil
-		r.s.mu.Unlock()
-	}()
-	// An Ack between maybeSendStatus and registering kick found no kick to
-	// call; look again now that it is registered.
-	if change.LSN(r.s.acked.Load()) != r.sent {
-		return nil, nil
+	if k := r.s.kicks.Load(); k != r.seenKicks || !deadline.Equal(r.readDeadline) {
+		r.seenKicks = k
+		if err := r.netConn.SetReadDeadline(deadline); err != nil {
+			return nil, r.connError(fmt.Errorf("receive from slot %s: %w", r.s.cfg.Slot, err))
+		}
+		r.readDeadline = deadline
+		// An interrupt (Ack, or ctx ending) between the Load above and the
+		// SetReadDeadline was overwritten by it: look again now.
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if change.LSN(r.s.acked.Load()) != r.sent {
+			return nil, nil
+		}
 	}
-	msg, err := r.conn.ReceiveMessage(rctx)
+	// Background: pgconn then sets up no context watch; the read
+	// deadline above bounds the wait.
+	msg, err := r.conn.ReceiveMessage(context.Background())
 	if err == nil {
-		r.lastRecv = time.Now()
 		return msg, nil
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	// Our own deadline or kick interrupts the read through a socket
-	// deadline; pgconn keeps the connection usable after a timeout.
-	if rctx.Err() != nil && !r.conn.IsClosed() {
+	// Our deadline or an interrupt ends the read with a timeout; pgconn
+	// keeps the connection usable after a timeout.
+	if pgconn.Timeout(err) && !r.conn.IsClosed() {
+		r.readDeadline = time.Time{} // set it again on the next receive
 		if silent := time.Since(r.lastRecv); silent > r.s.cfg.ReceiveTimeout {
 			// Periodic status updates ask for a reply, so a live server is
 			// never silent this long: the link is stalled or half-open.
@@ -639,7 +673,7 @@ func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
 	switch f := f.(type) {
 	case *pgoutput.Keepalive:
 		if f.ReplyRequested {
-			return r.maybeSendStatus(true)
+			return r.maybeSendStatus(true, time.Now())
 		}
 		return nil
 	case *pgoutput.XLogData:
@@ -695,7 +729,7 @@ func (r *runner) deliver(ctx context.Context, commit *pgoutput.Commit) error {
 		if !last {
 			// Delivering a spilled transaction can outlast the server's
 			// wal_sender_timeout; keep replying so it does not cut us off.
-			return r.maybeSendStatus(false)
+			return r.maybeSendStatus(false, time.Now())
 		}
 		return nil
 	})
@@ -703,9 +737,8 @@ func (r *runner) deliver(ctx context.Context, commit *pgoutput.Commit) error {
 
 // maybeSendStatus sends a standby status update if the acknowledged LSN
 // moved, the periodic one is due, or force is set (the server asked).
-func (r *runner) maybeSendStatus(force bool) error {
+func (r *runner) maybeSendStatus(force bool, now time.Time) error {
 	acked := change.LSN(r.s.acked.Load())
-	now := time.Now()
 	periodic := !now.Before(r.nextStatus)
 	if !force && acked == r.sent && !periodic {
 		return nil
@@ -731,7 +764,7 @@ func (r *runner) maybeSendStatus(force bool) error {
 // that raced with shutdown still reaches the slot.
 func (r *runner) finalStatus(context.Context) {
 	if change.LSN(r.s.acked.Load()) != r.sent && !r.conn.IsClosed() {
-		_ = r.maybeSendStatus(true) // best effort: the next Run reports it anyway
+		_ = r.maybeSendStatus(true, time.Now()) // best effort: the next Run reports it anyway
 	}
 }
 
