@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/source/pgrepl"
 )
@@ -43,7 +44,8 @@ Each problem is printed with its fix. Exit status 1 when a problem was found.`,
 
 func doctorConfig(cfg *config.Config) pgrepl.Config {
 	pc := pgrepl.Config{DSN: cfg.Source.DSN, Password: cfg.Source.Password, Slot: cfg.Source.Slot,
-		Publication: cfg.Source.Publication, LagWarnBytes: int64(cfg.Source.LagWarnBytes)}
+		Publication: cfg.Source.Publication, LagWarnBytes: int64(cfg.Source.LagWarnBytes),
+		KeylessAppend: func(id change.TableID) bool { return cfg.Source.KeylessMode(id) == config.KeylessAppend }}
 	for _, t := range cfg.Source.Tables {
 		id, _ := config.ParseTable(t) // validated
 		pc.Tables = append(pc.Tables, id)

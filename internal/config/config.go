@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,6 +83,33 @@ type SourceConfig struct {
 	// and reconnected (a stalled network). Default 60s (PostgreSQL's
 	// wal_sender_timeout default); a busy server can be silent for seconds.
 	ReceiveTimeout Duration `yaml:"receive_timeout"`
+	// Keyless says what to do with a table that has no key (no primary key
+	// and no REPLICA IDENTITY USING INDEX): "error" (default) refuses it at
+	// start; "append" captures it and writes its Silver table as an
+	// append-only log of its changes (see DESIGN.md, "Keyless tables").
+	Keyless string `yaml:"keyless"`
+	// KeylessTables overrides Keyless per table: schema.table -> error | append.
+	KeylessTables map[string]string `yaml:"keyless_tables"`
+}
+
+// Keyless modes (source.keyless).
+const (
+	KeylessError  = "error"
+	KeylessAppend = "append"
+)
+
+// KeylessMode returns the keyless mode of one table: its
+// source.keyless_tables entry, else source.keyless.
+func (s *SourceConfig) KeylessMode(id change.TableID) string {
+	for name, m := range s.KeylessTables {
+		if t, err := ParseTable(name); err == nil && t == id && m != "" {
+			return m
+		}
+	}
+	if s.Keyless == "" {
+		return KeylessError
+	}
+	return s.Keyless
 }
 
 // StreamConfig is the stream between capture and Bronze.
@@ -318,6 +347,9 @@ func (c *Config) SetDefaults(dataDir string) {
 	if s.ReceiveTimeout.Duration == 0 {
 		s.ReceiveTimeout.Duration = 60 * time.Second
 	}
+	if s.Keyless == "" {
+		s.Keyless = KeylessError
+	}
 	st := &c.Stream
 	if st.Kind == "" {
 		st.Kind = "local"
@@ -436,6 +468,21 @@ func (c *Config) Validate() error {
 	}
 	if hb := c.Source.HeartbeatInterval.Duration; hb >= 0 && hb < 100*time.Millisecond {
 		add("source.heartbeat_interval %s is too short: use at least 100ms (or a negative value to disable)", c.Source.HeartbeatInterval)
+	}
+	switch c.Source.Keyless {
+	case KeylessError, KeylessAppend, "":
+	default:
+		add("source.keyless %q is not one of error, append", c.Source.Keyless)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Source.KeylessTables)) {
+		if _, err := ParseTable(name); err != nil {
+			add("source.keyless_tables.%s: %v", name, err)
+		}
+		switch m := c.Source.KeylessTables[name]; m {
+		case KeylessError, KeylessAppend:
+		default:
+			add("source.keyless_tables.%s %q is not one of error, append", name, m)
+		}
 	}
 	switch c.Stream.Kind {
 	case "local", "kinesis":

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/silt-dev/silt/internal/change"
 )
 
 func TestExampleParsesAndValidates(t *testing.T) {
@@ -84,5 +86,49 @@ func TestEnvOverridesDSN(t *testing.T) {
 	}
 	if c.Source.DSN != "postgres://from-env/db" {
 		t.Fatalf("dsn = %q", c.Source.DSN)
+	}
+}
+
+func TestKeylessSetting(t *testing.T) {
+	c, err := Parse([]byte("source:\n  dsn: postgres://x@h/db\n  keyless: sometimes\n  keyless_tables:\n    public.log: append\n    public.bad: maybe\n    .x: append\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want ValidationError, got %v", err)
+	}
+	for _, want := range []string{`source.keyless "sometimes"`, `source.keyless_tables.public.bad "maybe"`, "source.keyless_tables..x"} {
+		found := false
+		for _, p := range ve.Problems {
+			if strings.HasPrefix(p, want) && strings.Contains(p, "error, append") == strings.Contains(want, `"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem reported for %s; got:\n%v", want, err)
+		}
+	}
+	if len(ve.Problems) != 3 {
+		t.Errorf("want 3 problems, got %d:\n%v", len(ve.Problems), err)
+	}
+
+	c, err = Parse([]byte("source:\n  dsn: postgres://x@h/db\n  keyless_tables:\n    log: append\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults(t.TempDir())
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log, other := change.TableID{Schema: "public", Name: "log"}, change.TableID{Schema: "public", Name: "t"}
+	if c.Source.Keyless != KeylessError || c.Source.KeylessMode(log) != KeylessAppend || c.Source.KeylessMode(other) != KeylessError {
+		t.Fatalf("keyless modes: default %q, log %q, other %q", c.Source.Keyless, c.Source.KeylessMode(log), c.Source.KeylessMode(other))
+	}
+	c.Source.Keyless = KeylessAppend
+	c.Source.KeylessTables["log"] = KeylessError
+	if c.Source.KeylessMode(log) != KeylessError || c.Source.KeylessMode(other) != KeylessAppend {
+		t.Fatal("keyless_tables must override source.keyless")
 	}
 }

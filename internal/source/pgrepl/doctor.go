@@ -205,12 +205,14 @@ func Doctor(ctx context.Context, cfg Config) ([]Finding, error) {
 		}
 	}
 	slices.SortFunc(want, func(a, b change.TableID) int { return strings.Compare(a.String(), b.String()) })
-	var missing, unpublished, unkeyed []string
+	var missing, unpublished, unkeyed, appendOnly []string
 	for _, id := range want {
 		ti, ok := tables[id]
 		switch {
 		case !ok:
 			missing = append(missing, id.String())
+		case !ti.keyed() && cfg.KeylessAppend != nil && cfg.KeylessAppend(id):
+			appendOnly = append(appendOnly, id.String())
 		case !ti.keyed():
 			unkeyed = append(unkeyed, id.String())
 		}
@@ -239,14 +241,18 @@ func Doctor(ctx context.Context, cfg Config) ([]Finding, error) {
 	if len(missing) > 0 {
 		add("tables", LevelProblem, "missing: "+strings.Join(missing, ", "), "create them, or remove them from source.tables")
 	}
-	if len(unkeyed) > 0 {
+	switch {
+	case len(unkeyed) > 0:
 		fix := make([]string, len(unkeyed))
 		for i, t := range unkeyed {
-			fix[i] = "ALTER TABLE " + t + " ADD PRIMARY KEY (...) or ALTER TABLE " + t + " REPLICA IDENTITY FULL"
+			fix[i] = "ALTER TABLE " + t + " ADD PRIMARY KEY (...)"
 		}
-		add("table keys", LevelProblem, "no primary key, replica identity index or REPLICA IDENTITY FULL: "+strings.Join(unkeyed, ", "),
-			strings.Join(fix, "; ")+" (or remove them from source.tables)")
-	} else if len(missing) == 0 {
+		add("table keys", LevelProblem, "no primary key or replica identity index (REPLICA IDENTITY FULL alone is no key): "+strings.Join(unkeyed, ", "),
+			strings.Join(fix, "; ")+", or a unique index with REPLICA IDENTITY USING INDEX; or set source.keyless: append (or source.keyless_tables.<schema.table>: append) to capture them as append-only change logs; or remove them from source.tables")
+	case len(appendOnly) > 0:
+		add("table keys", LevelWarn, "no key, captured append-only (source.keyless: append): "+strings.Join(appendOnly, ", "),
+			"their Silver tables are change logs, not mirrors; add a primary key to mirror them (then drop their Silver tables so they are rebuilt); without REPLICA IDENTITY FULL PostgreSQL refuses UPDATE and DELETE on them")
+	case len(missing) == 0:
 		add("table keys", LevelOK, fmt.Sprintf("all %d tables have a key", len(want)), "")
 	}
 	return out, nil

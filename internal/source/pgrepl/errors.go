@@ -26,9 +26,9 @@ var (
 	ErrUnreachable = errors.New("cannot connect to PostgreSQL")
 	// ErrWALLevel: wal_level is not logical (*WALLevelError).
 	ErrWALLevel = errors.New("PostgreSQL wal_level is not logical")
-	// ErrNoPrimaryKey: a published table has neither a primary key nor
-	// REPLICA IDENTITY FULL, so its updates and deletes cannot be keyed
-	// (*TableError).
+	// ErrNoPrimaryKey: a published table has neither a primary key nor a
+	// replica identity index, so Silver cannot mirror it by key, and
+	// source.keyless does not allow it (*TableError).
 	ErrNoPrimaryKey = errors.New("table has no primary key")
 	// ErrMissingTable: a configured table does not exist (*TableError).
 	ErrMissingTable = errors.New("table does not exist")
@@ -111,13 +111,20 @@ type TableError struct {
 	// More counts further tables with the same problem (not named, to keep
 	// the message on one line).
 	More int
+	// IdentityFull: with ErrNoPrimaryKey, Table has REPLICA IDENTITY FULL
+	// (but still no key).
+	IdentityFull bool
 }
 
 func (e *TableError) Error() string {
 	var s string
 	switch e.Err {
 	case ErrNoPrimaryKey:
-		s = fmt.Sprintf("table %s has no primary key: add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or set REPLICA IDENTITY FULL, or remove it from source.tables", e.Table, e.Table)
+		what := "has no primary key"
+		if e.IdentityFull {
+			what = "has REPLICA IDENTITY FULL but no primary key (identical rows cannot be told apart, so it cannot be mirrored)"
+		}
+		s = fmt.Sprintf("table %s %s: add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or use a unique index (REPLICA IDENTITY USING INDEX), or set source.keyless: append (or source.keyless_tables.%s: append) to capture it as an append-only change log, or remove it from source.tables", e.Table, what, e.Table, e.Table)
 	case ErrMissingTable:
 		s = fmt.Sprintf("table %s does not exist: create it, or remove it from source.tables", e.Table)
 	default:

@@ -12,8 +12,10 @@
 // Open connects with a normal SQL connection and checks, in order: the
 // server is reachable (*ConnectError), wal_level is logical
 // (*WALLevelError), every configured table exists (*TableError,
-// ErrMissingTable) and every table to publish has a primary key, a replica
-// identity index or REPLICA IDENTITY FULL (*TableError, ErrNoPrimaryKey).
+// ErrMissingTable) and every table to publish has a key: a primary key or
+// a replica identity index (*TableError, ErrNoPrimaryKey), unless
+// Config.KeylessAppend allows it. REPLICA IDENTITY FULL alone is no key:
+// identical rows cannot be told apart, so such a table cannot be mirrored.
 // It then creates the publication (FOR ALL TABLES when Config.Tables is
 // empty, else FOR TABLE ...) and then the slot, in that order: pgoutput looks
 // the publication up as of each decoded change, so it must predate the slot.
@@ -175,6 +177,11 @@ type Config struct {
 	// Logger receives warnings (lag, heartbeat failures). Default
 	// slog.Default().
 	Logger *slog.Logger
+	// KeylessAppend reports whether a table without a key (see
+	// Source.Keyless) may be captured (source.keyless: append). nil, or
+	// false for a table, refuses it at Open with a *TableError
+	// (ErrNoPrimaryKey).
+	KeylessAppend func(change.TableID) bool
 }
 
 // Defaults.
@@ -257,6 +264,7 @@ type Handler func(ctx context.Context, b *Batch) error
 type Source struct {
 	cfg     Config
 	keys    map[change.TableID][]string // primary keys of REPLICA IDENTITY FULL tables
+	keyless []change.TableID            // tables without a key, allowed by Config.KeylessAppend
 	connCfg *pgconn.Config              // replication connection settings
 
 	acked atomic.Uint64 // highest LSN passed to Ack (or the slot's confirmed_flush_lsn)
@@ -311,7 +319,7 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	tables, err := preflight(ctx, conn, cfg.Tables)
+	tables, err := preflight(ctx, conn, cfg.Tables, cfg.KeylessAppend)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +335,11 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		if ti.identity == 'f' && len(ti.pk) > 0 {
 			s.keys[id] = ti.pk
 		}
+		if !ti.keyed() {
+			s.keyless = append(s.keyless, id)
+		}
 	}
+	slices.SortFunc(s.keyless, func(a, b change.TableID) int { return strings.Compare(a.String(), b.String()) })
 	s.connCfg, err = pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("%w: source.dsn: %w", ErrConfig, err)
@@ -338,6 +350,11 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	s.connCfg.RuntimeParams["replication"] = "database"
 	return s, nil
 }
+
+// Keyless returns the tables found at Open without a key (no primary key
+// and no replica identity index) that Config.KeylessAppend allowed, sorted.
+// Tables created after Open are not in it.
+func (s *Source) Keyless() []change.TableID { return slices.Clone(s.keyless) }
 
 // Ack records that everything up to lsn is durable downstream. The next
 // standby status update, sent promptly, reports it as the flushed LSN.

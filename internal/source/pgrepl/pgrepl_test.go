@@ -209,7 +209,9 @@ func TestChanges(t *testing.T) {
 	db.Exec(t, "ALTER TABLE events REPLICA IDENTITY FULL")
 	db.Exec(t, "CREATE TABLE keyed_full (id int PRIMARY KEY, v text)")
 	db.Exec(t, "ALTER TABLE keyed_full REPLICA IDENTITY FULL")
-	r := start(t, config(db))
+	cfg := config(db)
+	cfg.KeylessAppend = func(id change.TableID) bool { return id.Name == "events" } // FULL without a key
+	r := start(t, cfg)
 
 	big := strings.Repeat("7", 5000)
 	before := walLSN(t, db)
@@ -486,7 +488,7 @@ func TestNoPrimaryKey(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, "CREATE TABLE ok (id int PRIMARY KEY)")
 	db.Exec(t, "CREATE TABLE events (id int, payload text)")
-	const want = "table public.events has no primary key: add one (ALTER TABLE public.events ADD PRIMARY KEY (...)) or set REPLICA IDENTITY FULL, or remove it from source.tables"
+	const want = "table public.events has no primary key: add one (ALTER TABLE public.events ADD PRIMARY KEY (...)) or use a unique index (REPLICA IDENTITY USING INDEX), or set source.keyless: append (or source.keyless_tables.public.events: append) to capture it as an append-only change log, or remove it from source.tables"
 	for _, tables := range [][]change.TableID{
 		{{Schema: "public", Name: "ok"}, {Schema: "public", Name: "events"}},
 		nil, // all tables
@@ -507,13 +509,35 @@ func TestNoPrimaryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Close()
-	// REPLICA IDENTITY FULL makes events acceptable too, and Open adds it
-	// to the existing publication.
+	// REPLICA IDENTITY FULL alone is no key: still refused, saying why.
 	db.Exec(t, "ALTER TABLE events REPLICA IDENTITY FULL")
 	cfg.Tables = append(cfg.Tables, change.TableID{Schema: "public", Name: "events"})
+	_, err = Open(context.Background(), cfg)
+	if !errors.Is(err, ErrNoPrimaryKey) || !strings.Contains(err.Error(), "table public.events has REPLICA IDENTITY FULL but no primary key") || !strings.Contains(err.Error(), "source.keyless: append") {
+		t.Fatalf("REPLICA IDENTITY FULL without a key: err = %v", err)
+	}
+	// source.keyless: append for it: accepted, reported by Keyless, and
+	// Open adds it to the existing publication.
+	cfg.KeylessAppend = func(id change.TableID) bool { return id.Name == "events" }
 	src, err = Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if kl := src.Keyless(); len(kl) != 1 || kl[0] != (change.TableID{Schema: "public", Name: "events"}) {
+		t.Errorf("Keyless() = %v, want [public.events]", kl)
+	}
+	src.Close()
+	cfg.KeylessAppend = nil
+	// A unique index as replica identity is a key.
+	db.Exec(t, "ALTER TABLE events ALTER COLUMN id SET NOT NULL")
+	db.Exec(t, "CREATE UNIQUE INDEX events_id ON events (id)")
+	db.Exec(t, "ALTER TABLE events REPLICA IDENTITY USING INDEX events_id")
+	src, err = Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kl := src.Keyless(); len(kl) != 0 {
+		t.Errorf("Keyless() = %v, want none", kl)
 	}
 	src.Close()
 	var n int

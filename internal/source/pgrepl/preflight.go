@@ -42,12 +42,13 @@ type tableInfo struct {
 	hasIdent bool     // REPLICA IDENTITY USING INDEX names an existing index
 }
 
-// keyed reports whether updates and deletes of the table carry a key.
+// keyed reports whether the table's rows have a key that silt can mirror
+// them by: the primary key (identity DEFAULT, or FULL with a primary key) or
+// the replica identity index. REPLICA IDENTITY FULL without a primary key
+// is not a key: two identical rows cannot be told apart.
 func (t tableInfo) keyed() bool {
 	switch t.identity {
-	case 'f':
-		return true
-	case 'd':
+	case 'f', 'd':
 		return len(t.pk) > 0
 	case 'i':
 		return t.hasIdent
@@ -71,7 +72,8 @@ ORDER BY 1, 2`
 
 // preflight checks that the server and tables can be captured, and returns
 // what it learnt about the tables: the configured ones, or all user tables.
-func preflight(ctx context.Context, conn *pgx.Conn, tables []change.TableID) (map[change.TableID]tableInfo, error) {
+// Keyless tables are refused unless keylessAppend allows them.
+func preflight(ctx context.Context, conn *pgx.Conn, tables []change.TableID, keylessAppend func(change.TableID) bool) (map[change.TableID]tableInfo, error) {
 	var level string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level')").Scan(&level); err != nil {
 		return nil, fmt.Errorf("read wal_level: %w", err)
@@ -103,13 +105,13 @@ func preflight(ctx context.Context, conn *pgx.Conn, tables []change.TableID) (ma
 	}
 	var unkeyed []change.TableID
 	for id, ti := range want {
-		if !ti.keyed() {
+		if !ti.keyed() && (keylessAppend == nil || !keylessAppend(id)) {
 			unkeyed = append(unkeyed, id)
 		}
 	}
 	if len(unkeyed) > 0 {
 		slices.SortFunc(unkeyed, func(a, b change.TableID) int { return strings.Compare(a.String(), b.String()) })
-		return nil, &TableError{Table: unkeyed[0], Err: ErrNoPrimaryKey, More: len(unkeyed) - 1}
+		return nil, &TableError{Table: unkeyed[0], Err: ErrNoPrimaryKey, More: len(unkeyed) - 1, IdentityFull: want[unkeyed[0]].identity == 'f'}
 	}
 	return want, nil
 }

@@ -226,8 +226,19 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("%s: %+v, want level %v", check, f, want)
 		}
 	}
-	if f := byCheck["table keys"]; !strings.Contains(f.Detail, "public.events") || !strings.Contains(f.Fix, "REPLICA IDENTITY FULL") {
+	if f := byCheck["table keys"]; !strings.Contains(f.Detail, "public.events") || !strings.Contains(f.Fix, "source.keyless: append") || !strings.Contains(f.Fix, "REPLICA IDENTITY USING INDEX") {
 		t.Errorf("table keys finding: %+v", f)
+	}
+	// With source.keyless: append the keyless table is a warning that names the setting.
+	withAppend := cfg
+	withAppend.KeylessAppend = func(id change.TableID) bool { return id.Name == "events" }
+	if findings, err = Doctor(context.Background(), withAppend); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		if f.Check == "table keys" && (f.Level != LevelWarn || !strings.Contains(f.Detail, "public.events") || !strings.Contains(f.Detail, "source.keyless: append")) {
+			t.Errorf("table keys finding with keyless append: %+v", f)
+		}
 	}
 	bad := cfg
 	bad.DSN = "postgres://postgres:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=5"
