@@ -301,7 +301,7 @@ func TestPreflightErrorsAreOneLine(t *testing.T) {
 	noKey.Source.Slot = "silt_" + db.Suffix
 	noKey.Source.Publication = "silt_" + db.Suffix
 	noKey.Source.Tables = []string{"public.ok", "public.events"}
-	check("table without primary key", noKey, "public.events", "primary key", "replica identity full")
+	check("table without primary key", noKey, "public.events", "primary key", "replica identity using index", "source.keyless: append")
 
 	unreachable := config.Default(t.TempDir())
 	unreachable.Source.DSN = "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=5"

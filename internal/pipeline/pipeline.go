@@ -170,6 +170,8 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		LagWarnBytes:      int64(cfg.Source.LagWarnBytes),
 		ReceiveTimeout:    cfg.Source.ReceiveTimeout.Duration,
 		Logger:            logger,
+		// Keyless tables (source.keyless): refused, or append-only in Silver.
+		KeylessAppend: func(id change.TableID) bool { return cfg.Source.KeylessMode(id) == config.KeylessAppend },
 	})
 	if err != nil {
 		p.closeSnapshot()
@@ -484,8 +486,16 @@ func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}, st
 	if err != nil {
 		return err
 	}
+	keyless := map[change.TableID]bool{}
+	for _, id := range p.src.Keyless() {
+		keyless[id] = true
+	}
 	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Silver.TargetFileSize), OptimizeEvery: p.cfg.Silver.OptimizeEvery,
-		Table: func(id change.TableID) silver.TableOptions { return tables[id] }, Stop: stop})
+		Table: func(id change.TableID) silver.TableOptions {
+			o := tables[id]
+			o.Keyless, o.KeylessAppend = keyless[id], p.cfg.Source.KeylessMode(id) == config.KeylessAppend
+			return o
+		}, Stop: stop})
 	tick := time.NewTicker(p.cfg.Silver.Interval.Duration)
 	defer tick.Stop()
 	final := false
@@ -536,7 +546,7 @@ func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error
 				p.stats.SilverMaxLSN.Store(uint64(res.MaxLSN))
 			}
 			p.logger.Debug("silver batch", "table", t.String(), "bronze_from", res.FromVersion, "bronze_to", res.ToVersion,
-				"silver_version", res.SilverVersion, "changes", res.Changes, "upserts", res.Upserts, "deletes", res.Deletes)
+				"silver_version", res.SilverVersion, "changes", res.Changes, "upserts", res.Upserts, "deletes", res.Deletes, "appended", res.Appended)
 		}
 	}
 	return p.goldPass(ctx)

@@ -93,6 +93,14 @@ type TableOptions struct {
 	PartitionBy []string
 	// Enrich adds derived and lookup columns (nil: none).
 	Enrich *enrich.Enricher
+	// Keyless marks a source table without a key (no primary key, no
+	// replica identity index; REPLICA IDENTITY FULL alone is no key). A
+	// Bronze table without silt.primaryKey is keyless too.
+	Keyless bool
+	// KeylessAppend (source.keyless: append): a keyless table's Silver
+	// table is an append-only change log (appendlog.go) instead of an
+	// error. A table already created append-only stays so regardless.
+	KeylessAppend bool
 }
 
 // withExtra puts enrichment columns before the _silt_ metadata columns.
@@ -119,6 +127,7 @@ type Result struct {
 	Changes        int // Bronze rows read
 	Upserts        int
 	Deletes        int
+	Appended       int // rows appended to an append-only table
 	FilesRewritten int
 	// FilesScanned: Silver files that pruning could not rule out, all read.
 	FilesScanned int
@@ -289,14 +298,19 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 	bschema := bsnap.Schema()
 	keyCols := strings.Split(bsnap.Config()[bronze.ConfPrimaryKey], ",")
-	if len(keyCols) == 0 || keyCols[0] == "" {
-		return res, fmt.Errorf("silver %s: bronze table has no %s property; cannot merge without a key", id, bronze.ConfPrimaryKey)
-	}
-	sschema := silverSchema(bschema, bsnap.PartitionColumns())
 	var topts TableOptions
 	if p.opts.Table != nil {
 		topts = p.opts.Table(id)
 	}
+	keyless := topts.Keyless || len(keyCols) == 0 || keyCols[0] == ""
+	appendOnly := IsAppendOnly(ssnap) || (keyless && topts.KeylessAppend)
+	switch {
+	case appendOnly && ssnap != nil && !IsAppendOnly(ssnap):
+		return res, fmt.Errorf("silver %s: the table has no key and source.keyless is append, but %s is a mirrored table (made before): move it away so silt rebuilds it as an append-only change log, or give the source table a primary key", id, TablePath(id))
+	case !appendOnly && keyless:
+		return res, fmt.Errorf("silver %s: the source table has no key (no primary key or replica identity index), so it cannot be mirrored: add a primary key, or set source.keyless: append (or source.keyless_tables.%s: append) to keep an append-only change log", id, id)
+	}
+	sschema := silverSchema(bschema, bsnap.PartitionColumns())
 	var extra []*delta.StructField
 	if topts.Enrich != nil {
 		if extra, err = topts.Enrich.Fields(ctx, sschema); err != nil {
@@ -327,6 +341,12 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 			}
 			recs = append(recs, r)
 		}
+	}
+	if appendOnly {
+		if err := p.processAppend(ctx, st, ssnap, sschema, topts, recs, load, appID, from, to, &res); err != nil {
+			return res, err
+		}
+		return res, nil
 	}
 
 	// Collect changes per key, ordered by (lsn, pos).

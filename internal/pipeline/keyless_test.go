@@ -1,0 +1,291 @@
+package pipeline_test
+
+// Tables without a primary key (issue #4): refused by default with the
+// setting named; with source.keyless: append captured into an append-only
+// Silver change log, exactly once across a restart; REPLICA IDENTITY USING
+// INDEX and REPLICA IDENTITY FULL with a primary key mirror as usual.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/bronze"
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/config"
+	"github.com/silt-dev/silt/internal/delta"
+	"github.com/silt-dev/silt/internal/delta/datafile"
+	"github.com/silt-dev/silt/internal/pipeline"
+	"github.com/silt-dev/silt/internal/silver"
+	"github.com/silt-dev/silt/internal/testutil/pgtest"
+)
+
+func TestKeylessErrorMode(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, "CREATE TABLE ok (id int PRIMARY KEY)")
+	db.Exec(t, "CREATE TABLE plain_log (at int, what text)")
+	db.Exec(t, "CREATE TABLE full_log (at int, what text)")
+	db.Exec(t, "ALTER TABLE full_log REPLICA IDENTITY FULL")
+	for _, tc := range []struct{ table, want string }{
+		{"public.plain_log", "table public.plain_log has no primary key"},
+		{"public.full_log", "table public.full_log has REPLICA IDENTITY FULL but no primary key"},
+	} {
+		cfg := cdcConfig(t, db.DSN, db.Suffix, "public.ok", tc.table)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		p, err := pipeline.Open(ctx, cfg, nil)
+		cancel()
+		if err == nil {
+			p.Close()
+			t.Fatalf("%s: Open succeeded; want an error", tc.table)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.want) || !strings.Contains(msg, "source.keyless: append") ||
+			!strings.Contains(msg, "source.keyless_tables."+tc.table+": append") {
+			t.Errorf("%s: error %q: want one line starting %q naming source.keyless", tc.table, msg, tc.want)
+		}
+		t.Log(msg)
+	}
+	// append for another table does not let these through.
+	cfg := cdcConfig(t, db.DSN, db.Suffix, "public.ok", "public.full_log")
+	cfg.Source.KeylessTables = map[string]string{"public.plain_log": config.KeylessAppend}
+	if p, err := pipeline.Open(context.Background(), cfg, nil); err == nil {
+		p.Close()
+		t.Fatal("Open succeeded with keyless_tables naming only another table")
+	}
+}
+
+// logRow is one row of an append-only Silver table, or the same fields of a
+// Bronze row.
+type logRow struct {
+	op       string
+	lsn, pos int64
+	cols     string // source columns, name=value, sorted
+}
+
+func (r logRow) String() string { return fmt.Sprintf("%s@%d/%d{%s}", r.op, r.lsn, r.pos, r.cols) }
+
+// readLog returns every row of the Delta table at root: _silt_op,
+// _silt_lsn, _silt_pos and the columns named in cols.
+func readLog(t *testing.T, store blob.Store, root string, cols ...string) []logRow {
+	t.Helper()
+	ctx := context.Background()
+	tbl := delta.NewTable(store, root)
+	snap, err := tbl.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", root, err)
+	}
+	var out []logRow
+	err = datafile.Scan(ctx, store, datafile.Info(tbl, snap), snap.Files(), func(rec arrow.RecordBatch) error {
+		ix := map[string]int{}
+		for i, f := range rec.Schema().Fields() {
+			ix[f.Name] = i
+		}
+		for row := 0; row < int(rec.NumRows()); row++ {
+			var r logRow
+			r.op = rec.Column(ix[bronze.ColOp]).ValueStr(row)
+			fmt.Sscan(rec.Column(ix[bronze.ColLSN]).ValueStr(row), &r.lsn)
+			fmt.Sscan(rec.Column(ix[bronze.ColPos]).ValueStr(row), &r.pos)
+			var parts []string
+			for _, c := range cols {
+				j, ok := ix[c]
+				switch {
+				case !ok || rec.Column(j).IsNull(row):
+					parts = append(parts, c+"=NULL")
+				default:
+					parts = append(parts, c+"="+rec.Column(j).ValueStr(row))
+				}
+			}
+			r.cols = strings.Join(parts, " ")
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.lsn != b.lsn {
+			return a.lsn < b.lsn
+		}
+		if a.pos != b.pos {
+			return a.pos < b.pos
+		}
+		if a.op != b.op {
+			return a.op < b.op
+		}
+		return a.cols < b.cols
+	})
+	return out
+}
+
+// opsOf renders rows as "op cols", sorted, for comparing with what the
+// test did (LSNs are not known in advance).
+func opsOf(rows []logRow) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.op + " " + r.cols
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestKeylessAppendExactlyOnceAcrossRestart(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, "CREATE TABLE ev (a int, b text)")
+	db.Exec(t, "ALTER TABLE ev REPLICA IDENTITY FULL")
+	db.Exec(t, "CREATE TABLE plain_log (a int, b text)") // REPLICA IDENTITY DEFAULT, no key
+	db.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+	// Before silt starts: snapshot rows (L), with two identical rows.
+	db.Exec(t, "INSERT INTO ev VALUES (1, 'a'), (1, 'a'), (2, 'b')")
+	db.Exec(t, "INSERT INTO items VALUES (1, 'x')")
+	ev := change.TableID{Schema: "public", Name: "ev"}
+	plain := change.TableID{Schema: "public", Name: "plain_log"}
+	dataDir := t.TempDir()
+	newCfg := func() *config.Config {
+		cfg := cdcConfig(t, db.DSN, db.Suffix, "public.ev", "public.plain_log", "public.items")
+		cfg.Stream.Dir = dataDir + "/stream"
+		cfg.Lake.Path = dataDir + "/lake"
+		cfg.Source.Keyless = config.KeylessAppend
+		return cfg
+	}
+	silverOps := func(r *running, id change.TableID) []string {
+		snap, err := delta.NewTable(r.p.Store(), silver.TablePath(id)).Snapshot(context.Background())
+		if err != nil {
+			return nil // not created yet
+		}
+		if !silver.IsAppendOnly(snap) {
+			t.Fatalf("silver %s is not marked append-only: %v", id, snap.Config())
+		}
+		return opsOf(readLog(t, r.p.Store(), silver.TablePath(id), "a", "b"))
+	}
+	waitOps := func(r *running, id change.TableID, want []string) {
+		t.Helper()
+		sort.Strings(want)
+		var got []string
+		cdcEventually(t, r, "silver "+id.String()+" holds every change", time.Minute, func() bool {
+			got = silverOps(r, id)
+			return len(got) >= len(want)
+		})
+		if !slices.Equal(got, want) {
+			t.Fatalf("silver %s:\n got %q\nwant %q", id, got, want)
+		}
+	}
+
+	r := cdcStart(t, newCfg(), nil)
+	db.Exec(t, "INSERT INTO ev VALUES (3, 'c')")
+	db.Exec(t, "UPDATE ev SET b = 'z' WHERE a = 1") // both identical rows
+	db.Exec(t, "DELETE FROM ev WHERE a = 2")
+	db.Exec(t, "INSERT INTO plain_log VALUES (10, 'p'), (10, 'p')")
+	db.Exec(t, "UPDATE items SET v = 'y' WHERE id = 1")
+	want := []string{"L a=1 b=a", "L a=1 b=a", "L a=2 b=b",
+		"I a=3 b=c", "D a=1 b=a", "U a=1 b=z", "D a=1 b=a", "U a=1 b=z", "D a=2 b=b"}
+	waitOps(r, ev, want)
+	wantPlain := []string{"I a=10 b=p", "I a=10 b=p"}
+	waitOps(r, plain, wantPlain)
+	// Replaying the logs gives the source tables (verify, silt check), and
+	// keyed tables are still mirrored.
+	cdcWaitEqual(t, r, db.DSN, time.Minute, ev, plain, items)
+	// PostgreSQL itself refuses UPDATE/DELETE on a published table without
+	// a replica identity (DESIGN.md says so): nothing silt could capture.
+	if _, err := db.Conn(t).Exec(context.Background(), "UPDATE plain_log SET b = 'q'"); err == nil || !strings.Contains(err.Error(), "replica identity") {
+		t.Errorf("UPDATE of a published keyless table: err = %v, want PostgreSQL's replica identity error", err)
+	}
+	r.shutdown(t)
+
+	// Changes made while silt is stopped, and after the restart.
+	db.Exec(t, "BEGIN; INSERT INTO ev VALUES (4, 'd'); DELETE FROM ev WHERE a = 3; COMMIT")
+	r2 := cdcStart(t, newCfg(), nil)
+	db.Exec(t, "INSERT INTO ev VALUES (5, 'e')")
+	// A new column with an out-of-line value that a later update leaves
+	// unchanged: PostgreSQL does not resend it, the U row lists it in
+	// _silt_unchanged and the D row of the same change has it.
+	db.Exec(t, "ALTER TABLE ev ADD COLUMN big text")
+	db.Exec(t, "ALTER TABLE ev ALTER COLUMN big SET STORAGE EXTERNAL")
+	db.Exec(t, "UPDATE ev SET big = repeat('x', 5000) WHERE a = 5")
+	db.Exec(t, "UPDATE ev SET b = 'f' WHERE a = 5")
+	db.Exec(t, "INSERT INTO plain_log VALUES (11, NULL)")
+	want = append(want, "I a=4 b=d", "D a=3 b=c", "I a=5 b=e", "D a=5 b=e", "U a=5 b=e", "D a=5 b=e", "U a=5 b=f")
+	wantPlain = append(wantPlain, "I a=11 b=NULL")
+	waitOps(r2, ev, want)
+	waitOps(r2, plain, wantPlain)
+	cdcWaitEqual(t, r2, db.DSN, time.Minute, ev, plain)
+	last := readLog(t, r2.p.Store(), silver.TablePath(ev), "a", "b", "big", "_silt_unchanged")
+	if u := last[len(last)-1]; u.op != "U" || u.cols != "a=5 b=f big=NULL _silt_unchanged=big" {
+		t.Errorf("last change of ev: %v, want a U row with big unchanged", u)
+	}
+	db.Exec(t, "TRUNCATE ev")
+	want = append(want, "T a=NULL b=NULL")
+	waitOps(r2, ev, want)
+	cdcWaitEqual(t, r2, db.DSN, time.Minute, ev)
+	db.Exec(t, "UPDATE items SET v = 'w' WHERE id = 1")
+	cdcWaitEqual(t, r2, db.DSN, time.Minute, items)
+	r2.shutdown(t)
+
+	// Exactly once: Silver holds each Bronze row once (same op, LSN,
+	// position and values), and Bronze each change once.
+	store := r2.p.Store()
+	// Snapshot rows share (LSN, chunk index) and may be identical: the
+	// exact L rows were checked above.
+	seen := map[string]bool{}
+	forEachBronzeRow(t, store, []change.TableID{ev, plain}, false, func(tb change.TableID, r bronzeRowView) error {
+		k := fmt.Sprintf("%s/%d/%d/%s", tb, r.lsn, r.pos, r.op)
+		if seen[k] && r.op != "L" {
+			return fmt.Errorf("duplicate bronze row (lsn/pos/op) %d/%d/%s", r.lsn, r.pos, r.op)
+		}
+		seen[k] = true
+		return nil
+	})
+	for _, id := range []change.TableID{ev, plain} {
+		b := readLog(t, store, bronze.TablePath(id), "a", "b")
+		s := readLog(t, store, silver.TablePath(id), "a", "b")
+		if !slices.Equal(b, s) {
+			t.Errorf("%s: silver is not bronze row for row:\nbronze %v\nsilver %v", id, b, s)
+		}
+	}
+	// The Silver schema: the columns, then the change columns.
+	if got := silverSchema(t, store, ev); got != "_silt_commit_ts timestamp, _silt_lsn long, _silt_op string, _silt_pos long, _silt_unchanged string, a integer, b string, big string" {
+		t.Errorf("silver schema: %s", got)
+	}
+}
+
+func TestReplicaIdentityIndexAndFullWithKeyMirror(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, "CREATE TABLE ui (id int NOT NULL, code text NOT NULL, v text)")
+	db.Exec(t, "CREATE UNIQUE INDEX ui_code ON ui (code)")
+	db.Exec(t, "ALTER TABLE ui REPLICA IDENTITY USING INDEX ui_code")
+	db.Exec(t, "CREATE TABLE fk (id int PRIMARY KEY, v text, big text)")
+	db.Exec(t, "ALTER TABLE fk ALTER COLUMN big SET STORAGE EXTERNAL")
+	db.Exec(t, "ALTER TABLE fk REPLICA IDENTITY FULL")
+	ui := change.TableID{Schema: "public", Name: "ui"}
+	fk := change.TableID{Schema: "public", Name: "fk"}
+	cfg := cdcConfig(t, db.DSN, db.Suffix, "public.ui", "public.fk") // source.keyless: error
+	r := cdcStart(t, cfg, nil)
+	db.Exec(t, "INSERT INTO ui SELECT g, 'c' || g, 'v' || g FROM generate_series(1, 50) g")
+	db.Exec(t, "INSERT INTO fk SELECT g, 'v' || g, repeat(g::text, 4000) FROM generate_series(1, 20) g")
+	cdcWaitEqual(t, r, db.DSN, time.Minute, ui, fk)
+	db.Exec(t, "UPDATE ui SET v = 'changed' WHERE id <= 10")
+	db.Exec(t, "UPDATE ui SET code = 'n' || id WHERE id BETWEEN 11 AND 20") // the key changes
+	db.Exec(t, "DELETE FROM ui WHERE id > 40")
+	db.Exec(t, "INSERT INTO ui VALUES (100, 'c1x', 'dup id, other code')")
+	db.Exec(t, "UPDATE fk SET v = 'changed' WHERE id <= 10") // big is unchanged TOAST
+	db.Exec(t, "DELETE FROM fk WHERE id > 15")
+	cdcWaitEqual(t, r, db.DSN, time.Minute, ui, fk)
+	r.shutdown(t)
+	for id, want := range map[change.TableID]string{ui: "code", fk: "id"} {
+		snap, err := delta.NewTable(r.p.Store(), silver.TablePath(id)).Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if silver.IsAppendOnly(snap) || snap.Config()[bronze.ConfPrimaryKey] != want {
+			t.Errorf("silver %s: config %v, want a mirror keyed by %s", id, snap.Config(), want)
+		}
+	}
+}
