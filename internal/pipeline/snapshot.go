@@ -39,7 +39,12 @@ func (p *Pipeline) snapConfig() pgsnap.Config {
 		TablesParallel: s.SnapshotTablesParallel,
 		ChunksPerTable: s.SnapshotChunksPerTable,
 		ChunkRows:      s.SnapshotChunkRows,
-		Logger:         p.logger,
+		// A restart or a network cut while copying: resume the unfinished
+		// chunks in a new snapshot (backoff as for capture).
+		Retryable: func(err error) bool { return errors.Is(err, pgsnap.ErrConnLost) || pgrepl.Retryable(err) },
+		RetryMin:  captureBackoffMin,
+		RetryMax:  captureBackoffMax,
+		Logger:    p.logger,
 	}
 }
 

@@ -41,8 +41,13 @@ func snapConfig(t *testing.T, db *pgtest.DB, dataDir string, tables ...string) *
 // waitTablesEqual polls until Silver equals the source for every table.
 func waitTablesEqual(t *testing.T, r *running, db *pgtest.DB, tables []change.TableID, timeout time.Duration) []verify.Result {
 	t.Helper()
+	return waitTablesEqualDSN(t, r, db.DSN, tables, timeout)
+}
+
+func waitTablesEqualDSN(t *testing.T, r *running, dsn string, tables []change.TableID, timeout time.Duration) []verify.Result {
+	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pipeline.SessionDSN(db.DSN))
+	conn, err := pgx.Connect(ctx, pipeline.SessionDSN(dsn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +109,7 @@ func churn(ctx context.Context, dsn string, seed uint64, maxID int, n *atomic.In
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	rng := mrand.New(mrand.NewPCG(seed, 7))
-	next := maxID
+	next := maxID + int(seed%1000)*1_000_000 // new keys: a range of their own per seed
 	for ctx.Err() == nil {
 		tx, err := conn.Begin(ctx)
 		if err != nil {

@@ -56,13 +56,44 @@
 //
 // After a crash (or a clean stop) Run copies the chunks not marked done, in
 // a new snapshot: the first worker exports one (pg_export_snapshot) and the
-// others import it. This is still correct, although the rows are newer
-// than C: every change committed after C reaches the stream from the slot
-// (its confirmed position only advances once Bronze holds the change), and
-// those changes sort after every snapshot row, so each key ends at its
-// latest change, or at its snapshot row if it has none; a key deleted after
-// C is deleted by its change; a row that moved to another block by an
-// update was updated, so its change wins over both copies. Block ranges
+// others import it. Within one process the same happens after a retryable
+// error (Config.Retryable: PostgreSQL restarted, a connection was cut, the
+// server refused connections while starting): an exported snapshot dies
+// with the session that exported it, so Run closes every connection, waits
+// (backoff), and copies the unfinished chunks in a new snapshot; chunks
+// that finished before the error are still marked done once durable and
+// are never copied again.
+//
+// Why a newer snapshot S (> C) is still correct, for any mix of chunks read
+// at C and at newer snapshots:
+//
+//   - Every snapshot row carries (LoadLSN = C - 1, chunk) and so sorts
+//     before every logged change of the slot (LSN >= C), whatever snapshot
+//     it was read in.
+//   - Every change committed after C reaches Bronze from the slot (its
+//     confirmed position only advances once Bronze holds the change).
+//   - Silver merges all snapshot rows of a table (ProcessLoad) before any
+//     of its logged changes (the pipeline's snapshotGate), then applies the
+//     logged changes in (LSN, pos) order. A key's fold is thus: its
+//     snapshot rows (none, one, or several: a row an update moved between
+//     chunks read at different snapshots, or rows of a chunk redone after
+//     a partial copy), then all its changes after C in order.
+//   - A key with no change after C did not change since C: every snapshot
+//     at or after C saw the same row, so any snapshot row is its value.
+//   - A key with changes after C ends at its last change: an insert or
+//     update carries the full row except unchanged TOAST columns, which
+//     keep the fold's previous value: the last value an earlier change
+//     after C sent, or, if none sent it, the value at C, which no change
+//     modified since, so every snapshot row holds it too. A row read "too
+//     late" (at S, already showing changes between C and S) is overwritten
+//     by those same changes and all later ones.
+//   - A delete after C removes the row whatever snapshot rows preceded it;
+//     its tombstone is at an LSN >= C, and no snapshot row is merged after
+//     the table's logged changes start, so none can resurrect the key. A
+//     TRUNCATE after C removes every snapshot row (all sort before it), and
+//     rows inserted after it arrive as changes.
+//
+// Block ranges
 // only mean something for one heap file: a table whose relfilenode changed
 // (VACUUM FULL, CLUSTER, TRUNCATE, a rewriting ALTER TABLE) is planned and
 // copied again whole. Rows of a redone chunk that reached Bronze before the

@@ -2,16 +2,21 @@ package pgsnap
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/silt-dev/silt/internal/blob"
 	"github.com/silt-dev/silt/internal/change"
@@ -41,7 +46,15 @@ type Config struct {
 	MaxChunks int
 	// BatchRows is how many rows one Sink.Emit carries. Default 2000.
 	BatchRows int
-	Logger    *slog.Logger
+	// Retryable says whether an error of a chunk worker (a query, or a
+	// connect) may be fixed by reconnecting: Run then resumes the
+	// unfinished chunks in a new snapshot after a backoff. The pipeline
+	// passes pgrepl.Retryable plus ErrConnLost. Nil: nothing is retried.
+	Retryable func(error) bool
+	// RetryMin and RetryMax bound the backoff between attempts (doubling;
+	// defaults 100ms and 30s).
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -60,9 +73,53 @@ func (c *Config) defaults() {
 	if c.BatchRows <= 0 {
 		c.BatchRows = 2000
 	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(30*time.Second, c.RetryMin)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// ErrConnLost marks an error after which a snapshot connection is gone (the
+// server closed it, restarted, or the network broke), or could not be
+// opened because the server did not answer. Reconnecting may fix it.
+var ErrConnLost = errors.New("snapshot connection lost")
+
+// connLost wraps err so that errors.Is(err, ErrConnLost) holds.
+type connLost struct{ err error }
+
+func (e *connLost) Error() string   { return e.err.Error() }
+func (e *connLost) Unwrap() []error { return []error{ErrConnLost, e.err} }
+
+// lost marks err as ErrConnLost when conn is closed after it (pgx closes a
+// connection whose socket failed or whose server said FATAL).
+func lost(conn *pgx.Conn, err error) error {
+	if err != nil && conn != nil && conn.IsClosed() {
+		return &connLost{err}
+	}
+	return err
+}
+
+// connectLost marks a connect error as ErrConnLost when the server did not
+// answer at all (refused, reset, EOF, timeout): it may be restarting or the
+// network healing. An answer (authentication, missing database) is a
+// *pgconn.PgError and stays as it is.
+func connectLost(err error) error {
+	var pgErr *pgconn.PgError
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &pgErr) || errors.As(err, &certErr) {
+		return err
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return &connLost{err}
+	}
+	return err
 }
 
 // Mark is an opaque position returned by Sink.Emit.
@@ -98,7 +155,8 @@ type Snapshot struct {
 	conns []*pgx.Conn // each in a REPEATABLE READ transaction on the snapshot
 	pg15  bool
 
-	stats []*tableStats // parallel to state.Tables
+	stats   []*tableStats // parallel to state.Tables
+	retries atomic.Int64  // attempts Run started again after a retryable error
 }
 
 // WriteCreating records, before the slot is created, that a snapshot is
@@ -248,24 +306,24 @@ func (s *Snapshot) connect(ctx context.Context, name string) error {
 		conn, err := pgx.ConnectConfig(ctx, pcfg)
 		if err != nil {
 			s.Close()
-			return fmt.Errorf("snapshot: connect: %w", err)
+			return fmt.Errorf("snapshot: connect: %w", connectLost(err))
 		}
 		s.conns = append(s.conns, conn)
 		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 			s.Close()
-			return fmt.Errorf("snapshot: begin: %w", err)
+			return fmt.Errorf("snapshot: begin: %w", lost(conn, err))
 		}
 		if i == 0 && name == "" {
 			if err := conn.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&name); err != nil {
 				s.Close()
-				return fmt.Errorf("snapshot: export: %w", err)
+				return fmt.Errorf("snapshot: export: %w", lost(conn, err))
 			}
 			continue
 		}
 		// The name comes from the server; quote it anyway.
 		if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(name, "'", "''")+"'"); err != nil {
 			s.Close()
-			return fmt.Errorf("snapshot: import snapshot %s: %w", name, err)
+			return fmt.Errorf("snapshot: import snapshot %s: %w", name, lost(conn, err))
 		}
 	}
 	v, _ := strconv.Atoi(s.conns[0].PgConn().ParameterStatus("server_version_num"))
@@ -311,7 +369,7 @@ func (s *Snapshot) resume(ctx context.Context) error {
 	}
 	tables, err := listTables(ctx, s.conns[0], s.cfg.Publication)
 	if err != nil {
-		return err
+		return lost(s.conns[0], err)
 	}
 	byOID := map[uint32]tableInfo{}
 	for _, t := range tables {
@@ -333,7 +391,7 @@ func (s *Snapshot) resume(ctx context.Context) error {
 			s.cfg.Logger.Info("snapshot: table was rewritten since the plan; copying it whole again", "table", t.ID().String())
 			nt, err := s.plan(ctx, ti)
 			if err != nil {
-				return err
+				return lost(s.conns[0], err)
 			}
 			s.state.Tables[i] = nt
 		}
@@ -342,10 +400,39 @@ func (s *Snapshot) resume(ctx context.Context) error {
 }
 
 // Run copies every chunk not yet done into sink and returns when all are
-// durable downstream (nil), or on the first error or when ctx ends. Each
-// table's progress is in Stats. Run may be called again after an error: it
-// resumes in a new snapshot.
+// durable downstream (nil), when ctx ends, or on an error Config.Retryable
+// does not accept. After a retryable error (PostgreSQL restarted, a
+// connection cut) it waits (backoff doubling from RetryMin to RetryMax) and
+// copies the chunks not yet durable again, in a new snapshot (see the
+// package doc for why a newer snapshot is correct); chunks already durable
+// are never copied again. Each table's progress is in Stats. Run may also
+// be called again after an error: it resumes the same way.
 func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
+	backoff := s.cfg.RetryMin
+	for {
+		started := time.Now()
+		err := s.run(ctx, sink)
+		if err == nil || ctx.Err() != nil || s.cfg.Retryable == nil || !s.cfg.Retryable(err) {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = s.cfg.RetryMin // it made progress for a while: start over
+		}
+		s.retries.Add(1)
+		s.cfg.Logger.Warn("snapshot interrupted; copying the unfinished chunks again in a new snapshot", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, s.cfg.RetryMax)
+	}
+}
+
+// run is one attempt of Run.
+func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 	if s.Complete() {
 		return nil
 	}
@@ -370,7 +457,7 @@ func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
 		}
 		rel, err := relation(ctx, s.conns[0], t.OID, t.ID(), s.cfg.Publication, s.pg15)
 		if err != nil {
-			return err
+			return lost(s.conns[0], err)
 		}
 		rels[ti] = rel
 		for ci, c := range t.Chunks {
@@ -381,7 +468,10 @@ func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
 	}
 	s.cfg.Logger.Info("snapshot: copying", "tables", len(st.Tables), "chunks", len(work), "consistent_lsn", st.ConsistentLSN, "connections", len(s.conns))
 
-	ctx, cancel := context.WithCancelCause(ctx)
+	// Workers stop at the first error (wctx); chunks they finished before
+	// it are still marked done once durable (ctx), so a retry redoes only
+	// the chunks that were being copied.
+	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sch := newScheduler(work, s.cfg.TablesParallel, s.cfg.ChunksPerTable)
 	completed := make(chan completion, len(work))
@@ -392,14 +482,14 @@ func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
 			defer wg.Done()
 			w := worker{s: s, conn: conn, sink: sink, rels: rels, loadLSN: loadLSN, commitTime: st.CommitTime}
 			for {
-				ref, ok := sch.next(ctx)
+				ref, ok := sch.next(wctx)
 				if !ok {
 					return
 				}
-				m, rows, err := w.copyChunk(ctx, ref)
+				m, rows, err := w.copyChunk(wctx, ref)
 				sch.done(ref)
 				if err != nil {
-					cancel(fmt.Errorf("snapshot of %s, blocks %d-%d: %w", rels[ref.table].Table, ref.rng.Lo, ref.rng.Hi, err))
+					cancel(fmt.Errorf("snapshot of %s, blocks %d-%d: %w", rels[ref.table].Table, ref.rng.Lo, ref.rng.Hi, lost(conn, err)))
 					return
 				}
 				completed <- completion{ref: ref, mark: m, rows: rows}
@@ -412,19 +502,19 @@ func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
 	}()
 
 	// Mark chunks done, in the order they finished, once durable.
+	var markErr error
 	for c := range completed {
-		if err := sink.WaitDurable(ctx, c.mark); err != nil {
-			cancel(err)
-			break
+		if markErr != nil {
+			continue // drain after an error
 		}
-		if err := s.markDone(ctx, c); err != nil {
-			cancel(err)
-			break
+		if markErr = sink.WaitDurable(ctx, c.mark); markErr == nil {
+			markErr = s.markDone(ctx, c)
+		}
+		if markErr != nil {
+			cancel(markErr)
 		}
 	}
-	for range completed { // drain after an error
-	}
-	if err := context.Cause(ctx); err != nil {
+	if err := context.Cause(wctx); err != nil {
 		return err
 	}
 	if !s.Complete() {
@@ -691,6 +781,9 @@ type Progress struct {
 	Tables        []TableProgress
 	Rows          int64
 	RowsPerSec    float64
+	// Retries counts how often this process resumed the snapshot after a
+	// retryable error (PostgreSQL restart, connection cut).
+	Retries int64
 }
 
 // Stats returns the snapshot's progress: rows, rows/s and ETA per table.
@@ -700,7 +793,7 @@ func (s *Snapshot) Stats() Progress {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := Progress{Phase: s.state.Phase, ConsistentLSN: s.state.ConsistentLSN}
+	p := Progress{Phase: s.state.Phase, ConsistentLSN: s.state.ConsistentLSN, Retries: s.retries.Load()}
 	now := time.Now().UnixNano()
 	for i, t := range s.state.Tables {
 		ts := s.stats[i]
