@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -81,37 +82,73 @@ var codecSuffix = map[compress.Compression]string{
 // Files are created with PutIfAbsent. On error, files already stored are
 // left behind unreferenced (VACUUM removes them). Write does not retain rec.
 func Write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record, opts WriteOptions) ([]*delta.Add, error) {
+	if rec == nil {
+		return nil, fmt.Errorf("datafile: write: nil record")
+	}
+	w, err := NewWriter(ctx, store, ti, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Write(rec); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w.Close()
+}
+
+// Writer writes a stream of records to data files, as Write does for one
+// record: each partition has at most one open file, which is stored once it
+// reaches TargetFileSize and at Close. Memory is bounded by the open files'
+// encoded bytes, not by the rows written. A Writer is used by one goroutine.
+type Writer struct {
+	ctx        context.Context
+	store      blob.Store
+	ti         TableInfo
+	opts       WriteOptions
+	mode       mappingMode
+	partIdx    []int // schema index per partition column
+	isPart     map[int]bool
+	skip       map[int]bool // void columns not materialised
+	schema     *arrow.Schema
+	dataFields []*delta.StructField
+	open       map[string]*openFile // by partition key
+	opened     int                  // files created so far
+	adds       []*delta.Add
+	done       bool
+}
+
+// openFile is a partition's file being written.
+type openFile struct {
+	seq   int // creation order
+	g     *group
+	buf   *bytes.Buffer
+	fw    *pqarrow.FileWriter
+	stats *statsAcc
+}
+
+// NewWriter starts a Writer (see Write for how records map to files).
+func NewWriter(ctx context.Context, store blob.Store, ti TableInfo, opts WriteOptions) (*Writer, error) {
 	opts.defaults()
 	if ti.Allocator == nil {
 		ti.Allocator = opts.Allocator
 	}
-	adds, err := write(ctx, store, ti, rec, opts)
+	w, err := newWriter(ctx, store, ti, opts)
 	if err != nil {
 		return nil, fmt.Errorf("datafile: write: %w", err)
 	}
-	return adds, nil
+	return w, nil
 }
 
-func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record, opts WriteOptions) (adds []*delta.Add, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error: %v", r)
-		}
-	}()
+func newWriter(ctx context.Context, store blob.Store, ti TableInfo, opts WriteOptions) (*Writer, error) {
 	if ti.Schema == nil {
 		return nil, fmt.Errorf("nil schema")
-	}
-	if rec == nil {
-		return nil, fmt.Errorf("nil record")
 	}
 	mode, err := columnMapping(ti.Config)
 	if err != nil {
 		return nil, err
 	}
-	mem := ti.mem()
-
 	// Classify the table's columns.
-	partIdx := make([]int, len(ti.PartitionColumns)) // schema index per partition column
+	partIdx := make([]int, len(ti.PartitionColumns))
 	isPart := map[int]bool{}
 	for k, p := range ti.PartitionColumns {
 		i := fieldIndex(ti.Schema, p)
@@ -155,7 +192,28 @@ func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record
 	if err != nil {
 		return nil, err
 	}
+	return &Writer{ctx: ctx, store: store, ti: ti, opts: opts, mode: mode, partIdx: partIdx, isPart: isPart,
+		skip: skip, schema: physSchema, dataFields: dataFields, open: map[string]*openFile{}}, nil
+}
 
+// Write adds the rows of rec (see Write). It does not retain rec. After an
+// error the Writer must be aborted.
+func (w *Writer) Write(rec arrow.Record) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v", r)
+		}
+		if err != nil {
+			err = fmt.Errorf("datafile: write: %w", err)
+		}
+	}()
+	if w.done {
+		return fmt.Errorf("writer is closed")
+	}
+	if rec == nil {
+		return fmt.Errorf("nil record")
+	}
+	ti, mem := w.ti, w.ti.mem()
 	// Conform the input columns: data columns to their physical types,
 	// partition columns to their logical types.
 	recFields := rec.Schema().Fields()
@@ -163,22 +221,22 @@ func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record
 	cols := make([]arrow.Array, len(ti.Schema.Fields))
 	defer releaseAll(cols)
 	n := int(rec.NumRows())
-	c := &conformer{mem: mem, match: mapNone, out: mode}
+	c := &conformer{mem: mem, match: mapNone, out: w.mode}
 	pi := 0
 	for i, f := range ti.Schema.Fields {
 		var target arrow.DataType
-		if isPart[i] || skip[i] {
+		if w.isPart[i] || w.skip[i] {
 			if target, err = arrowType(f.Type, mapNone); err != nil {
-				return nil, fmt.Errorf("column %q: %w", f.Name, err)
+				return fmt.Errorf("column %q: %w", f.Name, err)
 			}
 		} else {
-			target = physSchema.Field(pi).Type
+			target = w.schema.Field(pi).Type
 			pi++
 		}
 		j := c.findField(recFields, &delta.StructField{Name: f.Name})
 		if j < 0 {
 			if !f.Nullable {
-				return nil, fmt.Errorf("non-nullable column %q is missing from the record", f.Name)
+				return fmt.Errorf("non-nullable column %q is missing from the record", f.Name)
 			}
 			cols[i] = array.MakeArrayOfNull(mem, target, n)
 			continue
@@ -186,46 +244,81 @@ func write(ctx context.Context, store blob.Store, ti TableInfo, rec arrow.Record
 		used[j] = true
 		d, err := c.conform(rec.Column(j).Data(), f.Type, target)
 		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", f.Name, err)
+			return fmt.Errorf("column %q: %w", f.Name, err)
 		}
 		cols[i] = array.MakeFromData(d)
 		d.Release()
 		if !f.Nullable && cols[i].NullN() > 0 {
-			return nil, fmt.Errorf("non-nullable column %q has %d nulls", f.Name, cols[i].NullN())
+			return fmt.Errorf("non-nullable column %q has %d nulls", f.Name, cols[i].NullN())
 		}
 	}
 	for j, u := range used {
 		if !u {
-			return nil, fmt.Errorf("record column %q is not in the table schema", recFields[j].Name)
+			return fmt.Errorf("record column %q is not in the table schema", recFields[j].Name)
 		}
 	}
 	if n == 0 {
-		return nil, nil
+		return nil
 	}
-
-	groups, err := partitionRows(ti, partIdx, cols, n)
+	groups, err := partitionRows(ti, w.partIdx, cols, n)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var dataCols []arrow.Array
 	for i := range ti.Schema.Fields {
-		if !isPart[i] && !skip[i] {
+		if !w.isPart[i] && !w.skip[i] {
 			dataCols = append(dataCols, cols[i])
 		}
 	}
-	w := &writer{ctx: ctx, store: store, ti: ti, opts: opts, mode: mode, schema: physSchema, dataFields: dataFields, cols: dataCols}
-	w.chunkRows = chunkRows(dataCols, n, opts.TargetFileSize)
+	chunk := chunkRows(dataCols, n, w.opts.TargetFileSize)
+	for _, g := range groups {
+		for _, r := range g.runs {
+			for start := r[0]; start < r[1]; start += chunk {
+				if err := w.writeChunk(g, dataCols, start, min(start+chunk, r[1])); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Close stores the open files and returns the adds of every file written.
+func (w *Writer) Close() (adds []*delta.Add, err error) {
 	defer func() {
-		if w.fw != nil { // failed mid-file: free the writer's buffers
-			_ = w.fw.Close()
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v", r)
+		}
+		if err != nil {
+			w.Abort()
+			err = fmt.Errorf("datafile: write: %w", err)
 		}
 	}()
-	for _, g := range groups {
-		if err := w.writeGroup(g); err != nil {
+	if w.done {
+		return nil, fmt.Errorf("writer is closed")
+	}
+	keys := make([]string, 0, len(w.open))
+	for k := range w.open {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return w.open[keys[i]].seq < w.open[keys[j]].seq })
+	for _, k := range keys {
+		if err := w.finish(k); err != nil {
 			return nil, err
 		}
 	}
+	w.done = true
 	return w.adds, nil
+}
+
+// Abort frees the open files without storing them. Files already stored
+// stay behind unreferenced (VACUUM removes them).
+func (w *Writer) Abort() {
+	for k, f := range w.open {
+		_ = f.fw.Close()
+		delete(w.open, k)
+	}
+	w.done = true
 }
 
 func fieldIndex(s *delta.StructType, name string) int {
@@ -244,6 +337,7 @@ func fieldIndex(s *delta.StructType, name string) int {
 
 // group is the rows of one partition, as runs [start, end) of the record.
 type group struct {
+	key    string             // partition key (unique per partition values)
 	values map[string]*string // partitionValues, keyed by physical name
 	dir    string             // "col=value/..." (no trailing slash), "" unpartitioned
 	runs   [][2]int
@@ -283,7 +377,7 @@ func partitionRows(ti TableInfo, partIdx []int, cols []arrow.Array, n int) ([]*g
 		}
 		g := byKey[key.String()]
 		if g == nil {
-			g = &group{values: map[string]*string{}}
+			g = &group{key: key.String(), values: map[string]*string{}}
 			var dir []string
 			for k, i := range partIdx {
 				f := ti.Schema.Fields[i]
@@ -334,65 +428,37 @@ func dataBytes(d arrow.ArrayData) int64 {
 	return s
 }
 
-// writer writes the groups of one Write call.
-type writer struct {
-	ctx        context.Context
-	store      blob.Store
-	ti         TableInfo
-	opts       WriteOptions
-	mode       mappingMode
-	schema     *arrow.Schema
-	dataFields []*delta.StructField
-	cols       []arrow.Array
-	chunkRows  int
-	adds       []*delta.Add
-
-	// current file
-	buf   *bytes.Buffer
-	fw    *pqarrow.FileWriter
-	stats *statsAcc
-	g     *group
-}
-
-func (w *writer) writeGroup(g *group) error {
-	for _, r := range g.runs {
-		for start := r[0]; start < r[1]; start += w.chunkRows {
-			end := min(start+w.chunkRows, r[1])
-			if err := w.writeChunk(g, start, end); err != nil {
-				return err
-			}
-		}
-	}
-	return w.finish()
-}
-
-func (w *writer) writeChunk(g *group, start, end int) error {
+// writeChunk writes rows [start, end) of the data columns to g's file.
+func (w *Writer) writeChunk(g *group, cols []arrow.Array, start, end int) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	if w.fw == nil {
-		if err := w.open(g); err != nil {
+	f := w.open[g.key]
+	if f == nil {
+		var err error
+		if f, err = w.create(g); err != nil {
 			return err
 		}
 	}
-	slices := make([]arrow.Array, len(w.cols))
+	slices := make([]arrow.Array, len(cols))
 	defer releaseAll(slices)
-	for i, c := range w.cols {
+	for i, c := range cols {
 		slices[i] = array.NewSlice(c, int64(start), int64(end))
 	}
 	rec := array.NewRecordBatch(w.schema, slices, int64(end-start))
 	defer rec.Release()
-	if err := w.fw.WriteBuffered(rec); err != nil {
+	if err := f.fw.WriteBuffered(rec); err != nil {
 		return fmt.Errorf("write parquet: %w", err)
 	}
-	w.stats.update(slices)
-	if w.fw.TotalCompressedBytes() >= w.opts.TargetFileSize {
-		return w.finish()
+	f.stats.update(slices)
+	if f.fw.TotalCompressedBytes() >= w.opts.TargetFileSize {
+		return w.finish(g.key)
 	}
 	return nil
 }
 
-func (w *writer) open(g *group) error {
+// create opens a new file for g's partition.
+func (w *Writer) create(g *group) (*openFile, error) {
 	page := min(max(w.opts.TargetFileSize/16, 4096), 1<<20)
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(w.ti.mem()),
@@ -412,25 +478,25 @@ func (w *writer) open(g *group) error {
 		}
 	}
 	props := parquet.NewWriterProperties(opts...)
-	w.buf = &bytes.Buffer{}
-	fw, err := pqarrow.NewFileWriter(w.schema, w.buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.ti.mem())))
+	buf := &bytes.Buffer{}
+	fw, err := pqarrow.NewFileWriter(w.schema, buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.ti.mem())))
 	if err != nil {
-		return fmt.Errorf("create parquet writer: %w", err)
+		return nil, fmt.Errorf("create parquet writer: %w", err)
 	}
-	w.fw = fw
-	w.g = g
-	w.stats = newStatsAcc(w.dataFields, w.mode, w.ti.Config)
-	return nil
+	w.opened++
+	f := &openFile{seq: w.opened, g: g, buf: buf, fw: fw, stats: newStatsAcc(w.dataFields, w.mode, w.ti.Config)}
+	w.open[g.key] = f
+	return f, nil
 }
 
-// finish closes the current file (if any), stores it and records its add.
-func (w *writer) finish() error {
-	if w.fw == nil {
+// finish closes the partition's open file, stores it and records its add.
+func (w *Writer) finish(key string) error {
+	f := w.open[key]
+	if f == nil {
 		return nil
 	}
-	fw := w.fw
-	w.fw = nil
-	if err := fw.Close(); err != nil {
+	delete(w.open, key)
+	if err := f.fw.Close(); err != nil {
 		return fmt.Errorf("close parquet writer: %w", err)
 	}
 	suffix := codecSuffix[w.opts.Compression]
@@ -440,16 +506,16 @@ func (w *writer) finish() error {
 	}
 	name += ".parquet"
 	rel := name
-	if w.g.dir != "" {
-		rel = w.g.dir + "/" + name
+	if f.g.dir != "" {
+		rel = f.g.dir + "/" + name
 	}
-	data := w.buf.Bytes()
-	key := blob.Join(w.ti.Root, rel)
-	if err := w.store.PutIfAbsent(w.ctx, key, data); err != nil {
-		return fmt.Errorf("store %s: %w", key, err)
+	data := f.buf.Bytes()
+	k := blob.Join(w.ti.Root, rel)
+	if err := w.store.PutIfAbsent(w.ctx, k, data); err != nil {
+		return fmt.Errorf("store %s: %w", k, err)
 	}
-	pv := make(map[string]*string, len(w.g.values))
-	for k, v := range w.g.values {
+	pv := make(map[string]*string, len(f.g.values))
+	for k, v := range f.g.values {
 		pv[k] = v
 	}
 	w.adds = append(w.adds, &delta.Add{
@@ -458,8 +524,7 @@ func (w *writer) finish() error {
 		Size:             int64(len(data)),
 		ModificationTime: w.opts.Now().UnixMilli(),
 		DataChange:       w.opts.DataChange,
-		Stats:            w.stats.JSON(),
+		Stats:            f.stats.JSON(),
 	})
-	w.buf = nil
 	return nil
 }

@@ -380,27 +380,40 @@ func removeOf(f *delta.Add, nowMs int64, dataChange bool) *delta.Remove {
 		Stats: f.Stats, Tags: f.Tags, DeletionVector: f.DeletionVector}
 }
 
-// mergeFile reads one candidate, decides every changed key it holds and,
-// when a row must go, writes the file's other rows to new files.
+// mergeFile streams one candidate: each record read is matched against
+// the changed keys, decided, and its remaining rows written to new files.
+// Writing starts at the first dropped row; records before it are held, so
+// a file where every matched key is kept is not rewritten and costs no
+// write. Memory is about one record plus the open output file, not the
+// input file.
 func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.TableInfo, keyCols []int, f *delta.Add) (adds []*delta.Add, rewritten bool, copied int64, err error) {
-	recs, err := datafile.Read(ctx, t.Store(), ti, f)
-	if err != nil {
-		return nil, false, 0, err
-	}
+	var (
+		pending []arrow.RecordBatch // records before the first drop
+		w       *datafile.Writer
+		keys    = make([]arrow.Array, len(keyCols))
+		buf     []byte
+		cur     []Cell
+		drops   []int
+	)
 	defer func() {
-		for _, r := range recs {
-			r.Release()
+		for _, r := range pending {
+			if r != nil {
+				r.Release()
+			}
+		}
+		if w != nil && err != nil {
+			w.Abort()
 		}
 	}()
-	drops := make([][]int, len(recs)) // per record: dropped rows, ascending
-	keys := make([]arrow.Array, len(keyCols))
-	var buf []byte
-	var cur []Cell
-	for ri, r := range recs {
+	write := func(r arrow.RecordBatch) error {
+		copied += r.NumRows()
+		return w.Write(r)
+	}
+	err = datafile.Scan(ctx, t.Store(), ti, []*delta.Add{f}, func(r arrow.RecordBatch) error {
+		drops = drops[:0]
 		for j, c := range keyCols {
 			keys[j] = r.Column(c)
 		}
-		n := int(r.NumRows())
 		match := func(row, k int) error {
 			if cur == nil {
 				cur = make([]Cell, r.NumCols())
@@ -413,52 +426,70 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 				return err
 			}
 			if oc != Keep {
-				drops[ri] = append(drops[ri], row)
+				drops = append(drops, row)
 			}
 			return nil
 		}
-		if m.idx.ints != nil {
-			if a, ok := keys[0].(*array.Int64); ok && a.NullN() == 0 {
-				// Hot path: one non-null long key column.
-				for row, v := range a.Int64Values() {
-					if k, ok := m.idx.ints[v]; ok {
-						if err := match(row, int(k)); err != nil {
-							return nil, false, 0, err
-						}
+		if a, ok := keys[0].(*array.Int64); ok && m.idx.ints != nil && a.NullN() == 0 {
+			// Hot path: one non-null long key column.
+			for row, v := range a.Int64Values() {
+				if k, ok := m.idx.ints[v]; ok {
+					if err := match(row, int(k)); err != nil {
+						return err
 					}
 				}
-				continue
 			}
-		}
-		for row := 0; row < n; row++ {
-			if k := m.idx.lookup(keys, row, &buf); k >= 0 {
-				if err := match(row, k); err != nil {
-					return nil, false, 0, err
+		} else {
+			for row := 0; row < int(r.NumRows()); row++ {
+				if k := m.idx.lookup(keys, row, &buf); k >= 0 {
+					if err := match(row, k); err != nil {
+						return err
+					}
 				}
 			}
 		}
-	}
-	dropped := 0
-	for _, d := range drops {
-		dropped += len(d)
-	}
-	if dropped == 0 {
-		return nil, false, 0, nil
-	}
-	kept, err := keepRows(m.spec.Allocator, recs, drops)
+		if len(drops) == 0 && w == nil {
+			r.Retain()
+			pending = append(pending, r)
+			return nil
+		}
+		if w == nil {
+			var err error
+			w, err = datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
+				TargetFileSize: m.spec.TargetFileSize, DataChange: true, Now: m.spec.Now, Allocator: ti.Allocator})
+			if err != nil {
+				return err
+			}
+			for i, p := range pending {
+				if err := write(p); err != nil {
+					return err
+				}
+				p.Release()
+				pending[i] = nil
+			}
+			pending = pending[:0]
+		}
+		if len(drops) == 0 {
+			return write(r)
+		}
+		kept, err := keepRows(m.spec.Allocator, []arrow.RecordBatch{r}, [][]int{drops})
+		if err != nil || kept == nil {
+			return err
+		}
+		defer kept.Release()
+		return write(kept)
+	})
 	if err != nil {
 		return nil, false, 0, err
 	}
-	if kept == nil {
-		return nil, true, 0, nil
+	if w == nil {
+		return nil, false, 0, nil // no row goes: the file stays
 	}
-	defer kept.Release()
-	adds, err = datafile.Write(ctx, t.Store(), ti, kept, datafile.WriteOptions{
-		TargetFileSize: m.spec.TargetFileSize, DataChange: true, Now: m.spec.Now, Allocator: ti.Allocator})
-	if err != nil {
+	if adds, err = w.Close(); err != nil {
+		w = nil // Close aborted it
 		return nil, false, 0, err
 	}
-	return adds, true, kept.NumRows(), nil
+	return adds, true, copied, nil
 }
 
 // keepRows returns the rows of recs minus drops[i] (ascending row numbers
