@@ -122,7 +122,7 @@ type openFile struct {
 	seq   int // creation order
 	g     *group
 	buf   *bytes.Buffer
-	fw    *pqarrow.FileWriter
+	fw    pqFile
 	stats *statsAcc
 }
 
@@ -479,7 +479,7 @@ func (w *Writer) create(g *group) (*openFile, error) {
 	}
 	props := parquet.NewWriterProperties(opts...)
 	buf := &bytes.Buffer{}
-	fw, err := pqarrow.NewFileWriter(w.schema, buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.ti.mem())))
+	fw, err := newPQFile(w.schema, buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.ti.mem())))
 	if err != nil {
 		return nil, fmt.Errorf("create parquet writer: %w", err)
 	}

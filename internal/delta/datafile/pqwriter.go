@@ -1,0 +1,202 @@
+package datafile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// pqFile is the Parquet encoder of one data file: pqarrow.FileWriter, or
+// columnsWriter for flat schemas.
+type pqFile interface {
+	WriteBuffered(rec arrow.RecordBatch) error
+	TotalCompressedBytes() int64
+	Close() error
+}
+
+// newPQFile returns the encoder for one file: columns of a flat schema
+// (no struct, list or map columns) are encoded in parallel, anything else
+// by pqarrow column after column. Both write the same bytes for the same
+// rows: the parallel one calls pqarrow.WriteArrowToColumn per column, as
+// pqarrow.FileWriter does, with the same properties.
+func newPQFile(schema *arrow.Schema, w io.Writer, props *parquet.WriterProperties, arrProps pqarrow.ArrowWriterProperties) (pqFile, error) {
+	conc := runtime.GOMAXPROCS(0)
+	if conc > 1 && len(schema.Fields()) > 1 && flatSchema(schema) {
+		return newColumnsWriter(schema, w, props, arrProps, conc)
+	}
+	return pqarrow.NewFileWriter(schema, w, props, arrProps)
+}
+
+func flatSchema(s *arrow.Schema) bool {
+	for _, f := range s.Fields() {
+		switch f.Type.ID() {
+		case arrow.STRUCT, arrow.LIST, arrow.LARGE_LIST, arrow.FIXED_SIZE_LIST, arrow.MAP,
+			arrow.DICTIONARY, arrow.EXTENSION, arrow.LIST_VIEW, arrow.LARGE_LIST_VIEW,
+			arrow.DENSE_UNION, arrow.SPARSE_UNION, arrow.RUN_END_ENCODED:
+			return false
+		}
+	}
+	return true
+}
+
+// columnsWriter writes buffered row groups whose column chunks are encoded
+// and compressed by up to conc goroutines at once (one column each).
+type columnsWriter struct {
+	wr       *file.Writer
+	rgw      file.BufferedRowGroupWriter
+	rgRows   int64
+	maxRows  int64
+	nullable []bool
+	ctxs     []context.Context // per column: pqarrow's write context is not shareable
+	defs     [][]int16         // per column: definition levels scratch
+	conc     int
+	closed   bool
+}
+
+func newColumnsWriter(schema *arrow.Schema, w io.Writer, props *parquet.WriterProperties, arrProps pqarrow.ArrowWriterProperties, conc int) (*columnsWriter, error) {
+	pqschema, err := pqarrow.ToParquet(schema, props, arrProps)
+	if err != nil {
+		return nil, err
+	}
+	if pqschema.NumColumns() != len(schema.Fields()) {
+		return nil, fmt.Errorf("flat schema of %d fields has %d Parquet columns", len(schema.Fields()), pqschema.NumColumns())
+	}
+	meta := make(metadata.KeyValueMetadata, 0)
+	for i := 0; i < schema.Metadata().Len(); i++ {
+		meta.Append(schema.Metadata().Keys()[i], schema.Metadata().Values()[i])
+	}
+	wr, err := file.NewParquetWriterWithError(w, pqschema.Root(), file.WithWriterProps(props), file.WithWriteMetadata(meta))
+	if err != nil {
+		return nil, err
+	}
+	n := len(schema.Fields())
+	cw := &columnsWriter{wr: wr, maxRows: props.MaxRowGroupLength(), nullable: make([]bool, n),
+		ctxs: make([]context.Context, n), defs: make([][]int16, n), conc: conc}
+	for i, f := range schema.Fields() {
+		cw.nullable[i] = f.Nullable
+		cw.ctxs[i] = pqarrow.NewArrowWriteContext(context.Background(), &arrProps)
+	}
+	return cw, nil
+}
+
+// WriteBuffered adds rec's rows to the open row group, starting a new one
+// at maxRows rows (as pqarrow.FileWriter.WriteBuffered).
+func (w *columnsWriter) WriteBuffered(rec arrow.RecordBatch) error {
+	if w.closed {
+		return fmt.Errorf("write to a closed parquet writer")
+	}
+	n := rec.NumRows()
+	for off := int64(0); off < n || w.rgw == nil; {
+		if w.rgw == nil || w.rgRows >= w.maxRows {
+			rgw, err := w.wr.AppendBufferedRowGroupChecked()
+			if err != nil {
+				return err
+			}
+			w.rgw, w.rgRows = rgw, 0
+		}
+		size := min(n-off, w.maxRows-w.rgRows)
+		if err := w.writeColumns(rec, off, size); err != nil {
+			return err
+		}
+		w.rgRows += size
+		off += size
+	}
+	return nil
+}
+
+// writeColumns writes rows [off, off+size) of every column, conc columns
+// at a time.
+func (w *columnsWriter) writeColumns(rec arrow.RecordBatch, off, size int64) error {
+	ncols := int(rec.NumCols())
+	errs := make([]error, ncols)
+	var next int
+	var mu sync.Mutex
+	work := func() {
+		for {
+			mu.Lock()
+			i := next
+			next++
+			mu.Unlock()
+			if i >= ncols {
+				return
+			}
+			errs[i] = w.writeColumn(i, rec.Column(i), off, size)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := 1; g < min(w.conc, ncols); g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (w *columnsWriter) writeColumn(i int, col arrow.Array, off, size int64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	cw, err := w.rgw.Column(i)
+	if err != nil {
+		return err
+	}
+	arr := col
+	if off != 0 || size != int64(col.Len()) {
+		arr = array.NewSlice(col, off, off+size)
+		defer arr.Release()
+	}
+	var def []int16
+	if w.nullable[i] {
+		if int64(cap(w.defs[i])) < size {
+			w.defs[i] = make([]int16, size)
+		}
+		def = w.defs[i][:size]
+		if arr.NullN() == 0 {
+			for k := range def {
+				def[k] = 1
+			}
+		} else {
+			for k := range def {
+				if arr.IsValid(k) {
+					def[k] = 1
+				} else {
+					def[k] = 0
+				}
+			}
+		}
+	}
+	return pqarrow.WriteArrowToColumn(w.ctxs[i], cw, arr, def, nil, w.nullable[i])
+}
+
+// TotalCompressedBytes is the file's size so far (closed row groups plus
+// the open one's compressed pages).
+func (w *columnsWriter) TotalCompressedBytes() int64 { return w.wr.TotalCompressedBytes() }
+
+// Close writes the open row group and the footer.
+func (w *columnsWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.wr.Close()
+}
