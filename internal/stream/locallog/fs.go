@@ -43,8 +43,15 @@ type File interface {
 	io.ReaderAt
 	io.WriterAt
 	io.Closer
-	// Sync makes everything written so far durable.
+	// Sync makes everything written so far durable: the data and the
+	// size (fdatasync on Linux; the modification time need not be).
 	Sync() error
+	// Allocate reserves disk space so the file is at least size bytes
+	// long, the new bytes reading as zeros (fallocate on Linux). Writes
+	// inside reserved space then change no file size, so their Sync need
+	// not commit the size to the file system's journal. An FS that cannot
+	// reserve space does nothing and returns nil.
+	Allocate(size int64) error
 	// Truncate changes the size of the file.
 	Truncate(size int64) error
 	// Stat returns the file's size and modification time.
@@ -59,12 +66,27 @@ var _ FS = OSFS{}
 func (OSFS) MkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
 
 func (OSFS) Create(name string) (File, error) {
-	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	return wrapOS(os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644))
 }
 
-func (OSFS) OpenRW(name string) (File, error) { return os.OpenFile(name, os.O_RDWR, 0) }
+func (OSFS) OpenRW(name string) (File, error) { return wrapOS(os.OpenFile(name, os.O_RDWR, 0)) }
 
-func (OSFS) Open(name string) (File, error) { return os.Open(name) }
+func (OSFS) Open(name string) (File, error) { return wrapOS(os.Open(name)) }
+
+// osFile is an *os.File whose Sync is fdatasync and which can Allocate
+// (fs_linux.go; elsewhere Sync is fsync and Allocate does nothing).
+type osFile struct{ *os.File }
+
+func wrapOS(f *os.File, err error) (File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+func (f osFile) Sync() error { return datasync(f.File) }
+
+func (f osFile) Allocate(size int64) error { return allocate(f.File, size) }
 
 func (OSFS) Remove(name string) error { return os.Remove(name) }
 

@@ -253,8 +253,8 @@ func (m *memFS) crashClone(rng *rand.Rand) *memFS {
 			if !ok {
 				f.mu.Lock()
 				keep := f.synced
-				if rng != nil && len(f.data) > len(f.synced) && bytes.HasPrefix(f.data, f.synced) {
-					keep = f.data[:len(f.synced)+rng.IntN(len(f.data)-len(f.synced)+1)]
+				if rng != nil {
+					keep = tornState(f.synced, f.data, rng)
 				}
 				cf = &memFile{data: bytes.Clone(keep), synced: bytes.Clone(keep), modTime: f.modTime}
 				f.mu.Unlock()
@@ -265,6 +265,28 @@ func (m *memFS) crashClone(rng *rand.Rand) *memFS {
 		c.dirs[dn] = cd
 	}
 	return c
+}
+
+// tornState is what a disk may hold after a crash: the synced bytes with
+// the unsynced changes applied up to a random byte (writes land in order
+// up to some point), the size being the synced or the current one.
+func tornState(synced, data []byte, rng *rand.Rand) []byte {
+	d := 0 // first byte where data differs from synced
+	for d < len(synced) && d < len(data) && synced[d] == data[d] {
+		d++
+	}
+	if d == len(synced) && d == len(data) {
+		return synced
+	}
+	cut := d + rng.IntN(max(len(data), len(synced))-d+1)
+	size := len(synced)
+	if rng.IntN(2) == 0 || cut > len(synced) {
+		size = len(data)
+	}
+	out := make([]byte, size)
+	copy(out, synced)
+	copy(out[:min(cut, size)], data)
+	return out
 }
 
 // file returns the named file for a test to inspect or damage.
@@ -343,6 +365,23 @@ func (h *memHandle) Truncate(size int64) error {
 	if size < int64(len(h.f.data)) {
 		h.f.data = h.f.data[:size:size]
 	} else {
+		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
+	}
+	return nil
+}
+
+// Allocate extends the file with zeros, as fallocate does; like a write,
+// the new size is durable only after Sync.
+func (h *memHandle) Allocate(size int64) error {
+	h.fs.mu.Lock()
+	err := h.fs.step()
+	h.fs.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	if size > int64(len(h.f.data)) {
 		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
 	}
 	return nil

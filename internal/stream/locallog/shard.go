@@ -25,6 +25,12 @@ const indexInterval = 64 << 10
 
 const segSuffix = ".seg"
 
+// allocStep is how far ahead of the write position the active segment's
+// disk space is reserved (never past SegmentBytes) with DurabilityFsync:
+// writes inside reserved space do not grow the file, so the fsync after
+// them commits no size change (see File.Allocate).
+const allocStep = 16 << 20
+
 func shardDir(root string, i int) string { return filepath.Join(root, fmt.Sprintf("shard-%04d", i)) }
 
 func segName(base int64) string { return fmt.Sprintf("%020d%s", base, segSuffix) }
@@ -86,6 +92,7 @@ type shard struct {
 	wbase   int64 // base offset of the active segment
 	wpos    int64 // bytes written to w
 	wend    int64 // offset of the next record to write
+	walloc  int64 // bytes of w reserved by Allocate (its file size); >= wpos
 	lastIdx int64 // position of the active segment's last index entry; -1: none
 	wbuf    []byte
 	batch   []*appendReq
@@ -273,10 +280,20 @@ func (s *shard) recoverActive(g *segment) error {
 	if valid < size {
 		// Only the tail of the last segment can be torn by a crash; we cut
 		// from the first bad frame, even if whole frames follow it, because
-		// offsets after a hole would no longer be dense.
-		s.log.Warn("locallog: cut invalid tail of last segment",
-			"segment", segName(g.base), "kept_bytes", valid, "cut_bytes", size-valid,
-			"kept_records", n, "cause", cause)
+		// offsets after a hole would no longer be dense. A tail of zeros is
+		// the space reserved ahead of the writer (allocStep), not damage;
+		// it is cut too, so that what is written next never lands in front
+		// of stale frames a torn write may have left further on.
+		zeros, err := allZero(f, valid, size)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if !zeros {
+			s.log.Warn("locallog: cut invalid tail of last segment",
+				"segment", segName(g.base), "kept_bytes", valid, "cut_bytes", size-valid,
+				"kept_records", n, "cause", cause)
+		}
 		if err := f.Truncate(valid); err != nil {
 			f.Close()
 			return fmt.Errorf("truncate to %d: %w", valid, err)
@@ -294,6 +311,7 @@ func (s *shard) recoverActive(g *segment) error {
 	s.w = f
 	s.wbase = g.base
 	s.wpos = valid
+	s.walloc = valid
 	s.wend = g.next
 	s.end = g.next
 	if len(g.index) > 0 {
@@ -461,11 +479,15 @@ func (s *shard) writeChunk(count int64, idx []indexEntry) error {
 		return nil
 	}
 	if len(s.wbuf) > 0 {
+		if err := s.reserve(s.wpos + int64(len(s.wbuf))); err != nil {
+			return err
+		}
 		if _, err := s.w.WriteAt(s.wbuf, s.wpos); err != nil {
 			return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
 		}
 	}
 	s.wpos += int64(len(s.wbuf))
+	s.walloc = max(s.walloc, s.wpos)
 	s.wend += count
 	h := &handoff{size: s.wpos, next: s.wend, idx: append([]indexEntry(nil), idx...), reqs: append([]*appendReq(nil), reqs...), bytes: len(s.wbuf)}
 	s.wbuf = s.wbuf[:0]
@@ -484,6 +506,61 @@ func (s *shard) writeChunk(count int64, idx []indexEntry) error {
 		return err
 	}
 	return nil
+}
+
+// reserve makes sure the active segment has disk space reserved up to end,
+// reserving allocStep more at a time, up to SegmentBytes (a larger record
+// simply grows the file). Only with DurabilityFsync: without fsync a
+// growing file costs nothing.
+func (s *shard) reserve(end int64) error {
+	if s.opts.Durability != DurabilityFsync || end <= s.walloc || s.walloc >= s.opts.SegmentBytes {
+		return nil
+	}
+	want := min(max(end, s.walloc)+allocStep, s.opts.SegmentBytes)
+	if err := s.w.Allocate(want); err != nil {
+		return fmt.Errorf("reserve %d bytes for %s: %w", want, segName(s.wbase), err)
+	}
+	s.walloc = max(want, end)
+	return nil
+}
+
+// trimReserved cuts the active segment's reserved but unwritten tail, so
+// that a closed segment is exactly its frames. Flusher-owned state; the
+// caller has waited until everything written is fsynced.
+func (s *shard) trimReserved() error {
+	if s.walloc <= s.wpos {
+		return nil
+	}
+	if err := s.w.Truncate(s.wpos); err != nil {
+		return fmt.Errorf("truncate %s to %d: %w", segName(s.wbase), s.wpos, err)
+	}
+	if err := s.w.Sync(); err != nil {
+		return fmt.Errorf("sync %s after truncate: %w", segName(s.wbase), err)
+	}
+	s.walloc = s.wpos
+	return nil
+}
+
+// allZero reports whether f holds only zero bytes in [from, to).
+func allZero(f io.ReaderAt, from, to int64) (bool, error) {
+	buf := make([]byte, min(to-from, 1<<20))
+	for pos := from; pos < to; {
+		n := min(int64(len(buf)), to-pos)
+		got, err := f.ReadAt(buf[:n], pos)
+		if int64(got) < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				return false, nil
+			}
+			return false, err
+		}
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		pos += n
+	}
+	return true, nil
 }
 
 // handoff is a chunk written to the active segment, waiting for fsync.
@@ -609,6 +686,12 @@ func (s *shard) roll() error {
 	if err := s.waitSynced(0); err != nil {
 		return err
 	}
+	// A closed segment is trusted to be exactly its frames (Open takes
+	// its file size), so the reserved tail goes before its successor
+	// exists.
+	if err := s.trimReserved(); err != nil {
+		return fmt.Errorf("roll: %w", err)
+	}
 	f, err := s.fs.Create(s.segPath(s.wend))
 	if err != nil {
 		return fmt.Errorf("roll: %w", err)
@@ -623,7 +706,7 @@ func (s *shard) roll() error {
 		f.Close()
 		return fmt.Errorf("roll: close %s: %w", segName(s.wbase), err)
 	}
-	s.w, s.wbase, s.wpos, s.lastIdx = f, s.wend, 0, -1
+	s.w, s.wbase, s.wpos, s.walloc, s.lastIdx = f, s.wend, 0, 0, -1
 	s.mu.Lock()
 	s.segs = append(s.segs, &segment{base: s.wend, next: s.wend, indexed: true, modTime: s.opts.Now()})
 	s.mu.Unlock()
@@ -647,6 +730,14 @@ func (s *shard) markClosed() {
 func (s *shard) closeFiles() error {
 	var errs []error
 	if s.w != nil {
+		s.mu.Lock()
+		failed := s.err != nil
+		s.mu.Unlock()
+		if !failed {
+			// Leave the active segment exactly its frames; after a crash
+			// recovery cuts the reserved tail instead.
+			errs = append(errs, s.trimReserved())
+		}
 		errs = append(errs, s.w.Close())
 		s.w = nil
 	}

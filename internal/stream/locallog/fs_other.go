@@ -1,0 +1,9 @@
+//go:build !linux
+
+package locallog
+
+import "os"
+
+func datasync(f *os.File) error { return f.Sync() }
+
+func allocate(*os.File, int64) error { return nil }
