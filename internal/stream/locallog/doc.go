@@ -38,26 +38,35 @@
 // # Durability and group commit
 //
 // Each shard has one flusher goroutine, the only writer of its segments,
-// and one syncer goroutine. Append encodes its entries into frames (so the
-// caller's memory is free once Append returns), queues one request per
-// shard touched and waits. The flusher takes everything queued at once,
-// writes it with one write call and hands the written chunk to the syncer;
-// the syncer takes every chunk handed over since its last fsync, covers
-// them with one fsync (DurabilityFsync), then publishes the new End and
-// completes their requests. So writing the next batch overlaps the fsync of
-// the previous one, N concurrent Appends cost one fsync, not N, and Append
-// returns only once its entries are durable. At most MaxPendingBytes are
-// written but not yet fsynced; a segment roll first waits until everything
-// in the old segment is fsynced and published. Readers and End never see
-// records that are not yet durable. A new segment's directory entry is
-// fsynced before any record in it is acknowledged. A failed write or fsync
-// fails the shard for good (no retry of fsync: after a failed fsync the
-// page cache can no longer be trusted); reopening recovers from what
-// reached the disk. Records of one Append that go to different shards are
-// not atomic across shards.
+// and one syncer goroutine. Append encodes its entries' frames straight
+// into the shard's queue buffer (under the shard lock, so the caller's
+// memory is free once Append returns) and waits until the shard's durable
+// End reaches its last record. The flusher swaps the queue buffer for its
+// own, writes it with one write call (no copy, no per-Append request) and
+// hands the written chunk to the syncer; the syncer takes every chunk
+// handed over since its last fsync, covers them with one fdatasync
+// (DurabilityFsync), then publishes the new End, which completes their
+// Appends. So writing the next batch overlaps the fsync of the previous
+// one, N concurrent Appends cost one fsync, not N, and Append returns only
+// once its entries are durable. At most MaxPendingBytes are queued and at
+// most MaxPendingBytes written but not yet fsynced; a segment roll first
+// waits until everything in the old segment is fsynced and published.
+// Readers and End never see records that are not yet durable. A new
+// segment's directory entry is fsynced before any record in it is
+// acknowledged. A failed write or fsync fails the shard for good (no retry
+// of fsync: after a failed fsync the page cache can no longer be trusted);
+// reopening recovers from what reached the disk. Records of one Append that
+// go to different shards are not atomic across shards.
 //
-// BenchmarkAppendVsDisk compares the append rate (fsync on) with the raw
-// disk's sequential write + one fsync in the same run.
+// With DurabilityFsync the active segment's disk space is reserved ahead of
+// the writer (File.Allocate, fallocate on Linux, allocStep at a time up to
+// SegmentBytes), so a group commit's fdatasync has no file size to commit;
+// a segment is cut back to its frames when it is closed (roll, Close), and
+// recovery cuts a reserved tail of zeros like a torn one, silently.
+//
+// BenchmarkAppendVsDisk and `silt bench --only log` (internal/bench)
+// compare the append rate (fsync on) with raw sequential write + fsync in
+// the same run.
 //
 // With DurabilityNone nothing is fsynced: a process crash loses nothing the
 // OS accepted, a machine crash may lose acknowledged records, and closed

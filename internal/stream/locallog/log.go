@@ -174,9 +174,9 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 		return nil
 	}
 	n := len(l.shards)
-	sizes := make([]int, n)
-	payload := make([]int, n) // key + data bytes per shard, what limits count
-	var target []int          // shard of each entry; nil with one shard
+	type part struct{ recs, frames, payload int }
+	parts := make([]part, n) // per shard; payload (key + data) is what limits count
+	var target []int         // shard of each entry; nil with one shard
 	if n > 1 {
 		target = make([]int, len(entries))
 	}
@@ -192,50 +192,38 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 			sh = stream.ShardFor(e.PartitionKey, n)
 			target[i] = sh
 		}
-		sizes[sh] += frameLen(e.PartitionKey, e.Data)
-		payload[sh] += len(e.PartitionKey) + len(e.Data)
+		p := &parts[sh]
+		p.recs++
+		p.frames += frameLen(e.PartitionKey, e.Data)
+		p.payload += len(e.PartitionKey) + len(e.Data)
 	}
-	reqs := make([]*appendReq, n)
-	for sh, size := range sizes {
-		if size > 0 {
-			reqs[sh] = &appendReq{buf: make([]byte, 0, size), done: make(chan error, 1)}
-		}
-	}
-	for i, e := range entries {
-		sh := 0
-		if target != nil {
-			sh = target[i]
-		}
-		r := reqs[sh]
-		r.buf = appendFrame(r.buf, e.PartitionKey, e.Data)
-		r.n++
-	}
-	for sh, r := range reqs {
-		if r == nil {
+	tails := make([]int64, n)
+	for sh, p := range parts {
+		if p.recs == 0 {
 			continue
 		}
-		if err := l.shards[sh].meter.admitWrite(ctx, r.n, payload[sh], l.opts.Now); err != nil {
+		s := l.shards[sh]
+		if err := s.meter.admitWrite(ctx, p.recs, p.payload, l.opts.Now); err != nil {
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
-		if err := l.shards[sh].enqueue(ctx, r); err != nil {
+		tail, err := s.enqueue(ctx, entries, target, p.recs, p.frames)
+		if err != nil {
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
+		tails[sh] = tail
 	}
-	var first error
-	for sh, r := range reqs {
-		if r == nil {
+	for sh, p := range parts {
+		if p.recs == 0 {
 			continue
 		}
-		select {
-		case err := <-r.done:
-			if err != nil && first == nil {
-				first = fmt.Errorf("locallog: append to shard %d: %w", sh, err)
+		if err := l.shards[sh].waitDurable(ctx, tails[sh]); err != nil {
+			if ctx.Err() != nil {
+				return err
 			}
-		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
 	}
-	return first
+	return nil
 }
 
 // Read returns up to max records of shard from offset from on, capped by

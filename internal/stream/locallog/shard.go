@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,26 +82,28 @@ type shard struct {
 	end     int64      // one past the last durable record
 	trim    int64      // records below may be deleted
 	closed  bool
+	flushed bool          // the flusher has exited: nothing more will be written
 	err     error         // sticky write failure
-	queue   []*appendReq  // waiting for the flusher
-	pending int           // bytes in queue
+	qbuf    []byte        // frames waiting for the flusher
+	qrecs   int64         // records in qbuf
+	tail    int64         // offset after the last queued record
 	space   chan struct{} // closed (and replaced) when the flusher takes the queue
-	notify  chan struct{} // closed (and replaced) when end advances or on close
+	notify  chan struct{} // closed (and replaced) when end advances, on failure and on close
 
 	// Flusher-owned.
-	w       File  // active segment, for writing
-	wbase   int64 // base offset of the active segment
-	wpos    int64 // bytes written to w
-	wend    int64 // offset of the next record to write
-	walloc  int64 // bytes of w reserved by Allocate (its file size); >= wpos
-	lastIdx int64 // position of the active segment's last index entry; -1: none
-	wbuf    []byte
-	batch   []*appendReq
+	w       File         // active segment, for writing
+	wbase   int64        // base offset of the active segment
+	wpos    int64        // bytes written to w
+	wend    int64        // offset of the next record to write
+	walloc  int64        // bytes of w reserved by Allocate (its file size); >= wpos
+	lastIdx int64        // position of the active segment's last index entry; -1: none
+	fbuf    []byte       // frames taken from qbuf, being written
+	idxBuf  []indexEntry // scratch for writeFrames
 	syncs   atomic.Int64 // fsyncs of segment data, for benchmarks
+	syncNs  atomic.Int64 // time spent in them
 
 	// Flusher-to-syncer handoff (syncMu; lock order: syncMu is never held
-	// with mu). handReqs is flusher-owned.
-	handReqs []*appendReq
+	// with mu).
 	syncMu   sync.Mutex
 	syncQ    []*handoff
 	syncBusy bool          // the syncer holds chunks it has not settled
@@ -159,12 +162,6 @@ func (g *segment) dropHandle() error {
 	h := g.h
 	g.h = nil
 	return h.release()
-}
-
-type appendReq struct {
-	buf  []byte     // encoded frames
-	n    int        // records in buf
-	done chan error // buffered(1)
 }
 
 func (s *shard) segPath(base int64) string { return filepath.Join(s.dir, segName(base)) }
@@ -314,27 +311,33 @@ func (s *shard) recoverActive(g *segment) error {
 	s.walloc = valid
 	s.wend = g.next
 	s.end = g.next
+	s.tail = g.next
 	if len(g.index) > 0 {
 		s.lastIdx = g.index[len(g.index)-1].pos
 	}
 	return nil
 }
 
-// enqueue hands r to the flusher, blocking while the queue is full.
-func (s *shard) enqueue(ctx context.Context, r *appendReq) error {
+// enqueue encodes the entries that go to this shard (target[i] == s.id, or
+// all of them when target is nil; n records, size frame bytes) straight
+// into the shard's queue buffer, blocking while the queue is full, and
+// returns the offset one past the last of them: they are durable once
+// End reaches it (waitDurable). All Appends waiting at the moment the
+// flusher takes the buffer share one write and one fsync.
+func (s *shard) enqueue(ctx context.Context, entries []stream.Entry, target []int, n, size int) (int64, error) {
 	s.mu.Lock()
 	for {
 		if s.closed {
 			s.mu.Unlock()
-			return stream.ErrClosed
+			return 0, stream.ErrClosed
 		}
 		if s.err != nil {
 			err := s.err
 			s.mu.Unlock()
-			return err
+			return 0, err
 		}
 		// A request larger than the whole queue is let in alone.
-		if s.pending == 0 || s.pending+len(r.buf) <= s.opts.MaxPendingBytes {
+		if len(s.qbuf) == 0 || len(s.qbuf)+size <= s.opts.MaxPendingBytes {
 			break
 		}
 		space := s.space
@@ -342,18 +345,72 @@ func (s *shard) enqueue(ctx context.Context, r *appendReq) error {
 		select {
 		case <-space:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		s.mu.Lock()
 	}
-	s.queue = append(s.queue, r)
-	s.pending += len(r.buf)
+	s.qbuf = slices.Grow(s.qbuf, size)
+	for i, e := range entries {
+		if target == nil || target[i] == s.id {
+			s.qbuf = appendFrame(s.qbuf, e.PartitionKey, e.Data)
+		}
+	}
+	s.qrecs += int64(n)
+	s.tail += int64(n)
+	tail := s.tail
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
-	return nil
+	return tail, nil
+}
+
+// waitDurable blocks until the records below offset upto are durable
+// (nil), the shard has failed before that (its sticky error), or the log
+// closed without writing them (stream.ErrClosed).
+func (s *shard) waitDurable(ctx context.Context, upto int64) error {
+	for {
+		s.mu.Lock()
+		end, err, flushed, ch := s.end, s.err, s.flushed, s.notify
+		s.mu.Unlock()
+		switch {
+		case end >= upto:
+			return nil
+		case err != nil:
+			return err
+		case flushed:
+			return stream.ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// fail makes err the shard's sticky error (unless it has one) and wakes
+// every waiter. It returns the sticky error.
+func (s *shard) fail(err error) error {
+	s.mu.Lock()
+	first := s.err == nil
+	if first {
+		s.err = err
+	}
+	err = s.err
+	s.broadcast()
+	s.mu.Unlock()
+	if first {
+		s.log.Error("locallog: write failed; shard refuses appends until reopened", "err", err)
+	}
+	return err
+}
+
+// broadcast wakes everyone waiting on notify. Caller holds mu.
+func (s *shard) broadcast() {
+	close(s.notify)
+	s.notify = make(chan struct{})
 }
 
 // runFlusher is the shard's single writer. It exits after Close, once the
@@ -369,9 +426,14 @@ func (s *shard) runFlusher(stop <-chan struct{}, wg *sync.WaitGroup) {
 		s.runSyncer()
 	}()
 	// The syncer is the flusher's: it stops only after the last handoff.
+	// Then Appends still waiting learn that nothing more will be written.
 	defer func() {
 		close(s.syncStop)
 		<-syncDone
+		s.mu.Lock()
+		s.flushed = true
+		s.broadcast()
+		s.mu.Unlock()
 	}()
 	for {
 		select {
@@ -386,111 +448,88 @@ func (s *shard) runFlusher(stop <-chan struct{}, wg *sync.WaitGroup) {
 	}
 }
 
-// flushQueued writes batches until the queue is empty. Every request that
-// waits at the moment the flusher takes the queue shares one write and one
-// fsync: that is the group commit.
+// flushQueued writes the queue until it is empty. The flusher swaps the
+// queue buffer for its own (emptied) one, so the frames are written from
+// the buffer Append encoded them into, without copying; everything queued
+// at that moment shares one write and one fsync: the group commit.
 func (s *shard) flushQueued() {
 	for {
 		s.mu.Lock()
-		if len(s.queue) == 0 {
+		if len(s.qbuf) == 0 {
 			s.mu.Unlock()
 			return
 		}
-		s.batch, s.queue = s.queue, s.batch[:0]
-		s.pending = 0
+		s.fbuf, s.qbuf = s.qbuf, s.fbuf[:0]
+		s.qrecs = 0
 		close(s.space)
 		s.space = make(chan struct{})
 		failed := s.err
 		s.mu.Unlock()
 
-		err := failed
-		if err == nil {
-			// writeBatch hands the batch's requests to the syncer with its
-			// last chunk; they complete once that chunk is fsynced.
-			err = s.writeBatch(s.batch)
-			if err != nil {
-				s.mu.Lock()
-				if s.err == nil {
-					s.err = fmt.Errorf("shard failed: %w", err)
-				}
-				err = s.err
-				s.mu.Unlock()
-				s.log.Error("locallog: write failed; shard refuses appends until reopened", "err", err)
+		// After a failure queued frames are dropped: their Appends get
+		// the sticky error.
+		if failed == nil {
+			if err := s.writeFrames(s.fbuf); err != nil {
+				s.fail(fmt.Errorf("shard failed: %w", err))
 			}
 		}
-		if err != nil {
-			for _, r := range s.batch {
-				r.done <- err
-			}
-		}
-		clear(s.batch)
-		// Drop a write buffer that one huge batch grew far beyond the queue
+		// Drop a buffer that one huge batch grew far beyond the queue
 		// bound, rather than hold it forever.
-		if cap(s.wbuf) > 2*s.opts.MaxPendingBytes {
-			s.wbuf = nil
+		if cap(s.fbuf) > 2*s.opts.MaxPendingBytes {
+			s.fbuf = nil
 		}
 	}
 }
 
-// writeBatch appends the batch's frames to the active segment, rolling to
-// a new segment where the size limit says so, and publishes them.
-func (s *shard) writeBatch(batch []*appendReq) error {
-	var (
-		count int64        // records in wbuf
-		idx   []indexEntry // index entries for wbuf
-	)
-	s.wbuf = s.wbuf[:0]
-	for _, r := range batch {
-		for b := r.buf; len(b) > 0; {
-			n := frameHeaderLen + int(binary.LittleEndian.Uint32(b))
-			at := s.wpos + int64(len(s.wbuf))
-			if at > 0 && at+int64(n) > s.opts.SegmentBytes {
-				if err := s.writeChunk(count, idx); err != nil {
-					return err
-				}
-				count, idx = 0, idx[:0]
-				if err := s.roll(); err != nil {
-					return err
-				}
-				at = 0
+// writeFrames appends frames to the active segment, rolling to a new
+// segment where the size limit says so, and hands them to the syncer.
+func (s *shard) writeFrames(buf []byte) error {
+	var count int64 // records in buf[start:p]
+	idx := s.idxBuf[:0]
+	defer func() { s.idxBuf = idx[:0] }()
+	start := 0
+	for p := 0; p < len(buf); {
+		n := frameHeaderLen + int(binary.LittleEndian.Uint32(buf[p:]))
+		at := s.wpos + int64(p-start)
+		if at > 0 && at+int64(n) > s.opts.SegmentBytes {
+			if err := s.writeChunk(buf[start:p], count, idx); err != nil {
+				return err
 			}
-			if s.lastIdx < 0 || at-s.lastIdx >= indexInterval {
-				idx = append(idx, indexEntry{off: s.wend + count, pos: at})
-				s.lastIdx = at
+			count, idx, start = 0, idx[:0], p
+			if err := s.roll(); err != nil {
+				return err
 			}
-			s.wbuf = append(s.wbuf, b[:n]...)
-			count++
-			b = b[n:]
+			at = 0
 		}
+		if s.lastIdx < 0 || at-s.lastIdx >= indexInterval {
+			idx = append(idx, indexEntry{off: s.wend + count, pos: at})
+			s.lastIdx = at
+		}
+		count++
+		p += n
 	}
-	s.handReqs = batch
-	return s.writeChunk(count, idx)
+	return s.writeChunk(buf[start:], count, idx)
 }
 
-// writeChunk writes wbuf at the end of the active segment and hands it to
-// the syncer, which fsyncs and only then makes its records visible and
-// completes the requests (handReqs) that end in it. Writing the next batch
+// writeChunk writes data (count frames) at the end of the active segment
+// and hands it to the syncer, which fsyncs and only then makes its records
+// visible, completing the Appends waiting for them. Writing the next batch
 // overlaps the fsync of this one, and a syncer that is busy covers every
 // chunk handed to it meanwhile with one fsync: larger group commits.
-func (s *shard) writeChunk(count int64, idx []indexEntry) error {
-	reqs := s.handReqs
-	s.handReqs = nil
-	if len(s.wbuf) == 0 && reqs == nil {
+func (s *shard) writeChunk(data []byte, count int64, idx []indexEntry) error {
+	if len(data) == 0 {
 		return nil
 	}
-	if len(s.wbuf) > 0 {
-		if err := s.reserve(s.wpos + int64(len(s.wbuf))); err != nil {
-			return err
-		}
-		if _, err := s.w.WriteAt(s.wbuf, s.wpos); err != nil {
-			return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
-		}
+	if err := s.reserve(s.wpos + int64(len(data))); err != nil {
+		return err
 	}
-	s.wpos += int64(len(s.wbuf))
+	if _, err := s.w.WriteAt(data, s.wpos); err != nil {
+		return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
+	}
+	s.wpos += int64(len(data))
 	s.walloc = max(s.walloc, s.wpos)
 	s.wend += count
-	h := &handoff{size: s.wpos, next: s.wend, idx: append([]indexEntry(nil), idx...), reqs: append([]*appendReq(nil), reqs...), bytes: len(s.wbuf)}
-	s.wbuf = s.wbuf[:0]
+	h := &handoff{size: s.wpos, next: s.wend, idx: slices.Clone(idx), bytes: len(data)}
 	s.syncMu.Lock()
 	s.syncQ = append(s.syncQ, h)
 	s.unsynced += h.bytes
@@ -500,12 +539,8 @@ func (s *shard) writeChunk(count int64, idx []indexEntry) error {
 	default:
 	}
 	// Bound what is written but not yet fsynced. A failure found here is
-	// sticky: the next batch sees it. Requests already handed over are the
-	// syncer's to complete, so they must not be failed here too.
-	if err := s.waitSynced(s.opts.MaxPendingBytes); err != nil && reqs == nil {
-		return err
-	}
-	return nil
+	// sticky: the next batch sees it.
+	return s.waitSynced(s.opts.MaxPendingBytes)
 }
 
 // reserve makes sure the active segment has disk space reserved up to end,
@@ -567,7 +602,6 @@ func allZero(f io.ReaderAt, from, to int64) (bool, error) {
 type handoff struct {
 	size, next int64        // segment size and next offset once it is durable
 	idx        []indexEntry // its index entries
-	reqs       []*appendReq // requests completed by it
 	bytes      int
 }
 
@@ -621,14 +655,11 @@ func (s *shard) syncQueued() {
 		if err == nil && s.opts.Durability == DurabilityFsync {
 			// One fsync covers every chunk in q: each was written before
 			// it was handed over.
-			if serr := s.w.Sync(); serr != nil {
-				s.mu.Lock()
-				if s.err == nil {
-					s.err = fmt.Errorf("shard failed: fsync: %w", serr)
-				}
-				err = s.err
-				s.mu.Unlock()
-				s.log.Error("locallog: fsync failed; shard refuses appends until reopened", "err", err)
+			t0 := time.Now()
+			serr := s.w.Sync()
+			s.syncNs.Add(int64(time.Since(t0)))
+			if serr != nil {
+				err = s.fail(fmt.Errorf("shard failed: fsync: %w", serr))
 			} else {
 				s.syncs.Add(1)
 			}
@@ -639,9 +670,6 @@ func (s *shard) syncQueued() {
 		bytes := 0
 		for _, h := range q {
 			bytes += h.bytes
-			for _, r := range h.reqs {
-				r.done <- err
-			}
 		}
 		s.syncMu.Lock()
 		s.unsynced -= bytes
@@ -672,8 +700,7 @@ func (s *shard) publish(last *handoff, q []*handoff) {
 	}
 	s.end = last.next
 	s.meter.ages.Appended(last.next, now)
-	close(s.notify)
-	s.notify = make(chan struct{})
+	s.broadcast()
 	s.mu.Unlock()
 }
 
