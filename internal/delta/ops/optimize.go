@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -303,6 +304,9 @@ func jsonText(v any) string {
 // rewriteBin reads the files of one bin, optionally sorts the rows by
 // Z-order, and writes them as files of the target size (dataChange=false).
 func rewriteBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin []*delta.Add, zcols []int, opts *OptimizeOptions) ([]*delta.Add, error) {
+	if len(zcols) == 0 {
+		return compactBin(ctx, t, ti, bin, opts)
+	}
 	var recs []arrow.RecordBatch
 	defer func() {
 		for _, r := range recs {
@@ -324,7 +328,7 @@ func rewriteBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 		return nil, nil // every file was empty
 	}
 	defer rec.Release()
-	if len(zcols) > 0 && rec.NumRows() > 1 {
+	if rec.NumRows() > 1 {
 		cols := make([]arrow.Array, len(zcols))
 		for i, c := range zcols {
 			cols[i] = rec.Column(c)
@@ -338,6 +342,136 @@ func rewriteBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 	}
 	return datafile.Write(ctx, t.Store(), ti, rec, datafile.WriteOptions{
 		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
+}
+
+// compactBatchRows is how many rows compactBin gathers before handing them
+// to the writer (small files give small records).
+const compactBatchRows = 64 * 1024
+
+// compactBin streams the files of one bin, in order, into one Writer:
+// up to Concurrency files are read ahead in parallel while the writer
+// encodes, so memory is a few files plus the open output file.
+func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin []*delta.Add, opts *OptimizeOptions) (adds []*delta.Add, err error) {
+	w, err := datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
+		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			w.Abort()
+		}
+	}()
+	var batch []arrow.RecordBatch
+	var rows int64
+	release := func() {
+		for _, r := range batch {
+			r.Release()
+		}
+		batch, rows = batch[:0], 0
+	}
+	defer release()
+	flush := func() error {
+		defer release()
+		rec, err := concatRecords(opts.Allocator, ti, batch)
+		if err != nil || rec == nil {
+			return err
+		}
+		defer rec.Release()
+		return w.Write(rec)
+	}
+	err = readAhead(ctx, t, ti, bin, max(opts.Concurrency, 2), func(recs []arrow.RecordBatch) error {
+		for _, r := range recs {
+			r.Retain()
+			batch = append(batch, r)
+			rows += r.NumRows()
+			if rows >= compactBatchRows {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	adds, err = w.Close()
+	return adds, err
+}
+
+// readAhead reads files with up to conc reads in flight and calls fn with
+// each file's records in file order (released when fn returns). Every
+// goroutine has ended when it returns.
+func readAhead(ctx context.Context, t *delta.Table, ti datafile.TableInfo, files []*delta.Add, conc int, fn func([]arrow.RecordBatch) error) error {
+	type result struct {
+		recs []arrow.RecordBatch
+		err  error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make([]chan result, len(files))
+	for i := range slots {
+		slots[i] = make(chan result, 1)
+	}
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i, f := range files {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				recs, err := datafile.Read(ctx, t.Store(), ti, f)
+				slots[i] <- result{recs, err}
+			}()
+		}
+	}()
+	releaseAll := func(recs []arrow.RecordBatch) {
+		for _, r := range recs {
+			r.Release()
+		}
+	}
+	defer func() {
+		// Free what was read ahead but not consumed.
+		cancel()
+		wg.Wait()
+		for _, s := range slots {
+			select {
+			case r := <-s:
+				releaseAll(r.recs)
+			default:
+			}
+		}
+	}()
+	for i := range files {
+		var r result
+		select {
+		case r = <-slots[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		<-sem
+		if r.err != nil {
+			return r.err
+		}
+		err := fn(r.recs)
+		releaseAll(r.recs)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // concatRecords concatenates records of one schema; nil when there are no
