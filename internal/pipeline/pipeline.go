@@ -48,8 +48,9 @@ type Pipeline struct {
 	part   *stream.Partitioner // partition keys from stream config (keys.go)
 	src    *pgrepl.Source
 
-	snap    *pgsnap.Snapshot // initial load (snapshot.go); nil when there is none
-	domains *pgsnap.Domains  // domain types for Bronze (snapshot.go)
+	snap      *pgsnap.Snapshot        // initial load (snapshot.go); nil when there is none
+	domains   *pgsnap.Domains         // domain types for Bronze (snapshot.go)
+	snapKnown map[change.TableID]bool // capture goroutine only: tables the snapshot knows (snapshot.go)
 
 	// capture state (capture goroutine only)
 	dedup   []lastPos // per shard: last (LSN,pos) already in the stream at start
@@ -179,6 +180,11 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 	}
 	p.src = src
 	// Domain types, read once the source is known to be reachable.
+	if err := p.discoverTables(ctx); err != nil { // published tables without a snapshot (snapshot.go)
+		src.Close()
+		p.closeSnapshot()
+		return nil, err
+	}
 	p.domains = pgsnap.NewDomains(SessionDSN(cfg.Source.DSN), cfg.Source.Password)
 	if err := p.domains.Load(ctx); err != nil {
 		p.logger.Warn("cannot read domain types; domain columns will be stored as text", "err", err)
@@ -379,6 +385,9 @@ func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
 	type span struct{ start, end, kstart, kend int }
 	spans := make([]span, 0, len(txn))
 	for _, c := range txn {
+		if err := p.noteTableForSnapshot(ctx, c); err != nil { // a table added to the publication (snapshot.go)
+			return err
+		}
 		key := p.part.Key(c)
 		if p.dedupOn {
 			s := stream.ShardFor(key, shards)

@@ -121,17 +121,66 @@ func (p *Pipeline) closeSnapshot() {
 func (p *Pipeline) startSnapshot(ctx context.Context) (done <-chan struct{}, errc <-chan error) {
 	d := make(chan struct{})
 	ec := make(chan error, 1)
-	if p.snap == nil || p.snap.Complete() {
+	if p.snap == nil {
 		close(d)
 		return d, ec
 	}
 	go func() {
 		defer close(d)
-		if err := p.snap.Run(ctx, p); err != nil && ctx.Err() == nil {
-			ec <- fmt.Errorf("snapshot: %w", err)
+		for {
+			if err := p.snap.Run(ctx, p); err != nil {
+				if ctx.Err() == nil {
+					ec <- fmt.Errorf("snapshot: %w", err)
+				}
+				return
+			}
+			select { // a table added to the publication (noteTableForSnapshot)
+			case <-p.snap.Wake():
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	return d, ec
+}
+
+// discoverTables adds to the snapshot every published table it does not
+// know (added to the publication while silt was stopped, or through
+// source.tables by pgrepl.Open), so that they are copied, then streamed.
+// It runs after pgrepl.Open and before capture starts.
+func (p *Pipeline) discoverTables(ctx context.Context) error {
+	if p.snap == nil {
+		return nil
+	}
+	added, err := p.snap.Discover(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range added {
+		p.logger.Info("table in the publication without a snapshot: copying it, then streaming", "table", t.String())
+	}
+	return nil
+}
+
+// noteTableForSnapshot is called by capture for every change before it is
+// appended: the first change of a table the snapshot does not know (added
+// to the publication while silt runs) records the table in the snapshot
+// state (durably, GateWait) before anything of it reaches the stream, so
+// Silver merges its snapshot rows before any of its changes.
+func (p *Pipeline) noteTableForSnapshot(ctx context.Context, c *change.Change) error {
+	if p.snap == nil || p.snapKnown[c.Rel.Table] {
+		return nil
+	}
+	if !p.snap.Knows(c.Rel.Table) {
+		if _, err := p.snap.AddTable(ctx, c.Rel.Table, c.Rel.ID); err != nil {
+			return err
+		}
+	}
+	if p.snapKnown == nil {
+		p.snapKnown = map[change.TableID]bool{}
+	}
+	p.snapKnown[c.Rel.Table] = true
+	return nil
 }
 
 // SnapshotProgress returns the initial load's progress (rows, rows/s and

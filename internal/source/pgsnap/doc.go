@@ -121,13 +121,44 @@
 // estimate); the CLI and status output read it through
 // pipeline.SnapshotProgress.
 //
-// # Limits and plans
+// # Tables added later
 //
-//   - Tables added to the publication later are not snapshotted yet. The
-//     plan: when capture sees a Relation for a table the state does not
-//     know, add it to the state (GateWait), copy it in a fresh snapshot
-//     taken after its first delivered change's transaction began, with
-//     LSN = that change's LSN - 1 (any older LSN works by the argument
-//     above), then merge as above.
+// A table T that joins the publication after the snapshot was planned is
+// copied, then streamed. The pipeline calls AddTable (a) at start, for
+// every published table the state does not know (Discover, after
+// pgrepl.Open has added source.tables to the publication), and (b) in
+// capture, on the first change of a table the state does not know, before
+// that change is appended to the stream. AddTable saves T in the state
+// (GateWait) and wakes the runner, which plans and copies T in a new
+// snapshot S with the same rows' identity as the initial load: LSN =
+// LoadLSN (C - 1), Pos = chunk index.
+//
+// No gap, no overlap: let A be the commit of the first transaction whose
+// changes to T the slot delivers. Every change to T committed from then on
+// is delivered (pgoutput decides per change with the catalog as of that
+// change; PostgreSQL versions with the 2025 fix distribute the
+// publication's invalidation to transactions in progress). S is taken after
+// T was found published, i.e. after the ALTER PUBLICATION committed, so it
+// sees every transaction committed before A, including T's undelivered
+// changes. T's snapshot rows sort before all its logged changes (LoadLSN <
+// C <= A), Silver merges them first (GateWait holds T back: in case (b)
+// nothing of T is in the stream before AddTable returned; in case (a)
+// capture has not started), and its logged changes are then applied in
+// order: the argument of "Durability and resumption" applies with A in the
+// place of C. Changes between A and S are both in S and logged: a row read
+// "too late" is overwritten by them. A crash after AddTable finds T in the
+// state; a crash before it has appended nothing of T.
+//
+// A Bronze table of T that already holds changes merged into Silver (silt
+// before this rule, or a state lost) still converges for rows never
+// changed since: their snapshot rows are older than any Silver row and
+// tombstone, so they fill only what is missing.
+//
+// # Limits
+//
+//   - Without a snapshot state (source.snapshot: never, or a slot that
+//     existed before silt created it) added tables stream from then on.
+//   - A table added while silt runs but never written to afterwards is
+//     found at the next start (Discover), not before.
 //   - The worker transactions hold back VACUUM's horizon, as pg_dump does.
 package pgsnap

@@ -157,6 +157,7 @@ type Snapshot struct {
 
 	stats   []*tableStats // parallel to state.Tables
 	retries atomic.Int64  // attempts Run started again after a retryable error
+	wake    chan struct{} // AddTable -> the caller of Run (Wake)
 }
 
 // WriteCreating records, before the slot is created, that a snapshot is
@@ -177,7 +178,7 @@ func DeleteState(ctx context.Context, store blob.Store) error {
 // Run.
 func Create(ctx context.Context, cfg Config, store blob.Store, slot string, exp Export) (*Snapshot, error) {
 	cfg.defaults()
-	s := &Snapshot{cfg: cfg, store: store}
+	s := &Snapshot{cfg: cfg, store: store, wake: make(chan struct{}, 1)}
 	if err := s.connect(ctx, exp.Name); err != nil {
 		return nil, err
 	}
@@ -215,7 +216,7 @@ func Open(ctx context.Context, cfg Config, store blob.Store) (*Snapshot, error) 
 	if err != nil || st == nil {
 		return nil, err
 	}
-	s := &Snapshot{cfg: cfg, store: store, state: st}
+	s := &Snapshot{cfg: cfg, store: store, state: st, wake: make(chan struct{}, 1)}
 	s.initStats()
 	return s, nil
 }
@@ -276,6 +277,97 @@ func (s *Snapshot) Gate(id change.TableID) Gate {
 		return GateWait
 	}
 	return GateMerge
+}
+
+// Knows reports whether table id is part of the snapshot (copied, being
+// copied, or added to be copied).
+func (s *Snapshot) Knows(id change.TableID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.Table(id) != nil
+}
+
+// AddTable records that table id (relation oid), added to the publication
+// after the snapshot was planned, must be copied, and saves the state; it
+// reports false if the table is known already. From then on Gate(id) is
+// GateWait until the table is copied: the caller must call AddTable before
+// any logged change of the table can reach Silver (the pipeline does it
+// before appending the table's first change to the stream). Run (or the
+// next Run, whose caller Wake wakes) plans and copies the table in a new
+// snapshot; see the package doc for why that has no gap or overlap with the
+// table's logged changes.
+func (s *Snapshot) AddTable(ctx context.Context, id change.TableID, oid uint32) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Table(id) != nil {
+		return false, nil
+	}
+	if s.state.Phase == PhaseCreating {
+		return false, errors.New("snapshot: internal error: AddTable before the snapshot was planned")
+	}
+	s.state.Tables = append(s.state.Tables, &TableState{Schema: id.Schema, Name: id.Name, OID: oid, Added: true})
+	s.stats = append(s.stats, &tableStats{})
+	s.state.Phase = PhaseRunning
+	if err := SaveState(ctx, s.store, s.state); err != nil {
+		s.state.Tables = s.state.Tables[:len(s.state.Tables)-1]
+		s.stats = s.stats[:len(s.stats)-1]
+		return false, err
+	}
+	s.cfg.Logger.Info("snapshot: table added to the publication; it will be copied, then streamed", "table", id.String())
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true, nil
+}
+
+// unplanned reports whether a table added by AddTable waits to be planned.
+func (s *Snapshot) unplanned() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.state.Tables {
+		if !t.Done && len(t.Chunks) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Wake receives a value after AddTable added a table: a caller whose Run
+// returned (complete) should Run again.
+func (s *Snapshot) Wake() <-chan struct{} { return s.wake }
+
+// Discover adds (AddTable) every table of the publication the state does not
+// know: tables added to the publication while silt was stopped, or by
+// source.tables at start. It returns the tables it added.
+func (s *Snapshot) Discover(ctx context.Context) ([]change.TableID, error) {
+	pcfg, err := pgx.ParseConfig(s.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: source.dsn: %w", err)
+	}
+	if s.cfg.Password != "" {
+		pcfg.Password = s.cfg.Password
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: connect: %w", connectLost(err))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tables, err := listTables(ctx, conn, s.cfg.Publication)
+	if err != nil {
+		return nil, err
+	}
+	var added []change.TableID
+	for _, t := range tables {
+		ok, err := s.AddTable(ctx, t.id, t.oid)
+		if err != nil {
+			return added, err
+		}
+		if ok {
+			added = append(added, t.id)
+		}
+	}
+	return added, nil
 }
 
 // MarkMerged records that Silver merged the snapshot rows of table id.
@@ -387,6 +479,14 @@ func (s *Snapshot) resume(ctx context.Context) error {
 		case !ok:
 			s.cfg.Logger.Warn("snapshot: table no longer published; skipping the rest of it", "table", t.ID().String())
 			t.Done = true
+		case len(t.Chunks) == 0: // added to the publication later (AddTable): plan it now
+			nt, err := s.plan(ctx, ti)
+			if err != nil {
+				return lost(s.conns[0], err)
+			}
+			nt.Added = true
+			s.state.Tables[i] = nt
+			s.cfg.Logger.Info("snapshot: copying a table added to the publication", "table", t.ID().String(), "chunks", len(nt.Chunks))
 		case ti.relfilenode != t.RelFileNode:
 			s.cfg.Logger.Info("snapshot: table was rewritten since the plan; copying it whole again", "table", t.ID().String())
 			nt, err := s.plan(ctx, ti)
@@ -412,6 +512,9 @@ func (s *Snapshot) Run(ctx context.Context, sink Sink) error {
 	for {
 		started := time.Now()
 		err := s.run(ctx, sink)
+		if err == nil && !s.Complete() {
+			continue // tables were added while copying (AddTable): copy them in a new snapshot
+		}
 		if err == nil || ctx.Err() != nil || s.cfg.Retryable == nil || !s.cfg.Retryable(err) {
 			return err
 		}
@@ -436,7 +539,8 @@ func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 	if s.Complete() {
 		return nil
 	}
-	if s.conns == nil {
+	if s.conns == nil || s.unplanned() {
+		s.Close() // a table added since Create is planned in a new snapshot
 		if err := s.resume(ctx); err != nil {
 			s.Close()
 			return err
@@ -518,7 +622,10 @@ func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 		return err
 	}
 	if !s.Complete() {
-		return errors.New("snapshot: internal error: chunks left after every worker finished")
+		if len(work) == 0 && len(s.State().Tables) == len(st.Tables) {
+			return errors.New("snapshot: internal error: tables left unplanned after a run")
+		}
+		return nil // tables added meanwhile (AddTable) or planned by this run: Run goes on
 	}
 	s.cfg.Logger.Info("snapshot: complete", "tables", len(st.Tables))
 	return nil

@@ -68,6 +68,9 @@ type TableState struct {
 	// Merged: Silver has merged the table's snapshot rows (set by the
 	// pipeline after silver.ProcessLoad caught up).
 	Merged bool `json:"merged,omitempty"`
+	// Added: the table joined the publication after the initial snapshot
+	// (Snapshot.AddTable); it is planned (Chunks) by the run that copies it.
+	Added bool `json:"added,omitempty"`
 }
 
 // Chunk is one unit of copying and of resumption.
