@@ -289,3 +289,59 @@ func TestReplicaIdentityIndexAndFullWithKeyMirror(t *testing.T) {
 		}
 	}
 }
+
+// TestKeylessTableCreatedLater: with FOR ALL TABLES, a table created while
+// silt runs gets the same key rule as at start: REPLICA IDENTITY FULL
+// without a key is refused before anything of it is acknowledged (error
+// mode), or kept as an append-only log (append mode), never mirrored by
+// all its columns (which would collapse identical rows).
+func TestKeylessTableCreatedLater(t *testing.T) {
+	for _, mode := range []string{config.KeylessError, config.KeylessAppend} {
+		t.Run(mode, func(t *testing.T) {
+			db := pgtest.NewDB(t)
+			db.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+			cfg := cdcConfig(t, db.DSN, db.Suffix) // no tables: FOR ALL TABLES
+			cfg.Source.Keyless = mode
+			r := cdcStart(t, cfg, nil)
+			items := change.TableID{Schema: "public", Name: "items"}
+			db.Exec(t, "INSERT INTO items VALUES (1, 'a')")
+			cdcWaitEqual(t, r, db.DSN, time.Minute, items)
+			db.Exec(t, "CREATE TABLE late (a int, b text)")
+			db.Exec(t, "ALTER TABLE late REPLICA IDENTITY FULL")
+			db.Exec(t, "CREATE TABLE late_keyed (a int, b text)") // FULL with a key: mirrored by the key
+			db.Exec(t, "ALTER TABLE late_keyed ADD PRIMARY KEY (a)")
+			db.Exec(t, "ALTER TABLE late_keyed REPLICA IDENTITY FULL")
+			db.Exec(t, "INSERT INTO late_keyed VALUES (1, 'k')")
+			db.Exec(t, "INSERT INTO late VALUES (1, 'x'), (1, 'x')")
+			db.Exec(t, "DELETE FROM late WHERE ctid = (SELECT min(ctid) FROM late)") // one of two identical rows
+			late := change.TableID{Schema: "public", Name: "late"}
+			lateKeyed := change.TableID{Schema: "public", Name: "late_keyed"}
+			if mode == config.KeylessError {
+				select {
+				case err := <-r.done:
+					r.done <- err // for the cleanup
+					if err == nil || !strings.Contains(err.Error(), "table public.late has REPLICA IDENTITY FULL but no primary key") || !strings.Contains(err.Error(), "source.keyless: append") {
+						t.Fatalf("pipeline stopped with %v; want the keyless table error", err)
+					}
+					t.Log(err)
+				case <-time.After(time.Minute):
+					t.Fatal("pipeline did not stop on a keyless table created later")
+				}
+				if _, err := delta.NewTable(r.p.Store(), bronze.TablePath(late)).Snapshot(context.Background()); err == nil {
+					t.Error("the refused table reached Bronze")
+				}
+				return
+			}
+			cdcWaitEqual(t, r, db.DSN, time.Minute, items, late, lateKeyed)
+			r.shutdown(t)
+			got := opsOf(readLog(t, r.p.Store(), silver.TablePath(late), "a", "b"))
+			if want := []string{"D a=1 b=x", "I a=1 b=x", "I a=1 b=x"}; !slices.Equal(got, want) {
+				t.Errorf("silver late: %q, want %q", got, want)
+			}
+			snap, err := delta.NewTable(r.p.Store(), silver.TablePath(lateKeyed)).Snapshot(context.Background())
+			if err != nil || silver.IsAppendOnly(snap) || snap.Config()[bronze.ConfPrimaryKey] != "a" {
+				t.Errorf("silver late_keyed: %v %v, want a mirror keyed by a", err, snap)
+			}
+		})
+	}
+}

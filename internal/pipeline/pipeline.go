@@ -495,14 +495,10 @@ func (p *Pipeline) runSilver(ctx context.Context, bronzeDone <-chan struct{}, st
 	if err != nil {
 		return err
 	}
-	keyless := map[change.TableID]bool{}
-	for _, id := range p.src.Keyless() {
-		keyless[id] = true
-	}
 	proc := silver.New(p.store, silver.Options{TargetFileSize: int64(p.cfg.Silver.TargetFileSize), OptimizeEvery: p.cfg.Silver.OptimizeEvery,
 		Table: func(id change.TableID) silver.TableOptions {
 			o := tables[id]
-			o.Keyless, o.KeylessAppend = keyless[id], p.cfg.Source.KeylessMode(id) == config.KeylessAppend
+			o.Keyless, o.KeylessAppend = p.src.IsKeyless(id), p.cfg.Source.KeylessMode(id) == config.KeylessAppend
 			return o
 		}, Stop: stop})
 	tick := time.NewTicker(p.cfg.Silver.Interval.Duration)

@@ -16,6 +16,8 @@
 // a replica identity index (*TableError, ErrNoPrimaryKey), unless
 // Config.KeylessAppend allows it. REPLICA IDENTITY FULL alone is no key:
 // identical rows cannot be told apart, so such a table cannot be mirrored.
+// Run applies the same rule to a table it meets that Open did not check
+// (see Source.checkRelation).
 // It then creates the publication (FOR ALL TABLES when Config.Tables is
 // empty, else FOR TABLE ...) and then the slot, in that order: pgoutput looks
 // the publication up as of each decoded change, so it must predate the slot.
@@ -264,7 +266,8 @@ type Handler func(ctx context.Context, b *Batch) error
 type Source struct {
 	cfg     Config
 	keys    map[change.TableID][]string // primary keys of REPLICA IDENTITY FULL tables
-	keyless []change.TableID            // tables without a key, allowed by Config.KeylessAppend
+	known   map[change.TableID]bool     // tables whose key preflight (or checkRelation) checked; Run's goroutine after Open
+	keyless []change.TableID            // guarded by mu: tables without a key, allowed by Config.KeylessAppend
 	connCfg *pgconn.Config              // replication connection settings
 
 	acked atomic.Uint64 // highest LSN passed to Ack (or the slot's confirmed_flush_lsn)
@@ -330,8 +333,9 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		return nil, err
 	}
 
-	s := &Source{cfg: cfg, keys: map[change.TableID][]string{}}
+	s := &Source{cfg: cfg, keys: map[change.TableID][]string{}, known: map[change.TableID]bool{}}
 	for id, ti := range tables {
+		s.known[id] = true
 		if ti.identity == 'f' && len(ti.pk) > 0 {
 			s.keys[id] = ti.pk
 		}
@@ -351,10 +355,71 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	return s, nil
 }
 
-// Keyless returns the tables found at Open without a key (no primary key
-// and no replica identity index) that Config.KeylessAppend allowed, sorted.
-// Tables created after Open are not in it.
-func (s *Source) Keyless() []change.TableID { return slices.Clone(s.keyless) }
+// Keyless returns the tables without a key (no primary key and no replica
+// identity index) that Config.KeylessAppend allowed: those found at Open,
+// sorted, then those Run met later (see checkRelation). Safe for
+// concurrent use.
+func (s *Source) Keyless() []change.TableID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.keyless)
+}
+
+// IsKeyless reports whether id is one of Keyless. Safe for concurrent use.
+func (s *Source) IsKeyless(id change.TableID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.keyless, id)
+}
+
+// checkRelation applies preflight's key rule to a table that Open did not
+// check (created, or added to the publication, later), before its first
+// change is decoded: a table keyed by a replica identity index or primary
+// key passes (for REPLICA IDENTITY FULL the primary key, looked up in the
+// catalog, becomes the key, as at Open); a keyless one is recorded in
+// Keyless if Config.KeylessAppend allows it, else Run stops with a
+// *TableError (ErrNoPrimaryKey) before anything of the transaction is
+// delivered.
+func (s *Source) checkRelation(ctx context.Context, rel *pgoutput.Relation) error {
+	id := change.TableID{Schema: rel.Namespace, Name: rel.Name}
+	if s.known[id] {
+		return nil
+	}
+	full := rel.ReplicaIdentity == pgoutput.IdentityFull
+	keyless := true
+	if full {
+		conn, err := connect(ctx, s.cfg.DSN, s.cfg.Password)
+		if err != nil {
+			return err
+		}
+		all, err := listTables(ctx, conn)
+		conn.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return err
+		}
+		if pk := all[id].pk; len(pk) > 0 {
+			s.keys[id], keyless = pk, false
+		}
+	} else {
+		for _, c := range rel.Columns {
+			if c.Key() {
+				keyless = false
+			}
+		}
+	}
+	if keyless {
+		if s.cfg.KeylessAppend == nil || !s.cfg.KeylessAppend(id) {
+			return &TableError{Table: id, Err: ErrNoPrimaryKey, IdentityFull: full}
+		}
+		s.mu.Lock()
+		if !slices.Contains(s.keyless, id) {
+			s.keyless = append(s.keyless, id)
+		}
+		s.mu.Unlock()
+	}
+	s.known[id] = true
+	return nil
+}
 
 // Ack records that everything up to lsn is durable downstream. The next
 // standby status update, sent promptly, reports it as the flushed LSN.
@@ -439,6 +504,7 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 		maxBytes: s.cfg.MaxTxnBytes, memLimit: s.cfg.TxnMemoryLimit, spillDir: s.cfg.SpillDir, skip: skip,
 	}}
 	r.asm.rels.Keys = func(id change.TableID) []string { return s.keys[id] }
+	r.asm.checkRel = func(rel *pgoutput.Relation) error { return s.checkRelation(ctx, rel) }
 	defer r.asm.closeSpill()
 
 	// The heartbeat goroutine is owned by this Run, which waits for it.
@@ -703,6 +769,10 @@ func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
 			return fmt.Errorf("decode message at %v: %w", f.WALStart, err)
 		}
 		commit, err := r.asm.feed(m, len(payload))
+		var te *TableError
+		if errors.As(err, &te) {
+			return err // one line that names the table (checkRelation)
+		}
 		if err != nil {
 			return fmt.Errorf("at %v: %w", f.WALStart, err)
 		}

@@ -42,6 +42,7 @@ type through struct {
 // (or by Run's cleanup after a failure); it is never read after a crash.
 type assembler struct {
 	rels     pgoutput.RelationCache
+	checkRel func(*pgoutput.Relation) error // vets a Relation before it is applied (nil: none)
 	maxBytes int64  // whole-transaction cap; 0: none
 	memLimit int64  // spill beyond this many bytes held in memory; 0: never
 	spillDir string // where spill files go; "" disables spilling
@@ -93,6 +94,11 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 		}
 		return m, nil
 	case *pgoutput.Relation:
+		if a.checkRel != nil {
+			if err := a.checkRel(m); err != nil {
+				return nil, err
+			}
+		}
 		a.rels.Apply(m)
 	case *pgoutput.Insert:
 		rel, err := a.row(m.RelationID, m.New)

@@ -173,7 +173,9 @@ func TestErrorMessages(t *testing.T) {
 		{&WALLevelError{Level: "replica"}, ErrWALLevel,
 			"PostgreSQL wal_level is 'replica' but silt needs 'logical': run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL"},
 		{&TableError{Table: events, Err: ErrNoPrimaryKey}, ErrNoPrimaryKey,
-			"table public.events has no primary key: add one (ALTER TABLE public.events ADD PRIMARY KEY (...)) or set REPLICA IDENTITY FULL, or remove it from source.tables"},
+			"table public.events has no primary key: add one (ALTER TABLE public.events ADD PRIMARY KEY (...)) or use a unique index (REPLICA IDENTITY USING INDEX), or set source.keyless: append (or source.keyless_tables.public.events: append) to capture it as an append-only change log, or remove it from source.tables"},
+		{&TableError{Table: events, Err: ErrNoPrimaryKey, IdentityFull: true, More: 1}, ErrNoPrimaryKey,
+			"table public.events has REPLICA IDENTITY FULL but no primary key (identical rows cannot be told apart, so it cannot be mirrored): add one (ALTER TABLE public.events ADD PRIMARY KEY (...)) or use a unique index (REPLICA IDENTITY USING INDEX), or set source.keyless: append (or source.keyless_tables.public.events: append) to capture it as an append-only change log, or remove it from source.tables (and 1 more tables like it)"},
 		{&TableError{Table: events, Err: ErrMissingTable, More: 2}, ErrMissingTable,
 			"table public.events does not exist: create it, or remove it from source.tables (and 2 more tables like it)"},
 	}
