@@ -43,9 +43,9 @@ type through struct {
 type assembler struct {
 	rels     pgoutput.RelationCache
 	checkRel func(*pgoutput.Relation) error // vets a Relation before it is applied (nil: none)
-	maxBytes int64  // whole-transaction cap; 0: none
-	memLimit int64  // spill beyond this many bytes held in memory; 0: never
-	spillDir string // where spill files go; "" disables spilling
+	maxBytes int64                          // whole-transaction cap; 0: none
+	memLimit int64                          // spill beyond this many bytes held in memory; 0: never
+	spillDir string                         // where spill files go; "" disables spilling
 	skip     through
 
 	inTxn     bool
