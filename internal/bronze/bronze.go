@@ -86,6 +86,10 @@ type Writer struct {
 	// readTo is how far each shard was read; pos (durable) trails it.
 	readTo           []int64
 	progressSnapshot *delta.Snapshot
+	// dropped: a table commit started (its decoded changes are released)
+	// and has not completed. If it failed, the buffer no longer matches
+	// readTo and Run must not be called again on this writer.
+	dropped bool
 }
 
 type table struct {
@@ -138,6 +142,9 @@ func LoadProgress(ctx context.Context, store blob.Store, shards int) ([]int64, e
 // Run reads the stream and writes Bronze until ctx is done; it flushes what
 // is buffered before returning on a clean stop.
 func (w *Writer) Run(ctx context.Context) error {
+	if w.dropped {
+		return errors.New("bronze: a table commit of this writer failed and its buffered changes were released; start a new writer (it rereads them from the stream)")
+	}
 	var err error
 	w.pos, err = LoadProgress(ctx, w.store, w.log.Shards())
 	if err != nil {
@@ -363,12 +370,20 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 		return fmt.Errorf("bronze: table %s: %w", t.id, err)
 	}
 	defer rec.Release()
+	// The record holds the rows now: let the decoded changes go before the
+	// Parquet encoding allocates (they are several times the record's size).
+	// From here a failure loses them, so the writer refuses to go on (see
+	// Writer.failed); a new writer rereads them from the stream.
+	pk := strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")
+	nrows := len(t.rows)
+	clear(t.rows)
+	t.rows = t.rows[:0]
+	w.dropped = true
 	adds, err := datafile.Write(ctx, w.store, ti, rec, datafile.WriteOptions{TargetFileSize: w.opts.TargetFileSize, DataChange: true})
 	if err != nil {
 		return fmt.Errorf("bronze: write %s: %w", t.id, err)
 	}
 	tx := t.tbl.Begin(t.snap)
-	pk := strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")
 	if changed || t.snap.Config()[ConfPrimaryKey] != pk {
 		md := *t.snap.Metadata
 		md.SchemaString = newSchema.SchemaString()
@@ -396,10 +411,10 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 		t.done[s] = off + 1
 	}
 	if w.opts.OnCommit != nil {
-		w.opts.OnCommit(t.id, v, len(t.rows))
+		w.opts.OnCommit(t.id, v, nrows)
 	}
-	t.rows = t.rows[:0]
 	t.maxOff = map[int]int64{}
+	w.dropped = false
 	return nil
 }
 

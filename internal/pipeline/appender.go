@@ -75,6 +75,11 @@ func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) erro
 				return fmt.Errorf("append to stream: %w", err)
 			}
 		}
+		// Drop the references to the jobs' buffers: entries is reused, and
+		// a stale tail would keep a batch's worth of encoded changes alive
+		// (up to appendBatchBytes plus a whole chunk of a large transaction)
+		// long after they are in the stream.
+		clear(entries)
 		p.stats.Changes.Add(int64(changes))
 		for _, j := range batch {
 			p.appendSem.Release(queueWeight(j.bytes))

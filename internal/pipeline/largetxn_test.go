@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,13 +115,75 @@ func TestLargeTransactionChild(t *testing.T) {
 	// The server is silent for seconds while it decodes 2M rows: the
 	// default (60s) receive timeout, not the fault tests' short one.
 	cfg.Source.ReceiveTimeout.Duration = 60 * time.Second
+	start := time.Now()
 	r := cdcStart(t, cfg, nil)
+	// Sample RSS with the pipeline's progress, so the peak can be placed
+	// in a stage (capture, Bronze, Silver overlap in time).
+	stopSampler := make(chan struct{})
+	sampled := make(chan string, 1)
+	go func() {
+		var peak, lastProf int64
+		var at string
+		// SILT_LARGE_TXN_TRACE=1 prints RSS every second; SILT_LARGE_TXN_PROF=dir
+		// writes a heap profile at every new 64 MiB step of RSS.
+		trace, prof := os.Getenv("SILT_LARGE_TXN_TRACE") != "", os.Getenv("SILT_LARGE_TXN_PROF")
+		var last time.Time
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampler:
+				sampled <- fmt.Sprintf("%.1f MiB at %s", float64(peak)/1024, at)
+				return
+			case <-tick.C:
+			}
+			rss := procStatus("VmRSS:")
+			if trace && time.Since(last) >= time.Second {
+				last = time.Now()
+				st := r.p.Snapshot()
+				fmt.Printf("trace %s: rss %.0f MiB, captured %d, bronze %d/%d, silver %d/%d\n", time.Since(start).Round(time.Second), float64(rss)/1024, st.Changes, st.BronzeRows, st.BronzeCommits, st.SilverChanges, st.SilverBatches)
+			}
+			if prof != "" && rss > lastProf+64<<10 {
+				lastProf = rss
+				if f, err := os.Create(filepath.Join(prof, fmt.Sprintf("heap-%04d.pprof", rss>>10))); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+			}
+			if rss > peak {
+				s := r.p.Snapshot()
+				peak, at = rss, fmt.Sprintf("%s: captured %d, bronze %d rows in %d commits, silver %d changes in %d batches",
+					time.Since(start).Round(10*time.Millisecond), s.Changes, s.BronzeRows, s.BronzeCommits, s.SilverChanges, s.SilverBatches)
+			}
+		}
+	}()
 	cdcEventually(t, r, "bronze to hold every row", 5*time.Minute, func() bool { return r.p.Snapshot().BronzeRows >= largeTxnRows })
+	s := r.p.Snapshot()
+	fmt.Printf("bronze holds %d rows (%d commits) after %s\n", s.BronzeRows, s.BronzeCommits, time.Since(start).Round(10*time.Millisecond))
 	fmt.Printf("SILT_BRONZE_RSS_KIB=%d\n", vmHWM(t))
 	cdcEventually(t, r, "silver to merge every row", 5*time.Minute, func() bool { return r.p.Snapshot().SilverChanges >= largeTxnRows })
+	s = r.p.Snapshot()
+	fmt.Printf("silver merged %d changes (%d batches) after %s\n", s.SilverChanges, s.SilverBatches, time.Since(start).Round(10*time.Millisecond))
 	r.shutdown(t)
+	close(stopSampler)
+	fmt.Printf("sampled peak RSS %s\n", <-sampled)
 	fmt.Printf("SILT_SPILLED=%d\n", r.p.SourceStats().SpilledTxns)
 	fmt.Printf("SILT_PEAK_RSS_KIB=%d\n", vmHWM(t))
+}
+
+// procStatus reads one KiB figure of /proc/self/status (0 if absent).
+func procStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // vmHWM reads the process's peak resident set size in KiB.

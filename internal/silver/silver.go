@@ -22,6 +22,7 @@ package silver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -63,6 +64,13 @@ func TablePath(t change.TableID) string { return "silver/" + t.Schema + "/" + t.
 type Options struct {
 	// MaxVersionsPerBatch caps how many Bronze commits one micro-batch reads.
 	MaxVersionsPerBatch int
+	// MaxRowsPerBatch bounds a micro-batch's memory: a Bronze commit that
+	// would take the batch past this many Bronze rows (counted from the
+	// files' numRecords stats) is left to the next batch. A single commit
+	// larger than this is still merged whole (Bronze bounds its commits by
+	// flush_bytes).
+	// Default DefaultMaxRowsPerBatch.
+	MaxRowsPerBatch int64
 	// TargetFileSize of new Silver files and of OPTIMIZE's output (default
 	// 128 MiB).
 	TargetFileSize int64
@@ -118,6 +126,12 @@ func withExtra(s *delta.StructType, extra []*delta.StructField) *delta.StructTyp
 // DefaultOptimizeEvery is Options.OptimizeEvery's default.
 const DefaultOptimizeEvery = 10
 
+// DefaultMaxRowsPerBatch is Options.MaxRowsPerBatch's default. A batch holds
+// roughly 250-300 bytes per Bronze row of a narrow table (Arrow columns, the
+// per-key fold state, the MERGE output), so this keeps one batch near
+// 60-80 MiB live however large the backlog or the source transaction.
+const DefaultMaxRowsPerBatch = 256 << 10
+
 // Result describes one micro-batch.
 type Result struct {
 	Table          change.TableID
@@ -154,6 +168,9 @@ type Processor struct {
 func New(store blob.Store, opts Options) *Processor {
 	if opts.MaxVersionsPerBatch == 0 {
 		opts.MaxVersionsPerBatch = 50
+	}
+	if opts.MaxRowsPerBatch == 0 {
+		opts.MaxRowsPerBatch = DefaultMaxRowsPerBatch
 	}
 	if opts.TombstoneRetention == 0 {
 		opts.TombstoneRetention = 24 * time.Hour
@@ -280,21 +297,33 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 	res.FromVersion, res.ToVersion = from, to
 
-	// Bronze files added by versions from..to (Bronze is append-only).
+	// Bronze files added by versions from..to (Bronze is append-only), up
+	// to MaxRowsPerBatch rows (whole commits: the txn version is a commit).
 	var files []*delta.Add
+	var batchRows int64
 	for v := from; v <= to; v++ {
 		acts, err := bt.ReadCommit(ctx, v)
 		if err != nil {
 			return res, fmt.Errorf("silver %s: read bronze version %d: %w", id, v, err)
 		}
+		var vfiles []*delta.Add
+		var vrows int64
 		for _, a := range acts {
 			if a.Add != nil && a.Add.DataChange {
-				files = append(files, a.Add)
+				vfiles = append(vfiles, a.Add)
+				vrows += addRows(a.Add)
 			}
 			if a.Remove != nil && a.Remove.DataChange {
 				return res, fmt.Errorf("silver %s: bronze version %d removes data (%s); Bronze must stay append-only: restore the file or rebuild Silver from scratch", id, v, a.Remove.Path)
 			}
 		}
+		if v > from && batchRows+vrows > p.opts.MaxRowsPerBatch {
+			to = v - 1 // the next batch starts with it
+			res.ToVersion = to
+			break
+		}
+		files = append(files, vfiles...)
+		batchRows += vrows
 	}
 	bschema := bsnap.Schema()
 	keyCols := strings.Split(bsnap.Config()[bronze.ConfPrimaryKey], ",")
@@ -495,6 +524,18 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	res.FilesScanned = mres.FilesCandidate
 	p.maybeOptimize(ctx, st, &res)
 	return res, nil
+}
+
+// addRows is the row count of a data file from its stats; without stats it
+// is guessed from the size (zstd Parquet of change rows: ~16 bytes a row).
+func addRows(a *delta.Add) int64 {
+	var st struct {
+		NumRecords *int64 `json:"numRecords"`
+	}
+	if a.Stats != "" && json.Unmarshal([]byte(a.Stats), &st) == nil && st.NumRecords != nil {
+		return *st.NumRecords
+	}
+	return a.Size / 16
 }
 
 // tombstones returns the table's deleted-key memory, loading it once.

@@ -1,0 +1,62 @@
+package silver_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/silver"
+)
+
+// TestSilverMaxRowsPerBatch: a micro-batch stops before the Bronze commit
+// that would take it past MaxRowsPerBatch rows (bounded memory for a large
+// backlog), except that one commit larger than the bound is merged whole;
+// every row still arrives.
+func TestSilverMaxRowsPerBatch(t *testing.T) {
+	h := newHarness(t)
+	id := 0
+	commit := func(n int) { // one Bronze commit of n inserts
+		var cs []*change.Change
+		for i := 0; i < n; i++ {
+			id++
+			cs = append(cs, &change.Change{Op: change.OpInsert, New: []change.Datum{txt(fmt.Sprint(id)), txt("v"), null}})
+		}
+		h.txn(cs...)
+		h.bronze()
+	}
+	for range 5 {
+		commit(3)
+	}
+	commit(10) // larger than the bound on its own
+	p := silver.New(h.store, silver.Options{MaxRowsPerBatch: 7})
+	var got []string
+	for {
+		res, err := p.Process(context.Background(), rel.Table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ToVersion < 0 {
+			break
+		}
+		got = append(got, fmt.Sprintf("v%d-%d:%d", res.FromVersion, res.ToVersion, res.Changes))
+	}
+	// Version 0 creates the table; versions 1-5 hold 3 rows each, 6 holds 10.
+	want := "[v0-2:6 v3-4:6 v5-5:3 v6-6:10]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("batches %v, want %s", got, want)
+	}
+	if rows := h.rows(); len(rows) != 25 {
+		t.Fatalf("silver has %d rows, want 25", len(rows))
+	}
+	// The default bound merges the same backlog in one batch.
+	h2 := newHarness(t)
+	h = h2
+	id = 0
+	for range 5 {
+		commit(3)
+	}
+	if n := h.silver(); n != 1 {
+		t.Fatalf("default options: %d batches, want 1", n)
+	}
+}
