@@ -35,17 +35,56 @@ var ErrCorrupt = errors.New("corrupt change record")
 
 // AppendEncode appends the encoding of c to dst.
 func AppendEncode(dst []byte, c *Change) []byte {
+	dst = appendHeader(dst, c)
+	dst = appendRelation(dst, c.Rel)
+	return appendImages(dst, c)
+}
+
+// Encoder is AppendEncode for a sequence of records: the relation section
+// of each *Relation is encoded once and copied into later records of the
+// same *Relation (relations are immutable, and the capture side hands out
+// one pointer per table shape). The output is byte for byte AppendEncode's.
+// The zero value is ready to use. Not safe for concurrent use.
+type Encoder struct {
+	rels map[*Relation][]byte
+}
+
+// maxEncodedRelations bounds an Encoder's cache; past it the cache starts
+// over (a new *Relation appears only on a schema change).
+const maxEncodedRelations = 4096
+
+// AppendEncode appends the encoding of c to dst.
+func (e *Encoder) AppendEncode(dst []byte, c *Change) []byte {
+	dst = appendHeader(dst, c)
+	sec, ok := e.rels[c.Rel]
+	if !ok {
+		if e.rels == nil || len(e.rels) >= maxEncodedRelations {
+			e.rels = make(map[*Relation][]byte)
+		}
+		sec = appendRelation(nil, c.Rel)
+		e.rels[c.Rel] = sec
+	}
+	dst = append(dst, sec...)
+	return appendImages(dst, c)
+}
+
+// appendHeader appends version, op, LSN, Pos, EndLSN, XID and commit time.
+func appendHeader(dst []byte, c *Change) []byte {
 	dst = append(dst, codecVersion, byte(c.Op))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(c.LSN))
 	dst = binary.BigEndian.AppendUint32(dst, c.Pos)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(c.EndLSN))
 	dst = binary.BigEndian.AppendUint32(dst, c.XID)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(c.CommitTime.UnixMicro()))
-	dst = binary.BigEndian.AppendUint32(dst, c.Rel.ID)
-	dst = appendStr(dst, c.Rel.Table.Schema)
-	dst = appendStr(dst, c.Rel.Table.Name)
-	dst = binary.AppendUvarint(dst, uint64(len(c.Rel.Columns)))
-	for _, col := range c.Rel.Columns {
+	return binary.BigEndian.AppendUint64(dst, uint64(c.CommitTime.UnixMicro()))
+}
+
+// appendRelation appends the relation section: OID, schema, table, columns.
+func appendRelation(dst []byte, rel *Relation) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, rel.ID)
+	dst = appendStr(dst, rel.Table.Schema)
+	dst = appendStr(dst, rel.Table.Name)
+	dst = binary.AppendUvarint(dst, uint64(len(rel.Columns)))
+	for _, col := range rel.Columns {
 		dst = appendStr(dst, col.Name)
 		dst = binary.BigEndian.AppendUint32(dst, col.TypeOID)
 		dst = binary.BigEndian.AppendUint32(dst, uint32(col.TypeMod))
@@ -55,6 +94,11 @@ func AppendEncode(dst []byte, c *Change) []byte {
 			dst = append(dst, 0)
 		}
 	}
+	return dst
+}
+
+// appendImages appends the old-image flag, the new image and the old one.
+func appendImages(dst []byte, c *Change) []byte {
 	if c.Old != nil {
 		dst = append(dst, 1)
 	} else {

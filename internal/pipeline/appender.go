@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/stream"
@@ -11,7 +12,8 @@ import (
 // appendJob is one transaction (or one chunk of a large one), encoded and
 // routed, waiting to be appended to the stream.
 type appendJob struct {
-	entries   []stream.Entry // Data and PartitionKey are owned by the job
+	entries   []stream.Entry // Data and PartitionKey are owned by the job (in mem)
+	mem       *appendMem     // recycled once appended
 	bytes     int
 	changes   int
 	last      bool // the transaction's last chunk: queue its end LSN for the ack
@@ -83,6 +85,8 @@ func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) erro
 		p.stats.Changes.Add(int64(changes))
 		for _, j := range batch {
 			p.appendSem.Release(queueWeight(j.bytes))
+			putAppendMem(j.mem) // the stream does not keep entries after Append
+			j.mem, j.entries = nil, nil
 		}
 		var ends []int64
 		for _, j := range batch {
@@ -112,4 +116,42 @@ func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) erro
 			batch[i] = nil
 		}
 	}
+}
+
+// appendMem is the memory of one job: the encoded changes and partition
+// keys, and the entries pointing into them. Jobs recycle it through
+// appendBufs, so a steady stream of transactions encodes without
+// allocating.
+type appendMem struct {
+	buf     []byte
+	entries []stream.Entry
+}
+
+// appendBufs holds appendMem for reuse; maxPooledBuf bounds what is kept
+// (a large transaction's buffer is left to the GC).
+var appendBufs sync.Pool
+
+const maxPooledBuf = 4 << 20
+
+// getAppendMem returns an empty appendMem whose buffer holds at least
+// hint bytes.
+func getAppendMem(hint int) *appendMem {
+	m, _ := appendBufs.Get().(*appendMem)
+	if m == nil {
+		m = &appendMem{}
+	}
+	if cap(m.buf) < hint {
+		m.buf = make([]byte, 0, min(hint+hint/4, maxPooledBuf))
+	}
+	m.buf = m.buf[:0]
+	return m
+}
+
+func putAppendMem(m *appendMem) {
+	if m == nil || cap(m.buf) > maxPooledBuf {
+		return
+	}
+	clear(m.entries) // drop references into the buffer
+	m.entries = m.entries[:0]
+	appendBufs.Put(m)
 }

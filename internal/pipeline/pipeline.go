@@ -53,8 +53,12 @@ type Pipeline struct {
 	snapKnown map[change.TableID]bool // capture goroutine only: tables the snapshot knows (snapshot.go)
 
 	// capture state (capture goroutine only)
-	dedup   []lastPos // per shard: last (LSN,pos) already in the stream at start
-	dedupOn bool
+	dedup    []lastPos // per shard: last (LSN,pos) already in the stream at start
+	dedupOn  bool
+	enc      change.Encoder   // stream records, relation sections encoded once
+	spans    []encSpan        // onTxn's scratch
+	encHint  int              // bytes of the last encoded transaction: the next buffer's size
+	notedRel *change.Relation // the relation onTxn last passed to noteTableForSnapshot
 
 	appendCh  chan *appendJob     // capture -> appender (runAppender)
 	appendSem *semaphore.Weighted // bounds the bytes queued for the appender
@@ -380,35 +384,42 @@ func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
 	shards := p.log.Shards()
 	j := &appendJob{last: b.Last, commitLSN: commitLSN, endLSN: endLSN, changes: len(txn)}
 	// Encode into one buffer owned by the job (the handler's datums are only
-	// valid during this call; the appender runs after it returns).
-	var buf []byte
-	type span struct{ start, end, kstart, kend int }
-	spans := make([]span, 0, len(txn))
+	// valid during this call; the appender runs after it returns). The
+	// appender recycles the buffer once the stream has it (appendBufs).
+	j.mem = getAppendMem(p.encHint)
+	buf := j.mem.buf
+	spans := p.spans[:0]
 	for _, c := range txn {
-		if err := p.noteTableForSnapshot(ctx, c); err != nil { // a table added to the publication (snapshot.go)
-			return err
+		if c.Rel != p.notedRel { // one look per run of changes of one relation
+			if err := p.noteTableForSnapshot(ctx, c); err != nil { // a table added to the publication (snapshot.go)
+				return err
+			}
+			p.notedRel = c.Rel
 		}
-		key := p.part.Key(c)
+		ks := len(buf)
+		buf = p.part.AppendKey(buf, c)
+		ds := len(buf)
 		if p.dedupOn {
-			s := stream.ShardFor(key, shards)
+			s := stream.ShardFor(buf[ks:ds], shards)
 			if d := p.dedup[s]; d.ok && !change.Less(d.lsn, d.pos, c.LSN, c.Pos) {
+				buf = buf[:ks]
 				continue // already in the stream before the restart
 			}
 		}
-		ks := len(buf)
-		buf = append(buf, key...)
-		ds := len(buf)
-		buf = change.AppendEncode(buf, c)
-		spans = append(spans, span{ds, len(buf), ks, ds})
+		buf = p.enc.AppendEncode(buf, c)
+		spans = append(spans, encSpan{ds, len(buf), ks, ds})
 	}
+	p.spans = spans
 	if p.dedupOn && commitLSN > p.maxDedupLSN() {
 		p.dedupOn = false // every shard is past its restart point
 	}
-	j.entries = make([]stream.Entry, len(spans))
-	for i, sp := range spans {
-		j.entries[i] = stream.Entry{PartitionKey: buf[sp.kstart:sp.kend:sp.kend], Data: buf[sp.start:sp.end:sp.end]}
+	entries := j.mem.entries[:0]
+	for _, sp := range spans {
+		entries = append(entries, stream.Entry{PartitionKey: buf[sp.kstart:sp.kend:sp.kend], Data: buf[sp.start:sp.end:sp.end]})
 	}
+	j.mem.buf, j.mem.entries, j.entries = buf, entries, entries
 	j.bytes = len(buf)
+	p.encHint = len(buf)
 	if err := p.appendSem.Acquire(ctx, queueWeight(j.bytes)); err != nil {
 		return err
 	}
@@ -422,6 +433,10 @@ func (p *Pipeline) onTxn(ctx context.Context, b *pgrepl.Batch) error {
 		return ctx.Err()
 	}
 }
+
+// encSpan locates one encoded change (and its partition key) in a job's
+// buffer.
+type encSpan struct{ start, end, kstart, kend int }
 
 func (p *Pipeline) maxDedupLSN() change.LSN {
 	var m change.LSN

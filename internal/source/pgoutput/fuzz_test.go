@@ -21,8 +21,58 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add(encodeFrame(&Keepalive{ServerEnd: 1, SendTime: time.Unix(0, 0), ReplyRequested: true}))
+	// One Decoder across inputs, released now and then: it must decode
+	// exactly as Decode whatever memory it reuses.
+	var dec Decoder
+	var held []Message // decoded since the last Release: must stay intact
+	var heldWant [][]byte
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
+		// Tuples alias their input, and the fuzzer reuses b: decode a copy.
+		dm, derr := dec.Decode(append([]byte(nil), b...))
+		if (err == nil) != (derr == nil) || (err != nil && err.Error() != derr.Error()) {
+			t.Fatalf("Decoder.Decode error %v, Decode error %v", derr, err)
+		}
+		if err == nil && !reflect.DeepEqual(dm, m) {
+			t.Fatalf("Decoder.Decode %s, Decode %s", dump(dm), dump(m))
+		}
+		if err == nil {
+			// The structs are reused by the next Decode; copy them, keeping
+			// the Decoder's tuples, which must not change until Release.
+			var cp Message
+			switch v := dm.(type) {
+			case *Insert:
+				c := *v
+				cp = &c
+			case *Update:
+				c := *v
+				cp = &c
+			case *Delete:
+				c := *v
+				cp = &c
+			}
+			if cp != nil {
+				held = append(held, cp)
+				heldWant = append(heldWant, encode(m))
+			}
+		}
+		for i, hm := range held {
+			if got := encode(hm); !bytes.Equal(got, heldWant[i]) {
+				t.Fatalf("a tuple decoded earlier changed before Release: %.200x, was %.200x", got, heldWant[i])
+			}
+		}
+		if len(held) > 20 {
+			dec.Release()
+			held, heldWant = held[:0], heldWant[:0]
+		}
+		if x, err := ParseXLogData(b); err == nil {
+			fr, ferr := ParseFrame(b)
+			if ferr != nil || !reflect.DeepEqual(fr, &x) {
+				t.Fatalf("ParseXLogData %#v, ParseFrame %#v (%v)", x, fr, ferr)
+			}
+		} else if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("ParseXLogData error %v does not wrap ErrMalformed", err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)

@@ -53,6 +53,10 @@
 //
 // Decode of an Insert, Update or Delete allocates the message struct and
 // one []change.Datum per tuple, sized exactly; datum data is not copied.
+// A Decoder decodes the same way without allocating on the hot path: it
+// reuses its Begin, Commit, Insert, Update and Delete structs (valid until
+// its next Decode) and cuts tuples from slabs that stay valid until
+// Release; ParseXLogData parses an XLogData frame into a value.
 package pgoutput
 
 import (
@@ -359,8 +363,8 @@ func (r *reader) time(what string) time.Time {
 	return PGTime(int64(r.u64(what)))
 }
 
-// tuple reads TupleData.
-func (r *reader) tuple() Tuple {
+// tuple reads TupleData, into d's slabs when d is not nil.
+func (r *reader) tuple(d *Decoder) Tuple {
 	n := r.u16("tuple column count")
 	if r.err != nil {
 		return nil
@@ -370,7 +374,12 @@ func (r *reader) tuple() Tuple {
 		r.fail(fmt.Sprintf("tuple column count %d exceeds the %d bytes left", n, r.left()))
 		return nil
 	}
-	t := make(Tuple, n)
+	var t Tuple
+	if d != nil {
+		t = d.tuple(int(n))
+	} else {
+		t = make(Tuple, n)
+	}
 	for i := range t {
 		switch k := r.u8("tuple column kind"); k {
 		case 'n':
@@ -395,25 +404,109 @@ func (r *reader) tuple() Tuple {
 
 // Decode decodes one pgoutput message (the payload of an XLogData frame).
 // The message may alias b; see the package doc. Errors wrap ErrMalformed.
-func Decode(b []byte) (Message, error) {
+func Decode(b []byte) (Message, error) { return decode(b, nil) }
+
+// Decoder decodes a sequence of messages like Decode, reusing memory:
+//
+//   - The *Begin, *Commit, *Insert, *Update and *Delete it returns are its
+//     own structs, overwritten by its next Decode: copy what is kept.
+//   - Tuples (Insert.New, Update.Old/New, Delete.Old) are cut from slabs
+//     the Decoder owns; they stay valid, and are not shared with any other
+//     tuple, until Release. After Release their memory is reused.
+//   - Other messages are allocated as by Decode.
+//
+// As with Decode, datum data aliases the input. The zero value is ready to
+// use. Not safe for concurrent use.
+type Decoder struct {
+	begin  Begin
+	commit Commit
+	insert Insert
+	update Update
+	delete Delete
+
+	slab []change.Datum   // the slab tuples are being cut from
+	used [][]change.Datum // earlier slabs handed out since Release
+	free [][]change.Datum // slabs ready for reuse
+}
+
+// slabDatums is the size of a tuple slab; keptSlabs bounds the slabs kept
+// for reuse by Release (the rest are left to the GC).
+const (
+	slabDatums = 4096
+	keptSlabs  = 16
+)
+
+// Decode decodes one message; see the type doc for what stays valid.
+func (d *Decoder) Decode(b []byte) (Message, error) { return decode(b, d) }
+
+// Release makes the memory of every tuple returned so far reusable.
+func (d *Decoder) Release() {
+	if d.slab != nil {
+		d.used = append(d.used, d.slab)
+		d.slab = nil
+	}
+	for _, s := range d.used {
+		if len(d.free) < keptSlabs {
+			clear(s[:cap(s)]) // drop references to the input
+			d.free = append(d.free, s[:0])
+		}
+	}
+	clear(d.used)
+	d.used = d.used[:0]
+}
+
+// tuple returns n zeroed datums from the slabs (a larger tuple than a slab
+// gets its own slice).
+func (d *Decoder) tuple(n int) Tuple {
+	if n > slabDatums/8 {
+		return make(Tuple, n)
+	}
+	if cap(d.slab)-len(d.slab) < n {
+		if d.slab != nil {
+			d.used = append(d.used, d.slab)
+		}
+		if k := len(d.free); k > 0 {
+			d.slab, d.free = d.free[k-1], d.free[:k-1]
+		} else {
+			d.slab = make([]change.Datum, 0, slabDatums)
+		}
+	}
+	i := len(d.slab)
+	d.slab = d.slab[:i+n]
+	return d.slab[i : i+n : i+n]
+}
+
+func decode(b []byte, d *Decoder) (Message, error) {
 	if len(b) == 0 {
 		return nil, &DecodeError{Reason: "empty message"}
 	}
-	r := &reader{b: b, off: 1, typ: b[0]}
+	r := reader{b: b, off: 1, typ: b[0]}
 	var m Message
 	switch b[0] {
 	case 'B':
-		m = &Begin{
+		v := Begin{
 			FinalLSN:   change.LSN(r.u64("final LSN")),
 			CommitTime: r.time("commit time"),
 			XID:        r.u32("xid"),
 		}
+		if d != nil {
+			d.begin = v
+			m = &d.begin
+		} else {
+			m = &v
+		}
 	case 'C':
-		m = &Commit{
+		v := Commit{
 			Flags:      r.u8("flags"),
 			CommitLSN:  change.LSN(r.u64("commit LSN")),
 			EndLSN:     change.LSN(r.u64("end LSN")),
 			CommitTime: r.time("commit time"),
+		}
+		if d != nil {
+			d.commit = v
+			m = &d.commit
+		} else {
+			m = &v
 		}
 	case 'O':
 		m = &Origin{CommitLSN: change.LSN(r.u64("origin commit LSN")), Name: r.str("origin name")}
@@ -422,36 +515,57 @@ func Decode(b []byte) (Message, error) {
 	case 'Y':
 		m = &Type{OID: r.u32("type OID"), Namespace: r.str("type namespace"), Name: r.str("type name")}
 	case 'I':
-		ins := &Insert{RelationID: r.u32("relation id")}
+		var ins *Insert
+		if d != nil {
+			ins = &d.insert
+			*ins = Insert{}
+		} else {
+			ins = &Insert{}
+		}
+		ins.RelationID = r.u32("relation id")
 		if k := r.u8("tuple marker"); r.err == nil && k != 'N' {
 			r.off--
 			r.fail(fmt.Sprintf("expected new tuple marker 'N', got 0x%02x", k))
 		}
-		ins.New = r.tuple()
+		ins.New = r.tuple(d)
 		m = ins
 	case 'U':
-		up := &Update{RelationID: r.u32("relation id")}
+		var up *Update
+		if d != nil {
+			up = &d.update
+			*up = Update{}
+		} else {
+			up = &Update{}
+		}
+		up.RelationID = r.u32("relation id")
 		k := r.u8("tuple marker")
 		if k == 'K' || k == 'O' {
 			up.OldKind = k
-			up.Old = r.tuple()
+			up.Old = r.tuple(d)
 			k = r.u8("tuple marker")
 		}
 		if r.err == nil && k != 'N' {
 			r.off--
 			r.fail(fmt.Sprintf("expected new tuple marker 'N', got 0x%02x", k))
 		}
-		up.New = r.tuple()
+		up.New = r.tuple(d)
 		m = up
 	case 'D':
-		del := &Delete{RelationID: r.u32("relation id")}
+		var del *Delete
+		if d != nil {
+			del = &d.delete
+			*del = Delete{}
+		} else {
+			del = &Delete{}
+		}
+		del.RelationID = r.u32("relation id")
 		k := r.u8("tuple marker")
 		if r.err == nil && k != 'K' && k != 'O' {
 			r.off--
 			r.fail(fmt.Sprintf("expected old tuple marker 'K' or 'O', got 0x%02x", k))
 		}
 		del.OldKind = k
-		del.Old = r.tuple()
+		del.Old = r.tuple(d)
 		m = del
 	case 'T':
 		m = r.truncate()
@@ -550,16 +664,11 @@ func ParseFrame(b []byte) (Frame, error) {
 	var f Frame
 	switch b[0] {
 	case 'w':
-		x := &XLogData{
-			WALStart:  change.LSN(r.u64("WAL start")),
-			ServerEnd: change.LSN(r.u64("server WAL end")),
-			SendTime:  r.time("send time"),
+		x, err := ParseXLogData(b)
+		if err != nil {
+			return nil, err
 		}
-		if r.err == nil {
-			x.Data = b[r.off:len(b):len(b)]
-			r.off = len(b)
-		}
-		f = x
+		return &x, nil
 	case 'k':
 		f = &Keepalive{
 			ServerEnd:      change.LSN(r.u64("server WAL end")),
@@ -576,4 +685,30 @@ func ParseFrame(b []byte) (Frame, error) {
 		return nil, r.err
 	}
 	return f, nil
+}
+
+// ParseXLogData is ParseFrame for an XLogData frame ('w'), returned by
+// value so that nothing is allocated. Any other frame is an error.
+func ParseXLogData(b []byte) (XLogData, error) {
+	if len(b) == 0 || b[0] != 'w' {
+		return XLogData{}, &DecodeError{Type: firstByte(b), Reason: "not an XLogData frame"}
+	}
+	r := reader{b: b, off: 1, typ: b[0]}
+	x := XLogData{
+		WALStart:  change.LSN(r.u64("WAL start")),
+		ServerEnd: change.LSN(r.u64("server WAL end")),
+		SendTime:  r.time("send time"),
+	}
+	if r.err != nil {
+		return XLogData{}, r.err
+	}
+	x.Data = b[r.off:len(b):len(b)]
+	return x, nil
+}
+
+func firstByte(b []byte) byte {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0]
 }

@@ -270,6 +270,46 @@ func BenchmarkDecodeInsert(b *testing.B) {
 	}
 }
 
+func TestDecoderInsertAllocs(t *testing.T) {
+	msg := encode(&Insert{RelationID: 1, New: Tuple{{Kind: change.Text, Data: []byte("1")}, {Kind: change.Null}}})
+	var d Decoder
+	n := 0
+	if a := testing.AllocsPerRun(1000, func() {
+		if _, err := d.Decode(msg); err != nil {
+			t.Fatal(err)
+		}
+		if n++; n%100 == 0 {
+			d.Release()
+		}
+	}); a != 0 {
+		t.Errorf("Decoder.Decode(Insert) allocates %v times, want 0 (slabs reused after Release)", a)
+	}
+	frame := encodeFrame(&XLogData{WALStart: 1, ServerEnd: 2, SendTime: time.Unix(1, 0), Data: msg})
+	if a := testing.AllocsPerRun(100, func() { _, _ = ParseXLogData(frame) }); a != 0 {
+		t.Errorf("ParseXLogData allocates %v times, want 0", a)
+	}
+}
+
+func BenchmarkDecoderInsert(b *testing.B) {
+	msg := encode(&Insert{RelationID: 1, New: Tuple{
+		{Kind: change.Text, Data: []byte("12345")},
+		{Kind: change.Text, Data: []byte("some text value")},
+		{Kind: change.Null},
+		{Kind: change.Text, Data: []byte("2024-01-02 03:04:05+00")},
+	}})
+	b.ReportAllocs()
+	var d Decoder
+	n := 0
+	for b.Loop() {
+		if _, err := d.Decode(msg); err != nil {
+			b.Fatal(err)
+		}
+		if n++; n%1000 == 0 {
+			d.Release()
+		}
+	}
+}
+
 func TestDecodeInsertAllocs(t *testing.T) {
 	msg := encode(&Insert{RelationID: 1, New: Tuple{{Kind: change.Text, Data: []byte("1")}, {Kind: change.Null}}})
 	if n := testing.AllocsPerRun(100, func() { _, _ = Decode(msg) }); n > 3 {

@@ -749,42 +749,42 @@ func (r *runner) connError(err error) error {
 }
 
 func (r *runner) handleCopyData(ctx context.Context, data []byte) error {
-	f, err := pgoutput.ParseFrame(data)
-	if err != nil {
-		return fmt.Errorf("replication frame: %w", err)
-	}
-	switch f := f.(type) {
-	case *pgoutput.Keepalive:
-		if f.ReplyRequested {
+	if len(data) == 0 || data[0] != 'w' {
+		f, err := pgoutput.ParseFrame(data)
+		if err != nil {
+			return fmt.Errorf("replication frame: %w", err)
+		}
+		if k, ok := f.(*pgoutput.Keepalive); ok && k.ReplyRequested {
 			return r.maybeSendStatus(true, time.Now())
 		}
 		return nil
-	case *pgoutput.XLogData:
-		// The receive buffer is reused by the next receive; the message is
-		// copied once so that the decoded tuples can alias it while the
-		// transaction is buffered.
-		payload := append([]byte(nil), f.Data...)
-		m, err := pgoutput.Decode(payload)
-		if err != nil {
-			return fmt.Errorf("decode message at %v: %w", f.WALStart, err)
-		}
-		commit, err := r.asm.feed(m, len(payload))
-		var te *TableError
-		if errors.As(err, &te) {
-			return err // one line that names the table (checkRelation)
-		}
-		if err != nil {
-			return fmt.Errorf("at %v: %w", f.WALStart, err)
-		}
-		if commit == nil || r.asm.skipping() || commit.CommitLSN <= r.s.cfg.SkipThrough {
-			return nil
-		}
-		if r.asm.empty() && !r.asm.heartbeat {
-			return nil
-		}
-		return r.deliver(ctx, commit)
 	}
-	return nil
+	f, err := pgoutput.ParseXLogData(data)
+	if err != nil {
+		return fmt.Errorf("replication frame: %w", err)
+	}
+	// The receive buffer is reused by the next receive; a row change is
+	// copied into the transaction's arena so that its decoded tuples can
+	// alias it while the transaction is buffered (asm.decode).
+	m, err := r.asm.decode(f.Data)
+	if err != nil {
+		return fmt.Errorf("decode message at %v: %w", f.WALStart, err)
+	}
+	commit, err := r.asm.feed(m, len(f.Data))
+	var te *TableError
+	if errors.As(err, &te) {
+		return err // one line that names the table (checkRelation)
+	}
+	if err != nil {
+		return fmt.Errorf("at %v: %w", f.WALStart, err)
+	}
+	if commit == nil || r.asm.skipping() || commit.CommitLSN <= r.s.cfg.SkipThrough {
+		return nil
+	}
+	if r.asm.empty() && !r.asm.heartbeat {
+		return nil
+	}
+	return r.deliver(ctx, commit)
 }
 
 // deliver hands the committed transaction to the handler, in one batch or

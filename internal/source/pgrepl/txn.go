@@ -58,6 +58,130 @@ type assembler struct {
 	heartbeat bool             // the transaction carried a silt heartbeat message
 	sp        *spill
 	encBuf    []byte
+
+	// Memory of the transaction being assembled, reused for the next one
+	// once it is delivered (the Handler may not keep it): row message
+	// payloads (which decoded datums alias), tuples, Change structs.
+	dec  pgoutput.Decoder
+	msgs byteArena
+	chgs changeSlab
+}
+
+// byteArena hands out copies of byte slices from large blocks; reset makes
+// every block reusable. Copies never move (a block never grows).
+type byteArena struct {
+	cur  []byte
+	used [][]byte
+	free [][]byte
+}
+
+const (
+	arenaBlock     = 64 << 10
+	arenaKeptBytes = 8 << 20 // blocks kept by reset for reuse
+)
+
+// copy returns a copy of b that stays valid until reset.
+func (a *byteArena) copy(b []byte) []byte {
+	if len(b) > arenaBlock/4 {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.cur)-len(a.cur) < len(b) {
+		if a.cur != nil {
+			a.used = append(a.used, a.cur)
+		}
+		if k := len(a.free); k > 0 {
+			a.cur, a.free = a.free[k-1], a.free[:k-1]
+		} else {
+			a.cur = make([]byte, 0, arenaBlock)
+		}
+	}
+	n := len(a.cur)
+	a.cur = append(a.cur, b...)
+	return a.cur[n:len(a.cur):len(a.cur)]
+}
+
+// reset makes every copy's memory reusable.
+func (a *byteArena) reset() {
+	if a.cur != nil {
+		a.used = append(a.used, a.cur)
+		a.cur = nil
+	}
+	for _, b := range a.used {
+		if len(a.free) < arenaKeptBytes/arenaBlock {
+			a.free = append(a.free, b[:0])
+		}
+	}
+	clear(a.used)
+	a.used = a.used[:0]
+}
+
+// changeSlab hands out *change.Change from fixed-size chunks; reset makes
+// them reusable.
+type changeSlab struct {
+	cur  []change.Change
+	used [][]change.Change
+	free [][]change.Change
+}
+
+const (
+	slabChanges    = 1024
+	slabKeptChunks = 16
+)
+
+func (s *changeSlab) get() *change.Change {
+	if len(s.cur) == cap(s.cur) {
+		if s.cur != nil {
+			s.used = append(s.used, s.cur)
+		}
+		if k := len(s.free); k > 0 {
+			s.cur, s.free = s.free[k-1], s.free[:k-1]
+		} else {
+			s.cur = make([]change.Change, 0, slabChanges)
+		}
+	}
+	s.cur = s.cur[:len(s.cur)+1]
+	return &s.cur[len(s.cur)-1]
+}
+
+func (s *changeSlab) reset() {
+	if s.cur != nil {
+		s.used = append(s.used, s.cur)
+		s.cur = nil
+	}
+	for _, c := range s.used {
+		if len(s.free) < slabKeptChunks {
+			clear(c) // drop references to relations and datums
+			s.free = append(s.free, c[:0])
+		}
+	}
+	clear(s.used)
+	s.used = s.used[:0]
+}
+
+// decode decodes one pgoutput message. A row change's payload is copied
+// into the transaction's arena first, as its datums alias it until
+// delivery; other messages are decoded in place (they keep nothing that
+// aliases b past feed).
+func (a *assembler) decode(b []byte) (pgoutput.Message, error) {
+	if len(b) > 0 && (b[0] == 'I' || b[0] == 'U' || b[0] == 'D') {
+		b = a.msgs.copy(b)
+	}
+	return a.dec.Decode(b)
+}
+
+// release makes the memory of the changes assembled so far reusable; only
+// once nothing references them (delivered, spilled or dropped).
+func (a *assembler) release() {
+	a.dec.Release()
+	a.msgs.reset()
+	a.chgs.reset()
+}
+
+// newChange returns a zeroed Change from the transaction's slab.
+func (a *assembler) newChange(rel *change.Relation, op change.Op, newImg []change.Datum) *change.Change {
+	c := a.chgs.get()
+	c.Rel, c.Op, c.New = rel, op, newImg
+	return c
 }
 
 // spill is the spill file of the current transaction.
@@ -105,13 +229,13 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 		if err != nil {
 			return nil, err
 		}
-		return nil, a.add(&change.Change{Rel: rel, Op: change.OpInsert, New: m.New}, size)
+		return nil, a.add(a.newChange(rel, change.OpInsert, m.New), size)
 	case *pgoutput.Update:
 		rel, err := a.row(m.RelationID, m.New)
 		if err != nil {
 			return nil, err
 		}
-		c := &change.Change{Rel: rel, Op: change.OpUpdate, New: m.New}
+		c := a.newChange(rel, change.OpUpdate, m.New)
 		if m.OldKind != 0 {
 			if c.Old, err = oldImage(rel, m.OldKind, m.Old); err != nil {
 				return nil, err
@@ -123,7 +247,7 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 		if err != nil {
 			return nil, err
 		}
-		c := &change.Change{Rel: rel, Op: change.OpDelete}
+		c := a.newChange(rel, change.OpDelete, nil)
 		if c.Old, err = oldImage(rel, m.OldKind, m.Old); err != nil {
 			return nil, err
 		}
@@ -137,7 +261,7 @@ func (a *assembler) feed(m pgoutput.Message, size int) (*pgoutput.Commit, error)
 			if err != nil {
 				return nil, fmt.Errorf("%w: truncate: %w", ErrProtocol, err)
 			}
-			if err := a.add(&change.Change{Rel: rel, Op: change.OpTruncate}, 0); err != nil {
+			if err := a.add(a.newChange(rel, change.OpTruncate, nil), 0); err != nil {
 				return nil, err
 			}
 		}
@@ -169,6 +293,7 @@ func (a *assembler) reset() {
 	a.bytes, a.memBytes, a.n, a.dropped = 0, 0, 0, 0
 	a.heartbeat = false
 	a.closeSpill()
+	a.release()
 }
 
 // closeSpill removes the spill file, if any. Safe to call at any time.
@@ -203,6 +328,9 @@ func (a *assembler) add(c *change.Change, size int) error {
 	a.n++
 	if a.skipping() || (a.begin.FinalLSN == a.skip.lsn && i < a.skip.n) {
 		a.dropped++ // delivered by an earlier Run of this Source
+		if len(a.txn) == 0 {
+			a.release() // a skipped prefix: nothing before it is kept
+		}
 		return nil
 	}
 	n := int64(size) + changeOverhead
@@ -211,7 +339,11 @@ func (a *assembler) add(c *change.Change, size int) error {
 		return fmt.Errorf("%w: transaction %d exceeds %d bytes (source.max_txn_bytes)", ErrTxnTooLarge, a.begin.XID, a.maxBytes)
 	}
 	if a.sp != nil {
-		return a.write(c)
+		if err := a.write(c); err != nil {
+			return err
+		}
+		a.release() // the spill file has it
+		return nil
 	}
 	a.txn = append(a.txn, c)
 	a.memBytes += n
@@ -239,6 +371,7 @@ func (a *assembler) startSpill() error {
 	clear(a.txn)
 	a.txn = nil
 	a.memBytes = 0
+	a.release()
 	return nil
 }
 
