@@ -92,14 +92,34 @@ type Writer struct {
 	dropped bool
 }
 
+// table is one Bronze table and what is buffered for its next commit.
+//
+// Changes are not kept decoded until the flush: each is appended to an
+// Arrow builder of at most chunkRows rows, and every full chunk goes to an
+// open Parquet writer (datafile.Writer), so a table's buffer costs about
+// one chunk plus the encoded (compressed) bytes of its open files, however
+// many changes a flush covers. The files are referenced only by the commit.
 type table struct {
 	id     change.TableID
 	tbl    *delta.Table
 	snap   *delta.Snapshot // nil until the table exists
 	done   map[int]int64   // shard -> next offset already in this table
-	rows   []*change.Change
-	maxOff map[int]int64 // shard -> highest offset buffered
+	maxOff map[int]int64   // shard -> highest offset buffered
+
+	// Buffer of the next commit.
+	schema  *delta.StructType         // write schema (nil: nothing buffered yet)
+	parts   []string                  // partition columns
+	rels    map[*change.Relation]bool // relations schema covers
+	lastRel *change.Relation          // relation of the last change (primary key)
+	chunk   *recBuilder               // current Arrow chunk (nil: none)
+	dw      *datafile.Writer          // open Parquet files of schema (nil: none)
+	adds    []*delta.Add              // files already stored for the commit
+	rows    int                       // changes buffered
 }
+
+// chunkRows is the number of changes turned into one Arrow record before it
+// is handed to the Parquet writer.
+const chunkRows = 16 << 10
 
 // NewWriter returns a writer; call Run.
 func NewWriter(store blob.Store, log stream.Log, opts Options) *Writer {
@@ -207,13 +227,112 @@ func (w *Writer) readShard(ctx context.Context, s int) (int, error) {
 		if r.Offset < t.done[s] {
 			continue // already committed to this table before a restart
 		}
-		t.rows = append(t.rows, c)
+		if err := w.buffer(ctx, t, c); err != nil {
+			w.dropped = true
+			return 0, err
+		}
 		t.maxOff[s] = r.Offset
-		// Memory held per buffered change: the record bytes plus the decoded
-		// Change and its datums (flush_bytes bounds memory, not encoded size).
+		// What a flush covers, counted as the decoded size of the changes
+		// (record bytes plus the Change and its datums): flush_bytes sizes
+		// Bronze commits, hence Silver's micro-batches. The memory held is
+		// far less (an Arrow chunk and compressed Parquet pages, see table).
 		w.buffered += int64(len(data)) + 160 + 32*int64(len(c.New)+len(c.Old))
 	}
 	return len(recs), nil
+}
+
+// buffer adds one change to t's next commit: it extends the write schema
+// for a relation not seen yet, appends the change to the Arrow chunk and
+// hands a full chunk to the Parquet writer.
+func (w *Writer) buffer(ctx context.Context, t *table, c *change.Change) error {
+	if t.schema == nil {
+		var have *delta.StructType
+		if t.snap != nil {
+			have, t.parts = t.snap.Schema(), t.snap.PartitionColumns()
+		}
+		schema, _, parts, err := evolve(have, []*change.Change{c}, w.opts.Types)
+		if err != nil {
+			return fmt.Errorf("bronze: table %s: %w", t.id, err)
+		}
+		if t.snap == nil {
+			schema, parts = trimPartitions(schema, parts, w.opts.PartitionBy)
+			t.parts = parts
+		}
+		t.schema, t.rels = schema, map[*change.Relation]bool{c.Rel: true}
+	}
+	if !t.rels[c.Rel] {
+		schema, changed, _, err := evolve(t.schema, []*change.Change{c}, w.opts.Types)
+		if err != nil {
+			return fmt.Errorf("bronze: table %s: %w", t.id, err)
+		}
+		if changed {
+			// New columns: the files written so far keep the old schema
+			// (readers fill the missing columns with nulls).
+			if err := w.closeFiles(t); err != nil {
+				return err
+			}
+			t.schema = schema
+		}
+		t.rels[c.Rel] = true
+	}
+	if t.chunk == nil {
+		rb, err := newRecBuilder(t.schema, t.parts)
+		if err != nil {
+			return fmt.Errorf("bronze: table %s: %w", t.id, err)
+		}
+		t.chunk = rb
+	}
+	if err := t.chunk.add(c); err != nil {
+		return fmt.Errorf("bronze: %w", err)
+	}
+	t.lastRel = c.Rel
+	t.rows++
+	if t.chunk.rows >= chunkRows {
+		return w.writeChunk(ctx, t)
+	}
+	return nil
+}
+
+// writeChunk hands the Arrow chunk to t's Parquet writer (opened on demand).
+func (w *Writer) writeChunk(ctx context.Context, t *table) error {
+	if t.chunk == nil || t.chunk.rows == 0 {
+		return nil
+	}
+	rec := t.chunk.finish()
+	defer rec.Release()
+	t.chunk = nil
+	if t.dw == nil {
+		ti := datafile.TableInfo{Root: t.tbl.Root(), Schema: t.schema, PartitionColumns: t.parts}
+		if t.snap != nil {
+			ti.Config = t.snap.Config()
+		}
+		dw, err := datafile.NewWriter(ctx, w.store, ti, datafile.WriteOptions{TargetFileSize: w.opts.TargetFileSize, DataChange: true})
+		if err != nil {
+			return fmt.Errorf("bronze: write %s: %w", t.id, err)
+		}
+		t.dw = dw
+	}
+	if err := t.dw.Write(rec); err != nil {
+		return fmt.Errorf("bronze: write %s: %w", t.id, err)
+	}
+	return nil
+}
+
+// closeFiles writes the chunk, then stores t's open files and keeps their adds.
+func (w *Writer) closeFiles(t *table) error {
+	if err := w.writeChunk(context.Background(), t); err != nil {
+		return err
+	}
+	if t.dw == nil {
+		return nil
+	}
+	adds, err := t.dw.Close()
+	t.dw = nil
+	if err != nil {
+		return fmt.Errorf("bronze: write %s: %w", t.id, err)
+	}
+	t.adds = append(t.adds, adds...)
+	return nil
 }
 
 // readAhead tracks how far each shard was read (beyond pos, which is durable).
@@ -281,10 +400,11 @@ func (w *Writer) flush(ctx context.Context) error {
 		return nil
 	}
 	for _, t := range w.tables {
-		if len(t.rows) == 0 {
+		if t.rows == 0 {
 			continue
 		}
 		if err := w.commitTable(ctx, t); err != nil {
+			w.dropped = true
 			return err
 		}
 	}
@@ -336,20 +456,11 @@ func (w *Writer) createProgress(ctx context.Context) error {
 }
 
 func (w *Writer) commitTable(ctx context.Context, t *table) error {
-	// The table schema is the union of every relation seen (new columns are
-	// added as nullable columns: schema evolution in the same commit).
-	var schema *delta.StructType
-	if t.snap != nil {
-		schema = t.snap.Schema()
-	}
-	newSchema, changed, parts, err := evolve(schema, t.rows, w.opts.Types)
-	if err != nil {
-		return fmt.Errorf("bronze: table %s: %w", t.id, err)
-	}
 	if t.snap == nil {
-		newSchema, parts = trimPartitions(newSchema, parts, w.opts.PartitionBy)
-		conf := map[string]string{"delta.appendOnly": "true", ConfPrimaryKey: strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")}
-		snap, err := delta.CreateTable(ctx, t.tbl, newSchema, parts, conf, t.id.String())
+		// New table: created with the write schema and partitions; the data
+		// commit follows.
+		conf := map[string]string{"delta.appendOnly": "true", ConfPrimaryKey: strings.Join(keyNames(t.lastRel), ",")}
+		snap, err := delta.CreateTable(ctx, t.tbl, t.schema, t.parts, conf, t.id.String())
 		if err != nil {
 			if !errors.Is(err, delta.ErrConflict) {
 				return fmt.Errorf("bronze: create table %s: %w", t.id, err)
@@ -358,32 +469,20 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 				return fmt.Errorf("bronze: create table %s: %w", t.id, err)
 			}
 		}
-		t.snap = snap
-		schema, changed = snap.Schema(), false
-		if newSchema, changed, _, err = evolve(schema, t.rows, w.opts.Types); err != nil {
-			return fmt.Errorf("bronze: table %s: %w", t.id, err)
+		if strings.Join(snap.PartitionColumns(), ",") != strings.Join(t.parts, ",") || snap.Schema().SchemaString() != t.schema.SchemaString() {
+			return fmt.Errorf("bronze: table %s was created meanwhile by another writer with a different schema or partitioning: stop the other writer (one silt per lake), then restart", t.id)
 		}
+		t.snap = snap
 	}
-	ti := datafile.TableInfo{Root: t.tbl.Root(), Schema: newSchema, PartitionColumns: t.snap.PartitionColumns(), Config: t.snap.Config()}
-	rec, err := buildRecord(newSchema, t.snap.PartitionColumns(), t.rows)
-	if err != nil {
-		return fmt.Errorf("bronze: table %s: %w", t.id, err)
+	if err := w.closeFiles(t); err != nil {
+		return err
 	}
-	defer rec.Release()
-	// The record holds the rows now: let the decoded changes go before the
-	// Parquet encoding allocates (they are several times the record's size).
-	// From here a failure loses them, so the writer refuses to go on (see
-	// Writer.failed); a new writer rereads them from the stream.
-	pk := strings.Join(keyNames(t.rows[len(t.rows)-1].Rel), ",")
-	nrows := len(t.rows)
-	clear(t.rows)
-	t.rows = t.rows[:0]
-	w.dropped = true
-	adds, err := datafile.Write(ctx, w.store, ti, rec, datafile.WriteOptions{TargetFileSize: w.opts.TargetFileSize, DataChange: true})
-	if err != nil {
-		return fmt.Errorf("bronze: write %s: %w", t.id, err)
-	}
+	// The table schema is the union of every relation seen (new columns are
+	// added as nullable columns: schema evolution in the same commit).
+	schema := t.snap.Schema()
+	newSchema, changed := t.schema, t.schema.SchemaString() != schema.SchemaString()
 	tx := t.tbl.Begin(t.snap)
+	pk := strings.Join(keyNames(t.lastRel), ",")
 	if changed || t.snap.Config()[ConfPrimaryKey] != pk {
 		md := *t.snap.Metadata
 		md.SchemaString = newSchema.SchemaString()
@@ -394,7 +493,7 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 		md.Configuration[ConfPrimaryKey] = pk
 		tx.SetMetadata(&md)
 	}
-	tx.Add(adds...)
+	tx.Add(t.adds...)
 	for s, off := range t.maxOff {
 		tx.SetAppTxn(AppID(s), off+1)
 	}
@@ -411,10 +510,10 @@ func (w *Writer) commitTable(ctx context.Context, t *table) error {
 		t.done[s] = off + 1
 	}
 	if w.opts.OnCommit != nil {
-		w.opts.OnCommit(t.id, v, nrows)
+		w.opts.OnCommit(t.id, v, t.rows)
 	}
 	t.maxOff = map[int]int64{}
-	w.dropped = false
+	t.schema, t.rels, t.adds, t.rows = nil, nil, nil, 0
 	return nil
 }
 
@@ -522,133 +621,178 @@ func evolve(have *delta.StructType, rows []*change.Change, types TypeResolver) (
 
 // buildRecord turns changes into one Arrow record of the Bronze schema.
 func buildRecord(schema *delta.StructType, partCols []string, rows []*change.Change) (arrow.RecordBatch, error) {
+	rb, err := newRecBuilder(schema, partCols)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range rows {
+		if err := rb.add(c); err != nil {
+			rb.b.Release()
+			return nil, err
+		}
+	}
+	return rb.finish(), nil
+}
+
+// recBuilder appends changes to an Arrow record of the Bronze schema.
+type recBuilder struct {
+	schema   *delta.StructType
+	b        *array.RecordBuilder
+	idx      map[string]int // lower-case field name -> index
+	partCols []string
+	opB      *array.StringBuilder
+	lsnB     *array.Int64Builder
+	posB     *array.Int64Builder
+	xidB     *array.Int64Builder
+	tsB      *array.TimestampBuilder
+	unB      *array.StringBuilder
+	partB    []*array.Int32Builder
+	// Per relation (the few distinct *Relation of a batch): the schema
+	// field of each source column, and the fields the relation lacks (NULL).
+	plans     map[*change.Relation]*recPlan
+	unchanged []string
+	rows      int
+}
+
+type recPlan struct {
+	fields  []int
+	missing []int
+}
+
+func newRecBuilder(schema *delta.StructType, partCols []string) (*recBuilder, error) {
 	as, err := datafile.ArrowSchema(schema)
 	if err != nil {
 		return nil, err
 	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
-	defer b.Release()
-	idx := map[string]int{}
+	rb := &recBuilder{schema: schema, b: array.NewRecordBuilder(memory.DefaultAllocator, as), idx: map[string]int{},
+		partCols: partCols, plans: map[*change.Relation]*recPlan{}}
 	for i, f := range schema.Fields {
-		idx[strings.ToLower(f.Name)] = i
+		rb.idx[strings.ToLower(f.Name)] = i
 	}
-	field := func(name string) int { return idx[strings.ToLower(name)] }
-	opB := b.Field(field(ColOp)).(*array.StringBuilder)
-	lsnB := b.Field(field(ColLSN)).(*array.Int64Builder)
-	posB := b.Field(field(ColPos)).(*array.Int64Builder)
-	xidB := b.Field(field(ColXID)).(*array.Int64Builder)
-	tsB := b.Field(field(ColCommitTS)).(*array.TimestampBuilder)
-	unB := b.Field(field(ColUnchanged)).(*array.StringBuilder)
-	partB := make([]*array.Int32Builder, len(partCols))
+	b := rb.b
+	rb.opB = b.Field(rb.field(ColOp)).(*array.StringBuilder)
+	rb.lsnB = b.Field(rb.field(ColLSN)).(*array.Int64Builder)
+	rb.posB = b.Field(rb.field(ColPos)).(*array.Int64Builder)
+	rb.xidB = b.Field(rb.field(ColXID)).(*array.Int64Builder)
+	rb.tsB = b.Field(rb.field(ColCommitTS)).(*array.TimestampBuilder)
+	rb.unB = b.Field(rb.field(ColUnchanged)).(*array.StringBuilder)
+	rb.partB = make([]*array.Int32Builder, len(partCols))
 	for i, pn := range partCols {
-		partB[i] = b.Field(field(pn)).(*array.Int32Builder)
+		rb.partB[i] = b.Field(rb.field(pn)).(*array.Int32Builder)
 	}
-	// Per relation (the few distinct *Relation of a batch): the schema field
-	// of each source column, and the fields the relation lacks (NULL).
-	type plan struct {
-		fields  []int
-		missing []int
-	}
-	plans := map[*change.Relation]*plan{}
-	planFor := func(rel *change.Relation) (*plan, error) {
-		if pl, ok := plans[rel]; ok {
-			return pl, nil
-		}
-		pl := &plan{fields: make([]int, len(rel.Columns))}
-		covered := make([]bool, len(schema.Fields))
-		for ci, colDef := range rel.Columns {
-			fi, ok := idx[strings.ToLower(FieldName(colDef.Name))]
-			if !ok {
-				return nil, fmt.Errorf("internal: column %q missing from schema", colDef.Name)
-			}
-			pl.fields[ci] = fi
-			covered[fi] = true
-		}
-		for _, n := range []string{ColOp, ColLSN, ColPos, ColXID, ColCommitTS, ColUnchanged} {
-			covered[field(n)] = true
-		}
-		for _, pn := range partCols {
-			covered[field(pn)] = true
-		}
-		for i, cv := range covered {
-			if !cv {
-				pl.missing = append(pl.missing, i) // dropped or not yet added
-			}
-		}
-		plans[rel] = pl
+	return rb, nil
+}
+
+func (rb *recBuilder) field(name string) int { return rb.idx[strings.ToLower(name)] }
+
+func (rb *recBuilder) planFor(rel *change.Relation) (*recPlan, error) {
+	if pl, ok := rb.plans[rel]; ok {
 		return pl, nil
 	}
-	var unchanged []string
-	for _, c := range rows {
-		pl, err := planFor(c.Rel)
-		if err != nil {
-			return nil, err
+	pl := &recPlan{fields: make([]int, len(rel.Columns))}
+	covered := make([]bool, len(rb.schema.Fields))
+	for ci, colDef := range rel.Columns {
+		fi, ok := rb.idx[strings.ToLower(FieldName(colDef.Name))]
+		if !ok {
+			return nil, fmt.Errorf("internal: column %q missing from schema", colDef.Name)
 		}
-		emit := func(op byte, img []change.Datum) error {
-			unchanged = unchanged[:0]
-			for ci, fi := range pl.fields {
-				var d change.Datum
-				if ci < len(img) {
-					d = img[ci]
-				}
-				switch d.Kind {
-				case change.Text:
-					if err := AppendText(b.Field(fi), schema.Fields[fi].Type, d.Data); err != nil {
-						return fmt.Errorf("table %s column %q: %w", c.Rel.Table, c.Rel.Columns[ci].Name, err)
-					}
-				case change.Unchanged:
-					unchanged = append(unchanged, schema.Fields[fi].Name)
-					b.Field(fi).AppendNull()
-				default:
-					b.Field(fi).AppendNull()
-				}
-			}
-			opB.Append(opNames[op])
-			lsnB.Append(int64(c.LSN))
-			posB.Append(int64(c.Pos))
-			xidB.Append(int64(c.XID))
-			tsB.Append(arrow.Timestamp(c.CommitTime.UnixMicro()))
-			if len(unchanged) > 0 {
-				unB.Append(strings.Join(unchanged, ","))
-			} else {
-				unB.AppendNull()
-			}
-			if len(partB) > 0 {
-				ts := c.CommitTime.UTC()
-				parts := [4]int32{int32(ts.Year()), int32(ts.Month()), int32(ts.Day()), int32(ts.Hour())}
-				for pi, pb := range partB {
-					pb.Append(parts[pi])
-				}
-			}
-			for _, i := range pl.missing {
-				b.Field(i).AppendNull()
-			}
-			return nil
-		}
-		switch c.Op {
-		case change.OpInsert:
-			err = emit('I', c.New)
-		case change.OpUpdate:
-			if c.Old != nil && keyChanged(c) {
-				if err = emit('D', c.Old); err != nil {
-					break
-				}
-			}
-			err = emit('U', c.New)
-		case change.OpDelete:
-			err = emit('D', c.Old)
-		case change.OpTruncate:
-			err = emit('T', nil)
-		case change.OpLoad: // snapshot row (internal/source/pgsnap)
-			err = emit('L', c.New)
-		default:
-			err = fmt.Errorf("unknown op %v", c.Op)
-		}
-		if err != nil {
-			return nil, err
+		pl.fields[ci] = fi
+		covered[fi] = true
+	}
+	for _, n := range []string{ColOp, ColLSN, ColPos, ColXID, ColCommitTS, ColUnchanged} {
+		covered[rb.field(n)] = true
+	}
+	for _, pn := range rb.partCols {
+		covered[rb.field(pn)] = true
+	}
+	for i, cv := range covered {
+		if !cv {
+			pl.missing = append(pl.missing, i) // dropped or not yet added
 		}
 	}
-	return b.NewRecordBatch(), nil
+	rb.plans[rel] = pl
+	return pl, nil
+}
+
+// add appends the Bronze row(s) of one change (two for a key change).
+func (rb *recBuilder) add(c *change.Change) error {
+	pl, err := rb.planFor(c.Rel)
+	if err != nil {
+		return err
+	}
+	switch c.Op {
+	case change.OpInsert:
+		err = rb.emit(c, pl, 'I', c.New)
+	case change.OpUpdate:
+		if c.Old != nil && keyChanged(c) {
+			if err = rb.emit(c, pl, 'D', c.Old); err != nil {
+				break
+			}
+		}
+		err = rb.emit(c, pl, 'U', c.New)
+	case change.OpDelete:
+		err = rb.emit(c, pl, 'D', c.Old)
+	case change.OpTruncate:
+		err = rb.emit(c, pl, 'T', nil)
+	case change.OpLoad: // snapshot row (internal/source/pgsnap)
+		err = rb.emit(c, pl, 'L', c.New)
+	default:
+		err = fmt.Errorf("unknown op %v", c.Op)
+	}
+	if err == nil {
+		rb.rows++
+	}
+	return err
+}
+
+func (rb *recBuilder) emit(c *change.Change, pl *recPlan, op byte, img []change.Datum) error {
+	b, schema := rb.b, rb.schema
+	rb.unchanged = rb.unchanged[:0]
+	for ci, fi := range pl.fields {
+		var d change.Datum
+		if ci < len(img) {
+			d = img[ci]
+		}
+		switch d.Kind {
+		case change.Text:
+			if err := AppendText(b.Field(fi), schema.Fields[fi].Type, d.Data); err != nil {
+				return fmt.Errorf("table %s column %q: %w", c.Rel.Table, c.Rel.Columns[ci].Name, err)
+			}
+		case change.Unchanged:
+			rb.unchanged = append(rb.unchanged, schema.Fields[fi].Name)
+			b.Field(fi).AppendNull()
+		default:
+			b.Field(fi).AppendNull()
+		}
+	}
+	rb.opB.Append(opNames[op])
+	rb.lsnB.Append(int64(c.LSN))
+	rb.posB.Append(int64(c.Pos))
+	rb.xidB.Append(int64(c.XID))
+	rb.tsB.Append(arrow.Timestamp(c.CommitTime.UnixMicro()))
+	if len(rb.unchanged) > 0 {
+		rb.unB.Append(strings.Join(rb.unchanged, ","))
+	} else {
+		rb.unB.AppendNull()
+	}
+	if len(rb.partB) > 0 {
+		ts := c.CommitTime.UTC()
+		parts := [4]int32{int32(ts.Year()), int32(ts.Month()), int32(ts.Day()), int32(ts.Hour())}
+		for pi, pb := range rb.partB {
+			pb.Append(parts[pi])
+		}
+	}
+	for _, i := range pl.missing {
+		b.Field(i).AppendNull()
+	}
+	return nil
+}
+
+// finish returns the record of the rows added and frees the builder.
+func (rb *recBuilder) finish() arrow.RecordBatch {
+	rec := rb.b.NewRecordBatch()
+	rb.b.Release()
+	return rec
 }
 
 // ConfPrimaryKey is the table property that records the source key columns.
