@@ -48,9 +48,11 @@ type Pipeline struct {
 	part   *stream.Partitioner // partition keys from stream config (keys.go)
 	src    *pgrepl.Source
 
-	snap      *pgsnap.Snapshot        // initial load (snapshot.go); nil when there is none
-	domains   *pgsnap.Domains         // domain types for Bronze (snapshot.go)
-	snapKnown map[change.TableID]bool // capture goroutine only: tables the snapshot knows (snapshot.go)
+	snap       *pgsnap.Snapshot        // initial load (snapshot.go); nil when there is none
+	domains    *pgsnap.Domains         // domain types for Bronze (snapshot.go)
+	snapKnown  map[change.TableID]bool // capture goroutine only: tables the snapshot knows (snapshot.go)
+	loader     *bronze.Loader          // snapshot chunks straight to Bronze (snapshot.go)
+	loaderOnce sync.Once
 
 	// capture state (capture goroutine only)
 	dedup    []lastPos // per shard: last (LSN,pos) already in the stream at start

@@ -7,9 +7,16 @@ package pipeline
 //     so with an exported snapshot, and pgsnap imports it into its worker
 //     connections and records the plan before capture ever starts. A
 //     snapshot state left unfinished by an earlier run is resumed.
-//   - Run: pgsnap copies chunks alongside capture, into the same stream
-//     (emitLoad: no dedup, no ack); a chunk counts as done once the Bronze
-//     watermark covers it (waitDurable).
+//   - Run: pgsnap copies chunks alongside capture; each chunk worker writes
+//     its chunk straight to the table's Bronze Delta table, one blind-append
+//     commit per chunk with txn(silt-snap-<chunk>, plan generation)
+//     (BeginChunk, bronze.Loader), beside the Bronze writer. A chunk whose
+//     Bronze table needs a schema change first goes through the stream
+//     (Emit: no dedup, no ack) and is done once the Bronze watermark covers
+//     it (WaitDurable).
+//   - Tables added to the publication are found at start (discoverTables)
+//     or by their first change (noteTableForSnapshot), then copied the same
+//     way.
 //   - Silver: a table whose snapshot is being copied is not merged
 //     (GateWait); once all its chunks are in Bronze, its snapshot rows are
 //     merged first (silver.ProcessLoad), then its logged changes as usual.
@@ -221,6 +228,50 @@ func (p *Pipeline) Emit(ctx context.Context, rows []*change.Change) (pgsnap.Mark
 	}
 	return ends, nil
 }
+
+// BeginChunk implements pgsnap.ChunkSink: a snapshot chunk is written
+// straight to its table's Bronze Delta table by the chunk's worker, as one
+// blind-append commit carrying txn(appID, version) (bronze.Loader), not
+// through the stream and the single Bronze writer. A chunk whose table
+// needs a schema change first goes through the stream (Emit).
+func (p *Pipeline) BeginChunk(ctx context.Context, rel *change.Relation, appID string, version int64) (pgsnap.ChunkWriter, bool, error) {
+	p.loaderOnce.Do(func() {
+		p.loader = bronze.NewLoader(p.store, bronze.Options{
+			PartitionBy:    p.cfg.Bronze.PartitionBy,
+			TargetFileSize: int64(p.cfg.Bronze.TargetFileSize),
+			Types:          p.typeResolver(),
+		})
+	})
+	c, done, err := p.loader.Begin(ctx, rel, appID, version)
+	if errors.Is(err, bronze.ErrSchemaBehind) {
+		p.logger.Info("snapshot chunk goes through the stream: its Bronze table needs a schema change first", "table", rel.Table.String(), "chunk", appID)
+		return nil, false, nil
+	}
+	if err != nil || done {
+		return nil, done, err
+	}
+	return &chunkWriter{p: p, c: c}, false, nil
+}
+
+type chunkWriter struct {
+	p *Pipeline
+	c *bronze.LoadChunk
+}
+
+func (w *chunkWriter) Append(rows []*change.Change) error { return w.c.Append(rows) }
+
+func (w *chunkWriter) Commit(ctx context.Context) error {
+	v, err := w.c.Commit(ctx)
+	if err != nil || v < 0 {
+		return err
+	}
+	w.p.stats.BronzeCommits.Add(1)
+	w.p.stats.BronzeRows.Add(int64(w.c.Rows()))
+	w.p.noteTable(w.c.Table()) // Silver learns tables from Bronze commits
+	return nil
+}
+
+func (w *chunkWriter) Release() { w.c.Release() }
 
 // WaitDurable implements pgsnap.Sink: it waits until the Bronze watermark
 // covers the mark.

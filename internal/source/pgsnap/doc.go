@@ -45,9 +45,17 @@
 //
 // # Durability and resumption
 //
-// A chunk's rows go to the Sink (the pipeline appends them to the stream);
-// the chunk is marked done in the state only once the Sink says everything
-// up to its last row is durable in Bronze. The state is one JSON document
+// A chunk's rows go straight to their destination when the Sink is a
+// ChunkSink (the pipeline: the table's Bronze Delta table, written by the
+// chunk's worker, like DMS full load writing to the target): one Parquet
+// file set and one blind-append commit per chunk, carrying txn(appId
+// ChunkAppID(chunk), version = the table's plan generation Gen) in the same
+// atomic commit, so a chunk redone after a crash finds itself committed
+// and is skipped, never doubled; a new plan (rewritten heap) gets a new
+// Gen. Otherwise (or for a chunk whose Bronze table needs a schema change
+// first) the rows are appended to the stream (Emit) and the chunk is
+// durable once the Bronze watermark covers them (WaitDurable). A chunk is
+// marked done in the state only once it is durable. The state is one JSON document
 // in the lake (StateKey), replaced atomically after each change; it records
 // C, the plan, each chunk's done flag and row count, and per table whether
 // Silver merged its snapshot rows. (A Delta table with txn actions would

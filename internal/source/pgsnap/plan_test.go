@@ -82,3 +82,22 @@ func TestPlanRangesCover(t *testing.T) {
 		}
 	}
 }
+
+func TestChunkRowsFor(t *testing.T) {
+	for _, c := range []struct {
+		est       float64
+		chunkRows int64
+		workers   int
+		want      int64
+	}{
+		{5_000_000, 100_000, 4, 100_000}, // big table: the setting
+		{500_000, 100_000, 4, 31_250},    // four chunks per worker
+		{50_000, 100_000, 4, 10_000},     // not below 10000
+		{50_000, 1000, 4, 1000},          // a smaller setting stays
+		{0, 100_000, 4, 10_000},
+	} {
+		if got := chunkRowsFor(c.est, c.chunkRows, c.workers); got != c.want {
+			t.Errorf("chunkRowsFor(%v, %d, %d) = %d, want %d", c.est, c.chunkRows, c.workers, got, c.want)
+		}
+	}
+}

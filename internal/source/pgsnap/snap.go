@@ -136,6 +136,30 @@ type Sink interface {
 	WaitDurable(ctx context.Context, m Mark) error
 }
 
+// ChunkSink is an optional ability of a Sink: writing one chunk straight
+// to its destination (the pipeline: the table's Bronze Delta table), as one
+// atomic commit that records the chunk's identity (appID, version), from
+// several goroutines at once. Rows of such a chunk do not go through Emit.
+type ChunkSink interface {
+	// BeginChunk starts chunk (appID, version) of rel. done reports that it
+	// is durable already (written before a crash): nothing to copy. w nil
+	// and done false: this chunk must go through Emit (e.g. the destination
+	// needs a schema change first).
+	BeginChunk(ctx context.Context, rel *change.Relation, appID string, version int64) (w ChunkWriter, done bool, err error)
+}
+
+// ChunkWriter receives the rows of one chunk.
+type ChunkWriter interface {
+	// Append adds rows; the changes and their datums are valid only
+	// during the call.
+	Append(rows []*change.Change) error
+	// Commit makes every appended row durable, atomically with the chunk's
+	// identity.
+	Commit(ctx context.Context) error
+	// Release frees the writer (after Commit, or to abandon the chunk).
+	Release()
+}
+
 // Export is the snapshot a new slot exported (see pgrepl.ExportedSnapshot).
 type Export struct {
 	Name          string
@@ -443,13 +467,25 @@ func (s *Snapshot) plan(ctx context.Context, ti tableInfo) (*TableState, error) 
 	if err != nil {
 		return nil, err
 	}
-	ranges := PlanRanges(uint32(ti.pages), rpp, s.cfg.ChunkRows, s.cfg.MaxChunks)
+	ranges := PlanRanges(uint32(ti.pages), rpp, chunkRowsFor(rpp*float64(ti.pages), s.cfg.ChunkRows, s.cfg.ChunksPerTable), s.cfg.MaxChunks)
 	ts := &TableState{Schema: ti.id.Schema, Name: ti.id.Name, OID: ti.oid, RelFileNode: ti.relfilenode,
-		Pages: uint32(ti.pages), EstRows: int64(rpp * float64(ti.pages))}
+		Pages: uint32(ti.pages), EstRows: int64(rpp * float64(ti.pages)), Gen: 1}
 	for _, r := range ranges {
 		ts.Chunks = append(ts.Chunks, Chunk{Range: r})
 	}
 	return ts, nil
+}
+
+// chunkRowsFor returns the rows per chunk for a table of est rows: at most
+// chunkRows, but small enough to give each of the table's workers about
+// four chunks (so that the last chunks do not leave workers idle), and not
+// below minChunkRows (each chunk costs a commit).
+func chunkRowsFor(est float64, chunkRows int64, workers int) int64 {
+	const minChunkRows = 10000
+	if want := int64(est) / int64(4*max(workers, 1)); want < chunkRows {
+		return max(want, min(chunkRows, minChunkRows))
+	}
+	return chunkRows
 }
 
 // resume prepares an unfinished snapshot for copying in a new snapshot:
@@ -484,7 +520,7 @@ func (s *Snapshot) resume(ctx context.Context) error {
 			if err != nil {
 				return lost(s.conns[0], err)
 			}
-			nt.Added = true
+			nt.Added, nt.Gen = true, t.Gen+1
 			s.state.Tables[i] = nt
 			s.cfg.Logger.Info("snapshot: copying a table added to the publication", "table", t.ID().String(), "chunks", len(nt.Chunks))
 		case ti.relfilenode != t.RelFileNode:
@@ -493,6 +529,7 @@ func (s *Snapshot) resume(ctx context.Context) error {
 			if err != nil {
 				return lost(s.conns[0], err)
 			}
+			nt.Added, nt.Gen = t.Added, t.Gen+1 // chunk identities of the old plan must not match
 			s.state.Tables[i] = nt
 		}
 	}
@@ -566,7 +603,7 @@ func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 		rels[ti] = rel
 		for ci, c := range t.Chunks {
 			if !c.Done {
-				work = append(work, chunkRef{table: ti, chunk: ci, rng: c.Range})
+				work = append(work, chunkRef{table: ti, chunk: ci, rng: c.Range, gen: t.Gen})
 			}
 		}
 	}
@@ -590,13 +627,13 @@ func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 				if !ok {
 					return
 				}
-				m, rows, err := w.copyChunk(wctx, ref)
+				m, rows, durable, err := w.copyChunk(wctx, ref)
 				sch.done(ref)
 				if err != nil {
 					cancel(fmt.Errorf("snapshot of %s, blocks %d-%d: %w", rels[ref.table].Table, ref.rng.Lo, ref.rng.Hi, lost(conn, err)))
 					return
 				}
-				completed <- completion{ref: ref, mark: m, rows: rows}
+				completed <- completion{ref: ref, mark: m, rows: rows, durable: durable}
 			}
 		}()
 	}
@@ -611,7 +648,10 @@ func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 		if markErr != nil {
 			continue // drain after an error
 		}
-		if markErr = sink.WaitDurable(ctx, c.mark); markErr == nil {
+		if !c.durable {
+			markErr = sink.WaitDurable(ctx, c.mark)
+		}
+		if markErr == nil {
 			markErr = s.markDone(ctx, c)
 		}
 		if markErr != nil {
@@ -634,12 +674,14 @@ func (s *Snapshot) run(ctx context.Context, sink Sink) error {
 type chunkRef struct {
 	table, chunk int
 	rng          Range
+	gen          int64
 }
 
 type completion struct {
-	ref  chunkRef
-	mark Mark
-	rows int64
+	ref     chunkRef
+	mark    Mark
+	rows    int64
+	durable bool // written through a ChunkSink: no mark to wait for
 }
 
 func (s *Snapshot) markDone(ctx context.Context, c completion) error {
@@ -751,11 +793,27 @@ type worker struct {
 	arena   []byte
 }
 
-// copyChunk reads one chunk in text format and emits it in batches. Every
-// row gets (LSN, Pos) = (LoadLSN, chunk index): a redone chunk produces the
-// same identities.
-func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (Mark, int64, error) {
+// copyChunk reads one chunk in text format and hands it on in batches:
+// straight to its destination in one commit when the sink is a ChunkSink
+// that accepts the chunk (durable true on return), else through Emit
+// (durable once WaitDurable(mark) returns). Every row gets (LSN, Pos) =
+// (LoadLSN, chunk index): a redone chunk produces the same identities.
+func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows int64, durable bool, err error) {
 	rel := w.rels[ref.table]
+	var cw ChunkWriter
+	if cs, ok := w.sink.(ChunkSink); ok {
+		var done bool
+		cw, done, err = cs.BeginChunk(ctx, rel, ChunkAppID(ref.chunk), ref.gen)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("begin chunk: %w", err)
+		}
+		if done { // committed before a crash
+			return nil, 0, true, nil
+		}
+		if cw != nil {
+			defer cw.Release()
+		}
+	}
 	cols := make([]string, len(rel.Columns))
 	for i, c := range rel.Columns {
 		cols[i] = pgx.Identifier{c.Name}.Sanitize()
@@ -780,10 +838,18 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (Mark, int64, erro
 	st := w.s.stats[ref.table]
 	st.start()
 	var last Mark
-	var rows int64
 	n := 0
 	flush := func() error {
 		if n == 0 {
+			return nil
+		}
+		if cw != nil {
+			if err := cw.Append(w.ptrs[:n]); err != nil {
+				return err
+			}
+			st.rows.Add(int64(n))
+			n = 0
+			w.arena = w.arena[:0]
 			return nil
 		}
 		m, err := w.sink.Emit(ctx, w.ptrs[:n])
@@ -801,7 +867,7 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (Mark, int64, erro
 		vals := rr.Values()
 		if len(vals) != ncol {
 			rr.Close()
-			return nil, 0, fmt.Errorf("row has %d columns, want %d", len(vals), ncol)
+			return nil, 0, false, fmt.Errorf("row has %d columns, want %d", len(vals), ncol)
 		}
 		img := w.datums[n*ncol : (n+1)*ncol : (n+1)*ncol]
 		for i, v := range vals {
@@ -822,24 +888,30 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (Mark, int64, erro
 		if n == batch {
 			if err := flush(); err != nil {
 				rr.Close()
-				return nil, 0, err
+				return nil, 0, false, err
 			}
 		}
 	}
 	if _, err := rr.Close(); err != nil {
-		return nil, 0, fmt.Errorf("read: %w", err)
+		return nil, 0, false, fmt.Errorf("read: %w", err)
 	}
 	if err := flush(); err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
+	}
+	if cw != nil {
+		if err := cw.Commit(ctx); err != nil {
+			return nil, 0, false, fmt.Errorf("commit chunk: %w", err)
+		}
+		return nil, rows, true, nil
 	}
 	if last == nil { // an empty chunk: a mark for what came before
 		m, err := w.sink.Emit(ctx, nil)
 		if err != nil {
-			return nil, 0, fmt.Errorf("emit: %w", err)
+			return nil, 0, false, fmt.Errorf("emit: %w", err)
 		}
 		last = m
 	}
-	return last, rows, nil
+	return last, rows, false, nil
 }
 
 // tableStats are one table's live counters.

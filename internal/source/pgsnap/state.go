@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/silt-dev/silt/internal/blob"
@@ -68,6 +69,11 @@ type TableState struct {
 	// Merged: Silver has merged the table's snapshot rows (set by the
 	// pipeline after silver.ProcessLoad caught up).
 	Merged bool `json:"merged,omitempty"`
+	// Gen is the plan's generation: 1 for a first plan, one more each time
+	// the table is planned again (a rewritten heap). With the chunk index
+	// it identifies a chunk written straight to its destination
+	// (ChunkSink: txn appId ChunkAppID(i), version Gen).
+	Gen int64 `json:"gen,omitempty"`
 	// Added: the table joined the publication after the initial snapshot
 	// (Snapshot.AddTable); it is planned (Chunks) by the run that copies it.
 	Added bool `json:"added,omitempty"`
@@ -80,6 +86,9 @@ type Chunk struct {
 	Done bool  `json:"done,omitempty"`
 	Rows int64 `json:"rows,omitempty"`
 }
+
+// ChunkAppID is the txn appId of chunk i in its Bronze table.
+func ChunkAppID(i int) string { return "silt-snap-" + strconv.Itoa(i) }
 
 // ID returns the table's id.
 func (t *TableState) ID() change.TableID { return change.TableID{Schema: t.Schema, Name: t.Name} }

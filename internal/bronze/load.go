@@ -1,0 +1,164 @@
+package bronze
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/delta"
+	"github.com/silt-dev/silt/internal/delta/datafile"
+)
+
+// Loader writes initial-snapshot chunks (op L rows) straight into Bronze,
+// beside the Writer and without the stream, from several goroutines at
+// once. Each chunk is one blind-append commit to its table carrying
+// txn(appId, version) — the chunk's identity — in the same atomic commit
+// as its rows, so a chunk redone after a crash finds itself committed
+// (LoadChunk.Done) and is never written twice.
+//
+// A chunk commit never changes the table's metadata (except by creating
+// the table), so it cannot make a concurrent Writer commit fail: Delta
+// rebases a blind append over another, and txn appIds differ. When the
+// table's schema lacks a column of the chunk's relation (an ADD COLUMN the
+// stream has not carried to Bronze yet), Begin returns ErrSchemaBehind and
+// the caller sends the chunk through the stream instead, where the Writer
+// evolves the schema.
+type Loader struct {
+	store blob.Store
+	opts  Options
+}
+
+// ErrSchemaBehind: the Bronze table cannot hold the relation without a
+// schema change; write the chunk through the stream.
+var ErrSchemaBehind = errors.New("bronze: table schema lacks columns of the snapshot relation")
+
+// NewLoader returns a Loader writing with opts (PartitionBy,
+// TargetFileSize, Types; the rest is unused).
+func NewLoader(store blob.Store, opts Options) *Loader { return &Loader{store: store, opts: opts} }
+
+// LoadChunk is one chunk being written: rows are appended to an Arrow
+// builder as they come and written as Parquet at Commit.
+type LoadChunk struct {
+	l       *Loader
+	rel     *change.Relation
+	tbl     *delta.Table
+	snap    *delta.Snapshot
+	schema  *delta.StructType
+	rows    int
+	appID   string
+	version int64
+	rb      *recBuilder
+}
+
+// Begin starts chunk (appID, version) of rel's table, creating the table
+// if it does not exist. done reports that the chunk is committed already.
+func (l *Loader) Begin(ctx context.Context, rel *change.Relation, appID string, version int64) (c *LoadChunk, done bool, err error) {
+	id := rel.Table
+	tbl := delta.NewTable(l.store, TablePath(id))
+	probe := []*change.Change{{Rel: rel}}
+	snap, err := tbl.Snapshot(ctx)
+	if errors.Is(err, delta.ErrNotATable) {
+		schema, _, parts, eerr := evolve(nil, probe, l.opts.Types)
+		if eerr != nil {
+			return nil, false, fmt.Errorf("bronze: table %s: %w", id, eerr)
+		}
+		schema, parts = trimPartitions(schema, parts, l.opts.PartitionBy)
+		conf := map[string]string{"delta.appendOnly": "true", ConfPrimaryKey: strings.Join(keyNames(rel), ",")}
+		if snap, err = delta.CreateTable(ctx, tbl, schema, parts, conf, id.String()); errors.Is(err, delta.ErrConflict) {
+			snap, err = tbl.Snapshot(ctx) // the Writer (or another chunk) created it
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("bronze: open table %s: %w", id, err)
+	}
+	if err := snap.CanWrite(); err != nil {
+		return nil, false, fmt.Errorf("bronze: table %s: %w", id, err)
+	}
+	if v, ok := snap.TxnVersion(appID); ok && v == version {
+		return nil, true, nil
+	}
+	schema, changed, _, err := evolve(snap.Schema(), probe, l.opts.Types)
+	if err != nil {
+		return nil, false, fmt.Errorf("bronze: table %s: %w", id, err)
+	}
+	if changed || snap.Config()[ConfPrimaryKey] != strings.Join(keyNames(rel), ",") {
+		return nil, false, ErrSchemaBehind
+	}
+	rb, err := newRecBuilder(schema, snap.PartitionColumns())
+	if err != nil {
+		return nil, false, err
+	}
+	return &LoadChunk{l: l, rel: rel, tbl: tbl, snap: snap, schema: schema, appID: appID, version: version, rb: rb}, false, nil
+}
+
+// Append adds rows (op L, all of the chunk's relation) to the chunk. The
+// changes are not retained.
+func (c *LoadChunk) Append(rows []*change.Change) error {
+	for _, r := range rows {
+		if err := c.rb.add(r); err != nil {
+			return fmt.Errorf("bronze: table %s: %w", c.rel.Table, err)
+		}
+	}
+	return nil
+}
+
+// Commit writes the rows as Parquet and commits them with txn(appID,
+// version); it returns the Bronze version. A chunk without rows commits
+// nothing (-1): redoing it costs nothing.
+func (c *LoadChunk) Commit(ctx context.Context) (int64, error) {
+	if c.rb.rows == 0 {
+		return -1, nil
+	}
+	c.rows = c.rb.rows
+	rec := c.rb.finish()
+	c.rb = nil
+	defer rec.Release()
+	ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
+	adds, err := datafile.Write(ctx, c.l.store, ti, rec, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true})
+	if err != nil {
+		return -1, fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
+	}
+	snap := c.snap
+	for attempt := 0; ; attempt++ {
+		tx := c.tbl.Begin(snap)
+		tx.Add(adds...)
+		tx.SetAppTxn(c.appID, c.version)
+		v, err := tx.Commit(ctx, "WRITE", map[string]any{"mode": "Append", "queryId": "silt-snapshot"})
+		if err == nil {
+			return v, nil
+		}
+		// A concurrent schema change by the Writer (metadata) conflicts
+		// with every commit; the files stay valid (columns only get
+		// added), so commit them again on top of it.
+		var ce *delta.ConflictError
+		if !errors.As(err, &ce) || ce.Kind != delta.ConflictMetadataChanged || attempt >= 10 {
+			return -1, fmt.Errorf("bronze: commit %s: %w", c.rel.Table, err)
+		}
+		if snap, err = c.tbl.Snapshot(ctx); err != nil {
+			return -1, fmt.Errorf("bronze: reload %s: %w", c.rel.Table, err)
+		}
+		if _, changed, _, err := evolve(snap.Schema(), []*change.Change{{Rel: c.rel}}, c.l.opts.Types); err != nil || changed {
+			return -1, fmt.Errorf("bronze: table %s changed under a snapshot chunk: %v", c.rel.Table, err)
+		}
+		if v, ok := snap.TxnVersion(c.appID); ok && v == c.version {
+			return -1, fmt.Errorf("bronze: internal error: chunk %s of %s committed twice", c.appID, c.rel.Table)
+		}
+	}
+}
+
+// Table returns the chunk's table.
+func (c *LoadChunk) Table() change.TableID { return c.rel.Table }
+
+// Rows returns how many rows were appended.
+func (c *LoadChunk) Rows() int { return c.rows }
+
+// Release frees the builder; call it after Commit or to abandon the chunk.
+func (c *LoadChunk) Release() {
+	if c.rb != nil {
+		c.rb.b.Release()
+		c.rb = nil
+	}
+}
