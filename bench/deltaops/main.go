@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,14 @@ func main() {
 	files := fs.Int("files", 1000, "files to write (small)")
 	rows := fs.Int("rows", 1000, "rows per file (small)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here")
+	traceFile := fs.String("trace", "", "write an execution trace here")
 	_ = fs.Parse(os.Args[2:])
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err == nil && trace.Start(f) == nil {
+			defer trace.Stop()
+		}
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil && pprof.StartCPUProfile(f) == nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/silt-dev/silt/internal/delta"
 )
 
 // TestColumnsWriterMatchesPqarrow: the parallel column encoder writes the
@@ -134,5 +136,48 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 	}
 	if w, g := describe(want), describe(got); w != g {
 		t.Fatalf("parallel encoder's file differs from pqarrow's:\n%s\nvs\n%s", g[:min(len(g), 3000)], w[:min(len(w), 3000)])
+	}
+}
+
+// TestMostlyDistinctColumnsSkipDictionary: a column whose first rows are
+// mostly distinct is written plain from the start; a repetitive one keeps
+// its dictionary.
+func TestMostlyDistinctColumnsSkipDictionary(t *testing.T) {
+	st := newStore(t)
+	schema := &delta.StructType{Fields: []*delta.StructField{
+		{Name: "id", Type: delta.Long, Nullable: true},
+		{Name: "note", Type: delta.String, Nullable: true},
+	}}
+	as, _ := ArrowSchema(schema)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
+	defer b.Release()
+	for i := 0; i < 20_000; i++ {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("note-%d", i%100))
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	adds, err := Write(ctx, st, TableInfo{Schema: schema}, rec, WriteOptions{DataChange: true})
+	if err != nil || len(adds) != 1 {
+		t.Fatal(adds, err)
+	}
+	data, err := st.Get(ctx, adds[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	rg := pf.MetaData().RowGroup(0)
+	for c, wantDict := range []bool{false, true} {
+		cc, err := rg.ColumnChunk(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cc.HasDictionaryPage() != wantDict {
+			t.Errorf("column %d: dictionary page %v, want %v (encodings %v)", c, cc.HasDictionaryPage(), wantDict, cc.Encodings())
+		}
 	}
 }

@@ -173,7 +173,9 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 	}
 	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: readBatchRows}, mem)
+	// Small files get buffers of their size, not of a whole batch.
+	batchRows := min(readBatchRows, max(pf.NumRows(), 1))
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 	}

@@ -433,17 +433,17 @@ func (w *Writer) writeChunk(g *group, cols []arrow.Array, start, end int) error 
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	f := w.open[g.key]
-	if f == nil {
-		var err error
-		if f, err = w.create(g); err != nil {
-			return err
-		}
-	}
 	slices := make([]arrow.Array, len(cols))
 	defer releaseAll(slices)
 	for i, c := range cols {
 		slices[i] = array.NewSlice(c, int64(start), int64(end))
+	}
+	f := w.open[g.key]
+	if f == nil {
+		var err error
+		if f, err = w.create(g, slices); err != nil {
+			return err
+		}
 	}
 	rec := array.NewRecordBatch(w.schema, slices, int64(end-start))
 	defer rec.Release()
@@ -457,8 +457,9 @@ func (w *Writer) writeChunk(g *group, cols []arrow.Array, start, end int) error 
 	return nil
 }
 
-// create opens a new file for g's partition.
-func (w *Writer) create(g *group) (*openFile, error) {
+// create opens a new file for g's partition; first is the file's first
+// rows (one array per data column).
+func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
 	page := min(max(w.opts.TargetFileSize/16, 4096), 1<<20)
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(w.ti.mem()),
@@ -471,10 +472,17 @@ func (w *Writer) create(g *group) (*openFile, error) {
 	}
 	// Floats and timestamps are nearly always distinct: a dictionary costs
 	// CPU (hashing every value) and falls back to plain anyway.
-	for _, f := range w.schema.Fields() {
+	// Columns whose first rows are mostly distinct (keys, sequence numbers)
+	// would fill the dictionary page and fall back to plain encoding after
+	// hashing its worth of values: write them plain from the start.
+	for i, f := range w.schema.Fields() {
 		switch f.Type.ID() {
 		case arrow.FLOAT32, arrow.FLOAT64, arrow.TIMESTAMP:
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
+		default:
+			if i < len(first) && mostlyDistinct(first[i]) {
+				opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
+			}
 		}
 	}
 	props := parquet.NewWriterProperties(opts...)
@@ -527,4 +535,77 @@ func (w *Writer) finish(key string) error {
 		Stats:            f.stats.JSON(),
 	})
 	return nil
+}
+
+// distinctSample is how many leading values mostlyDistinct looks at, and
+// distinctMin the fewest it decides on.
+const (
+	distinctSample = 16 * 1024
+	distinctMin    = 4 * 1024
+)
+
+// mostlyDistinct reports whether more than half of a's first values
+// (integer, string and binary columns, at least distinctMin non-null of
+// them) are distinct.
+func mostlyDistinct(a arrow.Array) bool {
+	n := min(a.Len(), distinctSample)
+	if n-a.NullN() < distinctMin {
+		return false
+	}
+	count := func(seen int, add func(i int) bool) bool {
+		valid := 0
+		for i := 0; i < n; i++ {
+			if a.IsNull(i) {
+				continue
+			}
+			valid++
+			if add(i) {
+				seen++
+			}
+		}
+		return valid >= distinctMin && seen*2 > valid
+	}
+	switch x := a.(type) {
+	case *array.Int64:
+		m := make(map[int64]struct{}, n)
+		return count(0, func(i int) bool {
+			v := x.Value(i)
+			if _, ok := m[v]; ok {
+				return false
+			}
+			m[v] = struct{}{}
+			return true
+		})
+	case *array.Int32:
+		m := make(map[int32]struct{}, n)
+		return count(0, func(i int) bool {
+			v := x.Value(i)
+			if _, ok := m[v]; ok {
+				return false
+			}
+			m[v] = struct{}{}
+			return true
+		})
+	case *array.String:
+		m := make(map[string]struct{}, n)
+		return count(0, func(i int) bool {
+			v := x.Value(i)
+			if _, ok := m[v]; ok {
+				return false
+			}
+			m[v] = struct{}{}
+			return true
+		})
+	case *array.Binary:
+		m := make(map[string]struct{}, n)
+		return count(0, func(i int) bool {
+			v := x.Value(i)
+			if _, ok := m[string(v)]; ok {
+				return false
+			}
+			m[string(v)] = struct{}{}
+			return true
+		})
+	}
+	return false
 }

@@ -344,13 +344,55 @@ func rewriteBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
 }
 
-// compactBatchRows is how many rows compactBin gathers before handing them
-// to the writer (small files give small records).
-const compactBatchRows = 64 * 1024
+// A compaction group is the consecutive files of a bin one reader turns
+// into one record for the writer: at least compactGroupRows rows (by the
+// files' stats), compactGroupBytes bytes or compactGroupFiles files.
+// Groups, not files, are the unit handed between goroutines, so there are
+// few hand-offs (each costs a scheduling delay on a loaded machine).
+const (
+	compactGroupRows  = 64 * 1024
+	compactGroupBytes = 4 << 20
+	compactGroupFiles = 256
+)
+
+// compactGroups splits files into compaction groups.
+func compactGroups(files []*delta.Add) [][]*delta.Add {
+	var groups [][]*delta.Add
+	var cur []*delta.Add
+	var rows, bytes int64
+	for _, f := range files {
+		cur = append(cur, f)
+		rows += numRecords(f)
+		bytes += f.Size
+		if rows >= compactGroupRows || bytes >= compactGroupBytes || len(cur) >= compactGroupFiles {
+			groups = append(groups, cur)
+			cur, rows, bytes = nil, 0, 0
+		}
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// numRecords is add.stats.numRecords, or 0 when the stats lack it.
+func numRecords(f *delta.Add) int64 {
+	if f.Stats == "" {
+		return 0
+	}
+	var st struct {
+		NumRecords int64 `json:"numRecords"`
+	}
+	if json.Unmarshal([]byte(f.Stats), &st) != nil {
+		return 0
+	}
+	return st.NumRecords
+}
 
 // compactBin streams the files of one bin, in order, into one Writer:
-// up to Concurrency files are read ahead in parallel while the writer
-// encodes, so memory is a few files plus the open output file.
+// readers turn groups of files into records (up to Concurrency groups
+// ahead) while the writer encodes, so memory is a few groups plus the open
+// output file.
 func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin []*delta.Add, opts *OptimizeOptions) (adds []*delta.Add, err error) {
 	w, err := datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
 		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
@@ -362,68 +404,52 @@ func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 			w.Abort()
 		}
 	}()
-	var batch []arrow.RecordBatch
-	var rows int64
-	release := func() {
-		for _, r := range batch {
-			r.Release()
-		}
-		batch, rows = batch[:0], 0
-	}
-	defer release()
-	flush := func() error {
-		defer release()
-		rec, err := concatRecords(opts.Allocator, ti, batch)
-		if err != nil || rec == nil {
-			return err
-		}
-		defer rec.Release()
-		return w.Write(rec)
-	}
-	err = readAhead(ctx, t, ti, bin, max(opts.Concurrency, 2), func(recs []arrow.RecordBatch) error {
-		for _, r := range recs {
-			r.Retain()
-			batch = append(batch, r)
-			rows += r.NumRows()
-			if rows >= compactBatchRows {
-				if err := flush(); err != nil {
-					return err
-				}
+	read := func(ctx context.Context, files []*delta.Add) (arrow.RecordBatch, error) {
+		var recs []arrow.RecordBatch
+		defer func() {
+			for _, r := range recs {
+				r.Release()
 			}
+		}()
+		for _, f := range files {
+			rs, err := datafile.Read(ctx, t.Store(), ti, f)
+			if err != nil {
+				return nil, err
+			}
+			recs = append(recs, rs...)
 		}
-		return nil
+		return concatRecords(opts.Allocator, ti, recs)
+	}
+	err = readAhead(ctx, compactGroups(bin), max(opts.Concurrency, 2), read, func(rec arrow.RecordBatch) error {
+		return w.Write(rec)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	adds, err = w.Close()
-	return adds, err
+	return w.Close()
 }
 
-// readAhead reads files with up to conc reads in flight and calls fn with
-// each file's records in file order (released when fn returns). Every
-// goroutine has ended when it returns.
-func readAhead(ctx context.Context, t *delta.Table, ti datafile.TableInfo, files []*delta.Add, conc int, fn func([]arrow.RecordBatch) error) error {
+// readAhead reads groups with up to conc reads in flight and calls fn with
+// each group's record (nil ones skipped) in order; records are released
+// when fn returns. Every goroutine has ended when it returns.
+func readAhead(ctx context.Context, groups [][]*delta.Add, conc int,
+	read func(context.Context, []*delta.Add) (arrow.RecordBatch, error), fn func(arrow.RecordBatch) error) error {
 	type result struct {
-		recs []arrow.RecordBatch
-		err  error
+		rec arrow.RecordBatch
+		err error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	slots := make([]chan result, len(files))
+	slots := make([]chan result, len(groups))
 	for i := range slots {
 		slots[i] = make(chan result, 1)
 	}
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i, f := range files {
+		for i, g := range groups {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -432,16 +458,11 @@ func readAhead(ctx context.Context, t *delta.Table, ti datafile.TableInfo, files
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				recs, err := datafile.Read(ctx, t.Store(), ti, f)
-				slots[i] <- result{recs, err}
+				rec, err := read(ctx, g)
+				slots[i] <- result{rec, err}
 			}()
 		}
 	}()
-	releaseAll := func(recs []arrow.RecordBatch) {
-		for _, r := range recs {
-			r.Release()
-		}
-	}
 	defer func() {
 		// Free what was read ahead but not consumed.
 		cancel()
@@ -449,12 +470,14 @@ func readAhead(ctx context.Context, t *delta.Table, ti datafile.TableInfo, files
 		for _, s := range slots {
 			select {
 			case r := <-s:
-				releaseAll(r.recs)
+				if r.rec != nil {
+					r.rec.Release()
+				}
 			default:
 			}
 		}
 	}()
-	for i := range files {
+	for i := range groups {
 		var r result
 		select {
 		case r = <-slots[i]:
@@ -465,8 +488,11 @@ func readAhead(ctx context.Context, t *delta.Table, ti datafile.TableInfo, files
 		if r.err != nil {
 			return r.err
 		}
-		err := fn(r.recs)
-		releaseAll(r.recs)
+		if r.rec == nil {
+			continue
+		}
+		err := fn(r.rec)
+		r.rec.Release()
 		if err != nil {
 			return err
 		}
