@@ -30,6 +30,11 @@ type Config struct {
 	Gold   []GoldConfig `yaml:"gold"`
 	Status StatusConfig `yaml:"status"`
 	Log    LogConfig    `yaml:"log"`
+	// MemoryLimit is the soft limit of the process's memory (the Go
+	// runtime's, like a JVM heap limit): the garbage collector works to stay
+	// under it. Default: 90% of the container's (cgroup) memory limit, none
+	// outside a container; the GOMEMLIMIT environment variable wins.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // SourceConfig is the PostgreSQL source.
@@ -549,6 +554,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Lake.validate(add)
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		add("memory_limit %d is too small: use at least 64MiB (or leave it out: 90%% of the container's limit)", c.MemoryLimit)
+	}
 	if c.Bronze.FlushInterval.Duration < 10*time.Millisecond {
 		add("bronze.flush_interval %s is too short: use at least 10ms", c.Bronze.FlushInterval)
 	}

@@ -145,6 +145,7 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 	if logger == nil {
 		logger = slog.Default()
 	}
+	applyMemoryLimit(int64(cfg.MemoryLimit), logger) // memlimit.go
 	p := &Pipeline{cfg: cfg, logger: logger, fresh: newQuantiles(200000)}
 	st, err := lake.Open(ctx, cfg.Lake)
 	if err != nil {
