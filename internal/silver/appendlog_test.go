@@ -2,12 +2,15 @@ package silver_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/silt-dev/silt/internal/blob/faulty"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
@@ -113,5 +116,56 @@ func TestAppendOnlyRefusesMirroredTable(t *testing.T) {
 	_, err := silver.New(h.store, opts).Process(context.Background(), rel.Table)
 	if err == nil || !strings.Contains(err.Error(), "silver/public/t is a mirrored table") {
 		t.Fatalf("err = %v, want the mirrored-table error", err)
+	}
+}
+
+// TestAppendOnlyCommitFaults: a Silver commit whose outcome is unknown,
+// whether it landed or not, is settled by the next batch (a restart)
+// without appending any change twice or losing one.
+func TestAppendOnlyCommitFaults(t *testing.T) {
+	h := newHarness(t)
+	id := keylessRel.Table
+	fs := faulty.NewStore(h.store)
+	opts := silver.Options{Table: func(change.TableID) silver.TableOptions { return silver.TableOptions{KeylessAppend: true} }}
+	ins := func(a string) *change.Change {
+		return &change.Change{Op: change.OpInsert, Rel: keylessRel, New: []change.Datum{txt(a), txt("same")}}
+	}
+	h.txn(ins("1"))
+	h.bronze()
+	if _, err := silver.New(fs, opts).Process(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	for i, after := range []bool{false, true} {
+		h.txn(ins(fmt.Sprint(i+2)), ins(fmt.Sprint(i+2)))
+		h.bronze()
+		// The next commit fails, and so does delta's re-read that would
+		// resolve the outcome: the batch ends with an unknown outcome.
+		snap, err := delta.NewTable(h.store, silver.TablePath(id)).Snapshot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("%s/_delta_log/%020d.json", silver.TablePath(id), snap.Version+1)
+		fs.Add(faulty.StoreRule{Op: faulty.OpPutIfAbsent, KeyContains: key, After: after, Times: 1})
+		fs.Add(faulty.StoreRule{Op: faulty.OpGet, KeyContains: key, Times: 1})
+		if _, err := silver.New(fs, opts).Process(context.Background(), id); !errors.Is(err, delta.ErrCommitUnknown) {
+			t.Fatalf("after=%v: err = %v, want an unknown commit outcome", after, err)
+		}
+		for { // the next batches (a new processor: a restart)
+			res, err := silver.New(fs, opts).Process(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ToVersion < 0 {
+				break
+			}
+		}
+	}
+	var got []string
+	for _, r := range logRows(t, h, id) {
+		got = append(got, r[:strings.Index(r, " _silt_lsn")])
+	}
+	want := []string{"a=1 b=same _silt_op=I", "a=2 b=same _silt_op=I", "a=2 b=same _silt_op=I", "a=3 b=same _silt_op=I", "a=3 b=same _silt_op=I"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("silver log:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
