@@ -95,6 +95,9 @@ func Process(ctx context.Context, store blob.Store, spec Spec) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("gold %s: read silver: %w", spec.Name, err)
 	}
+	if silver.IsAppendOnly(ssnap) {
+		return res, fmt.Errorf("gold %s: silver %s is an append-only change log (source.keyless: append), not a table's rows: aggregate a table with a key", spec.Name, spec.Source)
+	}
 	upto, ok := ssnap.TxnVersion(silver.AppID)
 	if !ok {
 		return res, nil
