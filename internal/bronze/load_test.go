@@ -2,6 +2,7 @@ package bronze
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -73,5 +74,63 @@ func TestLoaderChunksOnce(t *testing.T) {
 			t.Fatalf("chunk 2 of plan 2: done %v, %v", done, err)
 		}
 		c.Release()
+	}
+}
+
+// TestLoaderSchemaBehind: a relation with a column the Bronze table lacks
+// is refused (ErrSchemaBehind: the chunk must go through the stream, where
+// the Writer evolves the schema), and a chunk whose table gains a column
+// between Begin and Commit (the Writer's metadata commit) still commits,
+// once.
+func TestLoaderSchemaBehind(t *testing.T) {
+	ctx := context.Background()
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := change.TableID{Schema: "s", Name: "t"}
+	rel := &change.Relation{Table: id, Columns: []change.Column{{Name: "id", TypeOID: 20, Key: true}}}
+	wider := &change.Relation{Table: id, Columns: append(append([]change.Column(nil), rel.Columns...), change.Column{Name: "extra", TypeOID: 25})}
+	l := NewLoader(st, Options{})
+	c, _, err := l.Begin(ctx, rel, "silt-snap-0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := &change.Change{Rel: rel, Op: change.OpLoad, LSN: 9, CommitTime: time.Unix(0, 0), New: []change.Datum{{Kind: change.Text, Data: []byte("1")}}}
+	if err := c.Append([]*change.Change{row}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Begin(ctx, wider, "silt-snap-1", 1); !errors.Is(err, ErrSchemaBehind) {
+		t.Fatalf("begin with a column the table lacks: %v, want ErrSchemaBehind", err)
+	}
+	// The Writer adds the column meanwhile (a metadata commit).
+	tbl := delta.NewTable(st, TablePath(id))
+	snap, err := tbl.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, changed, _, err := evolve(snap.Schema(), []*change.Change{{Rel: wider}}, nil)
+	if err != nil || !changed {
+		t.Fatalf("evolve: %v %v", changed, err)
+	}
+	md := *snap.Metadata
+	md.SchemaString = schema.SchemaString()
+	tx := tbl.Begin(snap)
+	tx.SetMetadata(&md)
+	tx.SetAppTxn(AppID(0), 5)
+	if _, err := tx.Commit(ctx, "STREAMING UPDATE", nil); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Commit(ctx)
+	if err != nil {
+		t.Fatalf("commit over a concurrent schema change: %v", err)
+	}
+	c.Release()
+	snap, err = tbl.SnapshotAt(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := snap.TxnVersion("silt-snap-0"); !ok || got != 1 || len(snap.Files()) != 1 || snap.Schema().Field("extra") == nil {
+		t.Fatalf("after commit: txn %d %v, %d files, schema %s", got, ok, len(snap.Files()), snap.Schema().SchemaString())
 	}
 }

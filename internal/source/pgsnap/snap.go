@@ -871,13 +871,16 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows i
 		}
 		img := w.datums[n*ncol : (n+1)*ncol : (n+1)*ncol]
 		for i, v := range vals {
-			if v == nil {
+			switch {
+			case v == nil:
 				img[i] = change.Datum{Kind: change.Null}
-				continue
+			case cw != nil: // appended below, before the next row replaces vals
+				img[i] = change.Datum{Kind: change.Text, Data: v}
+			default:
+				start := len(w.arena)
+				w.arena = append(w.arena, v...)
+				img[i] = change.Datum{Kind: change.Text, Data: w.arena[start:len(w.arena):len(w.arena)]}
 			}
-			start := len(w.arena)
-			w.arena = append(w.arena, v...)
-			img[i] = change.Datum{Kind: change.Text, Data: w.arena[start:len(w.arena):len(w.arena)]}
 		}
 		c := &w.changes[n]
 		*c = change.Change{Rel: rel, Op: change.OpLoad, LSN: w.loadLSN, Pos: uint32(ref.chunk), EndLSN: w.loadLSN,
@@ -885,6 +888,17 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows i
 		w.ptrs[n] = c
 		n++
 		rows++
+		if cw != nil { // straight into the chunk's Arrow builder: no copy of the row
+			if err := cw.Append(w.ptrs[:1]); err != nil {
+				rr.Close()
+				return nil, 0, false, err
+			}
+			n = 0
+			if rows%1024 == 0 {
+				st.rows.Add(1024)
+			}
+			continue
+		}
 		if n == batch {
 			if err := flush(); err != nil {
 				rr.Close()
@@ -899,6 +913,7 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows i
 		return nil, 0, false, err
 	}
 	if cw != nil {
+		st.rows.Add(rows % 1024)
 		if err := cw.Commit(ctx); err != nil {
 			return nil, 0, false, fmt.Errorf("commit chunk: %w", err)
 		}
