@@ -160,6 +160,34 @@ def summary(path):
             "sum_lsn": pc.sum(t["lsn"]).as_py(), "notes": pc.count_distinct(t["note"]).as_py()}
 
 
+def repeated(n, fresh, run_silt, run_rs, check):
+    """Runs both engines n times on fresh copies, alternating which goes
+    first (the machine's load drifts), and returns each engine's median run
+    by time, with every run's seconds in "runs" and the highest peak RSS."""
+    silt_runs, rs_runs = [], []
+    for i in range(n):
+        fresh()
+        if i % 2 == 0:
+            rs_runs.append(run_rs())
+            silt_runs.append(run_silt())
+        else:
+            silt_runs.append(run_silt())
+            rs_runs.append(run_rs())
+        check(i == 0)
+
+    def median(runs):
+        m = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
+        m["runs"] = [round(r["seconds"], 3) for r in runs]
+        m["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        return m
+
+    return median(silt_runs), median(rs_runs)
+
+
+def fmt_runs(r):
+    return "/".join(f"{x:.2f}" for x in r["runs"]) + " s"
+
+
 def row(name, silt, rs):
     ratio = rs["seconds"] / silt["seconds"] if silt["seconds"] else float("inf")
     print(f"{name:<28} silt {silt['seconds']:8.2f} s  peak {silt['peak_rss_mb']:7.0f} MiB | "
@@ -176,6 +204,7 @@ def main():
     ap.add_argument("--small-rows", type=int, default=1000)
     ap.add_argument("--scenarios", default="uniform,tail")
     ap.add_argument("--work", default=str(REPO / ".cache" / "bench-deltaops"))
+    ap.add_argument("--repeat", type=int, default=3, help="runs per engine and operation; the median is reported")
     ap.add_argument("--json", default="", help="also write the results as JSON to this file")
     a = ap.parse_args()
 
@@ -187,8 +216,8 @@ def main():
     binary = work / "deltaops"
     subprocess.run(["go", "build", "-o", str(binary), "./bench/deltaops"], cwd=REPO, check=True)
     py = sys.executable
-    print(f"deltalake {deltalake.__version__}, {os.cpu_count()} CPUs; target table {a.rows:,} rows, "
-          f"{a.keys:,} changed keys (80% updates, 10% inserts, 10% deletes)")
+    print(f"deltalake {deltalake.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; target table {a.rows:,} rows, "
+          f"{a.keys:,} changed keys (80% updates, 10% inserts, 10% deletes); median of {a.repeat} runs per engine")
 
     t0 = time.perf_counter()
     base = work / "target"
@@ -201,18 +230,26 @@ def main():
         src = work / f"source-{sc}"
         upd, ins, dels = make_source(src, a.rows, a.keys, sc)
         silt_t, rs_t = work / f"silt-{sc}", work / f"rs-{sc}"
-        shutil.copytree(base, silt_t)
-        shutil.copytree(base, rs_t)
-        rs = run_json([py, __file__, "_rs_merge", str(rs_t), str(src)])
-        silt = run_json([str(binary), "merge", "-table", str(silt_t), "-source", str(src)])
-        s1, s2 = summary(silt_t), summary(rs_t)
-        if s1 != s2:
-            sys.exit(f"MERGE results differ ({sc}): silt {s1} delta-rs {s2}")
-        print(f"MERGE {sc}: {upd} updates, {ins} inserts, {dels} deletes; both engines: {s1['rows']:,} rows, same sums")
+
+        def fresh():
+            for d in (silt_t, rs_t):
+                shutil.rmtree(d, ignore_errors=True)
+                shutil.copytree(base, d)
+
+        def check(first):
+            if first:
+                s1, s2 = summary(silt_t), summary(rs_t)
+                if s1 != s2:
+                    sys.exit(f"MERGE results differ ({sc}): silt {s1} delta-rs {s2}")
+                print(f"MERGE {sc}: {upd} updates, {ins} inserts, {dels} deletes; both engines: {s1['rows']:,} rows, same sums")
+
+        silt, rs = repeated(a.repeat, fresh,
+                            lambda: run_json([str(binary), "merge", "-table", str(silt_t), "-source", str(src)]),
+                            lambda: run_json([py, __file__, "_rs_merge", str(rs_t), str(src)]), check)
         print(f"  silt: files candidate {silt['files_candidate']}/{silt['files_total']}, rewritten {silt['files_rewritten']}, "
-              f"added {silt['files_added']}, rows copied {silt['rows_copied']:,}")
+              f"added {silt['files_added']}, rows copied {silt['rows_copied']:,}; runs {fmt_runs(silt)}")
         print(f"  delta-rs: files scanned {rs['files_scanned']}, skipped {rs['files_skipped']}, removed {rs['files_removed']}, "
-              f"added {rs['files_added']}, rows copied {rs['rows_copied']}")
+              f"added {rs['files_added']}, rows copied {rs['rows_copied']}; runs {fmt_runs(rs)}")
         results.append((f"MERGE ({sc} keys)", silt, rs, {"scenario": sc, "rows": a.rows, "keys": a.keys,
                                                          "updates": upd, "inserts": ins, "deletes": dels}))
         shutil.rmtree(silt_t)
@@ -221,22 +258,30 @@ def main():
     small = work / "small"
     prep = run_json([str(binary), "small", "-table", str(small), "-files", str(a.small_files), "-rows", str(a.small_rows)])
     silt_o, rs_o = work / "silt-small", work / "rs-small"
-    shutil.copytree(small, silt_o)
-    shutil.copytree(small, rs_o)
-    rs = run_json([py, __file__, "_rs_optimize", str(rs_o)])
-    silt = run_json([str(binary), "optimize", "-table", str(silt_o), "-target", str(TARGET_SIZE)])
-    s1, s2 = summary(silt_o), summary(rs_o)
-    if s1 != s2:
-        sys.exit(f"OPTIMIZE results differ: silt {s1} delta-rs {s2}")
+
+    def fresh_small():
+        for d in (silt_o, rs_o):
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(small, d)
+
+    def check_small(first):
+        if first:
+            s1, s2 = summary(silt_o), summary(rs_o)
+            if s1 != s2:
+                sys.exit(f"OPTIMIZE results differ: silt {s1} delta-rs {s2}")
+
+    silt, rs = repeated(a.repeat, fresh_small,
+                        lambda: run_json([str(binary), "optimize", "-table", str(silt_o), "-target", str(TARGET_SIZE)]),
+                        lambda: run_json([py, __file__, "_rs_optimize", str(rs_o)]), check_small)
     print(f"OPTIMIZE: {prep['files']} files of {a.small_rows} rows; silt {silt['files_removed']} -> {silt['files_added']} files, "
-          f"delta-rs {rs['files_removed']} -> {rs['files_added']} files; same rows")
+          f"delta-rs {rs['files_removed']} -> {rs['files_added']} files; same rows; silt runs {fmt_runs(silt)}, delta-rs runs {fmt_runs(rs)}")
     results.append((f"OPTIMIZE ({prep['files']} files)", silt, rs, {"files": prep["files"], "rows": prep["rows"]}))
 
-    print()
+    print(f"\nload average now {os.getloadavg()[0]:.1f}")
     for name, s, r, _ in results:
         row(name, s, r)
     if a.json:
-        out = {"deltalake": deltalake.__version__, "cpus": os.cpu_count(),
+        out = {"deltalake": deltalake.__version__, "cpus": os.cpu_count(), "repeat": a.repeat,
                "results": [{"name": n, "silt": s, "delta_rs": r, "size": z,
                             "time_ratio_delta_rs_over_silt": r["seconds"] / s["seconds"] if s["seconds"] else None}
                            for n, s, r, z in results]}

@@ -181,3 +181,46 @@ func TestMostlyDistinctColumnsSkipDictionary(t *testing.T) {
 		}
 	}
 }
+
+// TestReadWholeOrRanged: a file reads the same through one Get (small
+// files) and through ranged reads.
+func TestReadWholeOrRanged(t *testing.T) {
+	st := newStore(t)
+	schema := &delta.StructType{Fields: []*delta.StructField{
+		{Name: "id", Type: delta.Long, Nullable: true},
+		{Name: "s", Type: delta.String, Nullable: true},
+	}}
+	as, _ := ArrowSchema(schema)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
+	defer b.Release()
+	for i := 0; i < 5000; i++ {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprint("x", i%7))
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	ti := TableInfo{Schema: schema}
+	adds, err := Write(ctx, st, ti, rec, WriteOptions{DataChange: true})
+	if err != nil || len(adds) != 1 {
+		t.Fatal(adds, err)
+	}
+	read := func(limit int64) string {
+		t.Helper()
+		defer func(old int64) { wholeReadBytes = old }(wholeReadBytes)
+		wholeReadBytes = limit
+		recs, err := Read(ctx, st, ti, adds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		for _, r := range recs {
+			fmt.Fprint(&out, r)
+			r.Release()
+		}
+		return out.String()
+	}
+	whole, ranged := read(1<<30), read(0)
+	if whole != ranged || !strings.Contains(whole, "x6") {
+		t.Fatalf("whole read %d chars, ranged %d; they differ", len(whole), len(ranged))
+	}
+}

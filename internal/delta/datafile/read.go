@@ -1,6 +1,7 @@
 package datafile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,10 @@ func (ti TableInfo) mem() memory.Allocator {
 
 // readBatchRows is the number of rows per record Read produces (at most).
 const readBatchRows = 64 * 1024
+
+// wholeReadBytes: data files up to this size (add.size) are read with one
+// Get rather than ranged reads.
+var wholeReadBytes int64 = 4 << 20
 
 // ErrCorruptFile is wrapped by errors about data files that cannot be decoded.
 var ErrCorruptFile = errors.New("corrupt data file")
@@ -162,13 +167,24 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 	}
 	mem := ti.mem()
 
-	r, err := store.Open(ctx, key)
-	if err != nil {
-		return err
+	var src parquet.ReaderAtSeeker
+	if add.Size > 0 && add.Size <= wholeReadBytes {
+		// One GET instead of a footer read and a ranged read per column
+		// chunk (each a round trip on an object store).
+		data, err := store.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		src = bytes.NewReader(data)
+	} else {
+		r, err := store.Open(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		src = io.NewSectionReader(r, 0, r.Size())
 	}
-	defer r.Close()
-	pf, err := file.NewParquetReader(io.NewSectionReader(r, 0, r.Size()),
-		file.WithReadProps(parquet.NewReaderProperties(mem)))
+	pf, err := file.NewParquetReader(src, file.WithReadProps(parquet.NewReaderProperties(mem)))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 	}

@@ -1,6 +1,7 @@
 package datafile
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -184,12 +185,13 @@ func (n *statNode) updateFast(a arrow.Array) bool {
 		}
 		var lo, hi string
 		found := false
+		ascii := isASCII(x.ValueBytes()) // then every value is valid UTF-8
 		for i := 0; i < x.Len(); i++ {
 			if x.IsNull(i) {
 				continue
 			}
 			v := x.Value(i)
-			if !utf8.ValidString(v) { // invalid UTF-8 turns min/max off, as in update
+			if !ascii && !utf8.ValidString(v) { // invalid UTF-8 turns min/max off, as in update
 				n.noMinMax = true
 				return true
 			}
@@ -205,6 +207,22 @@ func (n *statNode) updateFast(a arrow.Array) bool {
 		return true
 	}
 	return false
+}
+
+// isASCII reports whether b has no byte above 0x7f.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func updateInts[T int8 | int16 | int32 | int64 | arrow.Date32 | arrow.Timestamp](n *statNode, a arrow.Array, vals []T) bool {
