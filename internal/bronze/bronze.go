@@ -113,6 +113,7 @@ type table struct {
 	lastRel *change.Relation          // relation of the last change (primary key)
 	chunk   *recBuilder               // current Arrow chunk (nil: none)
 	dw      *datafile.Writer          // open Parquet files of schema (nil: none)
+	dwBytes int64                     // Arrow bytes written to dw
 	adds    []*delta.Add              // files already stored for the commit
 	rows    int                       // changes buffered
 }
@@ -315,7 +316,36 @@ func (w *Writer) writeChunk(ctx context.Context, t *table) error {
 	if err := t.dw.Write(rec); err != nil {
 		return fmt.Errorf("bronze: write %s: %w", t.id, err)
 	}
+	// The Parquet writer keeps a file's encoded pages until it closes:
+	// store the file once it has taken fileBytes of Arrow data.
+	t.dwBytes += recordBytes(rec)
+	if t.dwBytes >= fileBytes {
+		return w.closeFiles(t)
+	}
 	return nil
+}
+
+// fileBytes is the Arrow size of the rows after which a table's open Parquet
+// files are stored (several files per commit), bounding what they hold.
+const fileBytes = 32 << 20
+
+func recordBytes(rec arrow.RecordBatch) int64 {
+	var n int64
+	var add func(d arrow.ArrayData)
+	add = func(d arrow.ArrayData) {
+		for _, b := range d.Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+		for _, c := range d.Children() {
+			add(c)
+		}
+	}
+	for _, c := range rec.Columns() {
+		add(c.Data())
+	}
+	return n
 }
 
 // closeFiles writes the chunk, then stores t's open files and keeps their adds.
@@ -327,7 +357,7 @@ func (w *Writer) closeFiles(t *table) error {
 		return nil
 	}
 	adds, err := t.dw.Close()
-	t.dw = nil
+	t.dw, t.dwBytes = nil, 0
 	if err != nil {
 		return fmt.Errorf("bronze: write %s: %w", t.id, err)
 	}

@@ -27,7 +27,7 @@ type appendJob struct {
 // carries at most appendBatchBytes.
 const (
 	appendQueueJobs  = 256
-	appendQueueBytes = 64 << 20
+	appendQueueBytes = 32 << 20
 	appendBatchBytes = 8 << 20
 )
 
@@ -72,10 +72,20 @@ func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) erro
 			entries = append(entries, j.entries...)
 			changes += j.changes
 		}
-		if len(entries) > 0 {
-			if err := p.log.Append(ctx, entries); err != nil {
+		// One Append per appendBatchBytes: a chunk of a large transaction
+		// is bigger, and the stream's own buffers grow to what one Append
+		// carries. The pieces go in order, so each shard still holds a
+		// prefix (rule 4) if the process dies between them.
+		for rest := entries; len(rest) > 0; {
+			n, bytes := 0, 0
+			for n < len(rest) && (n == 0 || bytes < appendBatchBytes) {
+				bytes += len(rest[n].Data) + len(rest[n].PartitionKey)
+				n++
+			}
+			if err := p.log.Append(ctx, rest[:n]); err != nil {
 				return fmt.Errorf("append to stream: %w", err)
 			}
+			rest = rest[n:]
 		}
 		// Drop the references to the jobs' buffers: entries is reused, and
 		// a stale tail would keep a batch's worth of encoded changes alive

@@ -378,15 +378,9 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		return res, nil
 	}
 
-	// Collect changes per key, ordered by (lsn, pos).
-	type chg struct {
-		lsn       int64
-		pos       int64
-		op        byte
-		rec       arrow.RecordBatch
-		row       int
-		unchanged string
-	}
+	// Collect changes per key (the folder sorts them by (lsn, pos)); the
+	// map is handed to the folder as is: one copy per batch, not two.
+	type chg = foldChange
 	byKey := map[string][]chg{}
 	var keyOrder []string
 	var truncAt *chg
@@ -472,14 +466,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	if err := tombs.record(ctx, p.store, newTombs, appID, to, p.opts.TombstoneRetention, now); err != nil {
 		return res, fmt.Errorf("silver %s: record tombstones: %w", id, err)
 	}
-	dec := &folder{schema: sschema, keys: keyOrder, changes: map[string][]foldChange{}, truncAt: nil, res: &res, tombs: tombs}
-	for k, cs := range byKey {
-		fcs := make([]foldChange, len(cs))
-		for i, c := range cs {
-			fcs[i] = foldChange{lsn: c.lsn, pos: c.pos, op: c.op, rec: c.rec, row: c.row, unchanged: c.unchanged}
-		}
-		dec.changes[k] = fcs
-	}
+	dec := &folder{schema: sschema, keys: keyOrder, changes: byKey, truncAt: nil, res: &res, tombs: tombs}
 	if truncAt != nil {
 		dec.truncAt = &foldChange{lsn: truncAt.lsn, pos: truncAt.pos}
 	}

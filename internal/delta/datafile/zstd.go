@@ -1,0 +1,81 @@
+package datafile
+
+import (
+	"io"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Parquet pages are compressed one at a time (EncodeAll of at most about
+// one page, 1 MiB by default here). arrow-go's zstd codec pools encoders
+// with zstd's default 8 MiB window, for which each encoder keeps a 16 MiB
+// history buffer: with columns compressed in parallel and Bronze, Silver
+// and OPTIMIZE writing at once that was ~50 MiB of a large transaction's
+// peak heap (issue #4). pageZstd is the same codec with a 1 MiB window:
+// the history is 2 MiB, and for pages up to 1 MiB the window covers the
+// whole input, so matches and ratios are those of the default. Decoding,
+// streams and the level mapping are arrow-go's.
+
+const pageZstdWindow = 1 << 20
+
+type pageZstd struct {
+	compress.Codec // arrow-go's zstd: decoding and CompressBound
+}
+
+var pageZstdPools sync.Map // zstd.EncoderLevel -> *sync.Pool
+
+func pageEncoder(level zstd.EncoderLevel) (*zstd.Encoder, *sync.Pool) {
+	p, ok := pageZstdPools.Load(level)
+	if !ok {
+		p, _ = pageZstdPools.LoadOrStore(level, &sync.Pool{New: func() any {
+			enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
+				zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(pageZstdWindow))
+			if err != nil {
+				panic(err) // constant options
+			}
+			return enc
+		}})
+	}
+	pool := p.(*sync.Pool)
+	return pool.Get().(*zstd.Encoder), pool
+}
+
+func (z pageZstd) Encode(dst, src []byte) []byte {
+	return z.EncodeLevel(dst, src, compress.DefaultCompressionLevel)
+}
+
+func (z pageZstd) EncodeLevel(dst, src []byte, level int) []byte {
+	lvl := zstd.EncoderLevelFromZstd(level)
+	if level == compress.DefaultCompressionLevel {
+		lvl = zstd.SpeedDefault
+	}
+	enc, pool := pageEncoder(lvl)
+	defer pool.Put(enc)
+	return enc.EncodeAll(src, dst[:0])
+}
+
+func (z pageZstd) DecodeWithError(dst, src []byte) ([]byte, error) {
+	return compress.Decode(z.Codec, dst, src)
+}
+
+type streamCodec interface {
+	NewReader(io.Reader) io.ReadCloser
+	NewWriter(io.Writer) io.WriteCloser
+	NewWriterLevel(io.Writer, int) (io.WriteCloser, error)
+}
+
+func (z pageZstd) NewReader(r io.Reader) io.ReadCloser { return z.Codec.(streamCodec).NewReader(r) }
+func (z pageZstd) NewWriter(w io.Writer) io.WriteCloser { return z.Codec.(streamCodec).NewWriter(w) }
+func (z pageZstd) NewWriterLevel(w io.Writer, level int) (io.WriteCloser, error) {
+	return z.Codec.(streamCodec).NewWriterLevel(w, level)
+}
+
+func init() {
+	if c, err := compress.GetCodec(compress.Codecs.Zstd); err == nil {
+		if _, ok := c.(streamCodec); ok {
+			compress.RegisterCodec(compress.Codecs.Zstd, pageZstd{c})
+		}
+	}
+}
