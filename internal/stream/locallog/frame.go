@@ -12,6 +12,12 @@ import (
 const (
 	frameHeaderLen = 8 // u32 length + u32 CRC-32C
 	frameVersion   = 1
+	// frameVersion2 frames carry their logical offset (u64 after the
+	// version byte); they are written by the physical shards a reshard
+	// creates (reshard.go), where a logical shard's records are spread
+	// over several files.
+	frameVersion2 = 2
+	loffLen       = 8
 	// minFrameBody is the version byte plus the u16 key length.
 	minFrameBody = 3
 	// maxFrameBody is the format's hard limit on the bytes after the CRC. It
@@ -51,6 +57,35 @@ func appendFrame(dst, key, data []byte) []byte {
 	return dst
 }
 
+// appendFrame2 appends a version 2 frame, which carries the record's
+// logical offset loff.
+func appendFrame2(dst []byte, loff int64, key, data []byte) []byte {
+	body := minFrameBody + loffLen + len(key) + len(data)
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(body))
+	dst = binary.LittleEndian.AppendUint32(dst, 0) // CRC, filled below
+	dst = append(dst, frameVersion2)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(loff))
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(key)))
+	dst = append(dst, key...)
+	dst = append(dst, data...)
+	crc := crc32.Checksum(dst[start+frameHeaderLen:], castagnoli)
+	binary.LittleEndian.PutUint32(dst[start+4:], crc)
+	return dst
+}
+
+// frameLen2 is the size of the version 2 frame holding key and data.
+func frameLen2(key, data []byte) int { return frameLen(key, data) + loffLen }
+
+// frameLoff returns the logical offset of a frame decodeFrame accepted, or
+// -1 for a version 1 frame (whose logical offset is its physical one).
+func frameLoff(b []byte) int64 {
+	if b[frameHeaderLen] != frameVersion2 {
+		return -1
+	}
+	return int64(binary.LittleEndian.Uint64(b[frameHeaderLen+1:]))
+}
+
 // decodeFrame decodes the frame at the start of b. key and data alias b. n
 // is the size of the frame. An error wrapping io.ErrUnexpectedEOF means b
 // holds only the start of a frame; one wrapping ErrCorrupt means the bytes
@@ -72,15 +107,23 @@ func decodeFrame(b []byte) (key, data []byte, n int, err error) {
 	if got := crc32.Checksum(b[frameHeaderLen:n], castagnoli); got != want {
 		return nil, nil, 0, fmt.Errorf("%w: CRC-32C %08x, frame says %08x", ErrCorrupt, got, want)
 	}
-	if v := b[frameHeaderLen]; v != frameVersion {
+	hdr := minFrameBody // version and key length, plus the logical offset in version 2
+	switch v := b[frameHeaderLen]; v {
+	case frameVersion:
+	case frameVersion2:
+		hdr += loffLen
+		if int(body) < hdr {
+			return nil, nil, 0, fmt.Errorf("%w: version 2 frame length %d below %d", ErrCorrupt, body, hdr)
+		}
+	default:
 		return nil, nil, 0, fmt.Errorf("%w: unknown frame version %d", ErrCorrupt, v)
 	}
-	klen := int(binary.LittleEndian.Uint16(b[frameHeaderLen+1:]))
-	if minFrameBody+klen > int(body) {
+	klen := int(binary.LittleEndian.Uint16(b[frameHeaderLen+hdr-2:]))
+	if hdr+klen > int(body) {
 		return nil, nil, 0, fmt.Errorf("%w: key length %d exceeds frame length %d", ErrCorrupt, klen, body)
 	}
-	k := b[frameHeaderLen+minFrameBody:]
-	dlen := int(body) - minFrameBody
+	k := b[frameHeaderLen+hdr:]
+	dlen := int(body) - hdr
 	return k[:klen:klen], k[klen:dlen:dlen], n, nil
 }
 
@@ -93,6 +136,7 @@ type segmentReader struct {
 	pos    int64 // file position of the next frame
 	buf    []byte
 	bufPos int64 // file position of buf[0]
+	loff   int64 // logical offset of the frame next returned last (-1: version 1)
 }
 
 // readChunk is how much a segmentReader reads at once when frames are small.
@@ -136,6 +180,7 @@ func (sr *segmentReader) next() (key, data []byte, pos int64, err error) {
 	if err != nil {
 		return nil, nil, sr.pos, err
 	}
+	sr.loff = frameLoff(b)
 	pos = sr.pos
 	sr.pos += int64(n)
 	return key, data, pos, nil

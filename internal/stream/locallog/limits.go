@@ -140,23 +140,26 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // returned.
 func (l *Log) Stats() []stream.ShardStats {
 	now := l.opts.Now()
-	out := make([]stream.ShardStats, len(l.shards))
-	for i, s := range l.shards {
-		m := s.meter
-		s.mu.Lock()
-		end := s.end
-		s.mu.Unlock()
-		out[i] = stream.ShardStats{
+	out := make([]stream.ShardStats, len(l.logical))
+	for i, ls := range l.logical {
+		t := ls.topo.Load()
+		root := t.all[0]
+		m := root.meter
+		st := stream.ShardStats{
 			Shard:             i,
-			IncomingBytes:     m.inBytes.Load(),
-			IncomingRecords:   m.inRecs.Load(),
-			ThrottledWrites:   m.throttledW.Load(),
 			OutgoingBytes:     m.outBytes.Load(),
 			OutgoingRecords:   m.outRecs.Load(),
 			ThrottledReads:    m.throttledR.Load(),
-			IteratorAgeMillis: m.ages.Age(max(m.readPos.Load(), s.startOffset()), now).Milliseconds(),
-			End:               end,
+			IteratorAgeMillis: m.ages.Age(max(m.readPos.Load(), root.startOffset()), now).Milliseconds(),
+			End:               ls.end(),
 		}
+		// Writes are counted where they went: every physical shard.
+		for _, s := range t.all {
+			st.IncomingBytes += s.meter.inBytes.Load()
+			st.IncomingRecords += s.meter.inRecs.Load()
+			st.ThrottledWrites += s.meter.throttledW.Load()
+		}
+		out[i] = st
 	}
 	return out
 }

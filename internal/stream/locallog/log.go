@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,12 +21,16 @@ const (
 	metaName   = "META"
 	lockName   = "LOCK"
 	metaFormat = 1
+	// metaFormat2 adds the physical shards of a resharded log (reshard.go).
+	metaFormat2 = 2
 )
 
 // meta is the content of the META file.
 type meta struct {
-	Format int `json:"format"`
-	Shards int `json:"shards"`
+	Format   int        `json:"format"`
+	Shards   int        `json:"shards"`
+	Physical []physMeta `json:"physical,omitempty"` // format 2
+	NextID   int        `json:"next_id,omitempty"`  // format 2: id of the next physical shard
 }
 
 // Log is a stream.Log on local disk. It also implements stream.Trimmer and
@@ -35,7 +41,13 @@ type Log struct {
 	fs   FS
 	lock io.Closer
 
-	shards []*shard
+	// shards holds every physical shard; the first Shards() are the
+	// original ones, shard i of logical shard i. physMu guards it.
+	shards  []*shard
+	physMu  sync.RWMutex
+	logical []*lshard
+	metaMu  sync.Mutex // serializes reshards' META writes
+	nextID  int        // next physical shard id
 
 	closed    atomic.Bool
 	stop      chan struct{} // closed by Close: goroutines drain and exit
@@ -81,21 +93,43 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("locallog: open %s: lock: %w", dir, err)
 	}
 	l.lock = lock
-	n, err := l.loadMeta()
+	n, metas, err := l.loadMeta()
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("locallog: open %s: %w", dir, err)
 	}
-	for i := range n {
-		s, err := l.openShard(i)
-		if err != nil {
-			for _, s := range l.shards {
-				s.closeFiles()
-			}
-			lock.Close()
-			return nil, fmt.Errorf("locallog: open %s: shard %d: %w", dir, i, err)
+	fail := func(err error) (*Log, error) {
+		for _, s := range l.shards {
+			s.closeFiles()
 		}
+		lock.Close()
+		return nil, fmt.Errorf("locallog: open %s: %w", dir, err)
+	}
+	for i := range n {
+		l.logical = append(l.logical, &lshard{id: i, l: l, notify: make(chan struct{})})
+	}
+	tops := make([]*topo, n)
+	for i := range tops {
+		tops[i] = &topo{}
+	}
+	for _, m := range metas {
+		s, err := l.openPhys(m.ID, m.V2, m.Opened)
+		if err != nil {
+			return fail(fmt.Errorf("shard %d: %w", m.ID, err))
+		}
+		s.owner = l.logical[m.Logical] // wakes waiters on the logical End
 		l.shards = append(l.shards, s)
+		t := tops[m.Logical]
+		t.all, t.metas = append(t.all, s), append(t.metas, m)
+	}
+	for i, ls := range l.logical {
+		tops[i].build()
+		ls.topo.Store(tops[i])
+		if !tops[i].simple {
+			if err := ls.recoverResharded(); err != nil {
+				return fail(fmt.Errorf("logical shard %d: %w", i, err))
+			}
+		}
 	}
 	for _, s := range l.shards {
 		l.wg.Add(1)
@@ -106,51 +140,120 @@ func Open(dir string, opts Options) (*Log, error) {
 	return l, nil
 }
 
-// loadMeta reads the shard count from META, or writes META for a new log.
-func (l *Log) loadMeta() (int, error) {
+// loadMeta reads the shard count and physical shards from META, or writes
+// META for a new log. The physical shards come ordered by id (parents
+// before children).
+func (l *Log) loadMeta() (int, []physMeta, error) {
 	name := filepath.Join(l.dir, metaName)
 	b, err := readFile(l.fs, name)
+	var m meta
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		n := max(l.opts.Shards, 1)
-		b, _ := json.Marshal(meta{Format: metaFormat, Shards: n})
+		m = meta{Format: metaFormat, Shards: max(l.opts.Shards, 1)}
+		b, _ := json.Marshal(m)
 		if err := writeFileAtomic(l.fs, name, append(b, '\n')); err != nil {
-			return 0, fmt.Errorf("write %s: %w", metaName, err)
+			return 0, nil, fmt.Errorf("write %s: %w", metaName, err)
 		}
-		return n, nil
 	case err != nil:
-		return 0, fmt.Errorf("read %s: %w", metaName, err)
+		return 0, nil, fmt.Errorf("read %s: %w", metaName, err)
+	default:
+		if err := json.Unmarshal(b, &m); err != nil {
+			return 0, nil, fmt.Errorf("parse %s: %w", metaName, err)
+		}
 	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return 0, fmt.Errorf("parse %s: %w", metaName, err)
-	}
-	if m.Format != metaFormat {
-		return 0, fmt.Errorf("%s: format %d, this build reads format %d", metaName, m.Format, metaFormat)
+	if m.Format != metaFormat && m.Format != metaFormat2 {
+		return 0, nil, fmt.Errorf("%s: format %d, this build reads formats %d and %d", metaName, m.Format, metaFormat, metaFormat2)
 	}
 	if m.Shards < 1 {
-		return 0, fmt.Errorf("%s: invalid shard count %d", metaName, m.Shards)
+		return 0, nil, fmt.Errorf("%s: invalid shard count %d", metaName, m.Shards)
 	}
 	if l.opts.Shards != 0 && l.opts.Shards != m.Shards {
-		return 0, fmt.Errorf("log has %d shards but Options.Shards is %d (changing the shard count is not supported)", m.Shards, l.opts.Shards)
+		return 0, nil, fmt.Errorf("log has %d shards but Options.Shards is %d (the number of shards is fixed; SplitShard and MergeShards change the physical shards under them)", m.Shards, l.opts.Shards)
 	}
-	return m.Shards, nil
+	if m.Format == metaFormat {
+		for i := range m.Shards {
+			lo, hi := logicalRange(i, m.Shards)
+			m.Physical = append(m.Physical, physMeta{ID: i, Logical: i, Lo: lo.String(), Hi: hi.String()})
+		}
+		m.NextID = m.Shards
+	}
+	sort.Slice(m.Physical, func(i, j int) bool { return m.Physical[i].ID < m.Physical[j].ID })
+	open := make([]int, m.Shards)
+	for i, p := range m.Physical {
+		_, e1 := parseHash(p.Lo)
+		_, e2 := parseHash(p.Hi)
+		switch {
+		case p.Logical < 0 || p.Logical >= m.Shards:
+			return 0, nil, fmt.Errorf("%s: physical shard %d belongs to logical shard %d of %d", metaName, p.ID, p.Logical, m.Shards)
+		case i > 0 && m.Physical[i-1].ID == p.ID || p.ID < 0 || p.ID >= m.NextID:
+			return 0, nil, fmt.Errorf("%s: physical shard id %d repeated or not below next_id %d", metaName, p.ID, m.NextID)
+		case e1 != nil || e2 != nil:
+			return 0, nil, fmt.Errorf("%s: physical shard %d: %w", metaName, p.ID, errors.Join(e1, e2))
+		case !p.V2 && p.ID != p.Logical:
+			return 0, nil, fmt.Errorf("%s: physical shard %d has version 1 frames but is not logical shard %d's original", metaName, p.ID, p.Logical)
+		}
+		if p.Closed == nil {
+			open[p.Logical]++
+		}
+	}
+	for i, n := range open {
+		if n == 0 {
+			return 0, nil, fmt.Errorf("%s: logical shard %d has no open physical shard", metaName, i)
+		}
+	}
+	l.nextID = m.NextID
+	return m.Shards, m.Physical, nil
+}
+
+// writeMeta commits META (format 2) with logical shard changed's physical
+// shards replaced by metas. Caller holds metaMu.
+func (l *Log) writeMeta(changed int, metas []physMeta) error {
+	var all []physMeta
+	for _, ls := range l.logical {
+		if ls.id == changed {
+			all = append(all, metas...)
+		} else {
+			all = append(all, ls.topo.Load().metas...)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	b, err := json.Marshal(meta{Format: metaFormat2, Shards: len(l.logical), Physical: all, NextID: l.nextID})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(l.fs, filepath.Join(l.dir, metaName), append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", metaName, err)
+	}
+	return nil
+}
+
+// physical returns every physical shard.
+func (l *Log) physical() []*shard {
+	l.physMu.RLock()
+	defer l.physMu.RUnlock()
+	return slices.Clone(l.shards)
 }
 
 // Dir returns the directory of the log.
 func (l *Log) Dir() string { return l.dir }
 
-// Shards returns the number of shards.
-func (l *Log) Shards() int { return len(l.shards) }
+// Shards returns the number of (logical) shards.
+func (l *Log) Shards() int { return len(l.logical) }
 
-func (l *Log) shard(i int) (*shard, error) {
+// shard returns logical shard i, and its physical shard when it was never
+// resharded (nil otherwise).
+func (l *Log) shard(i int) (*lshard, *shard, error) {
 	if l.closed.Load() {
-		return nil, stream.ErrClosed
+		return nil, nil, stream.ErrClosed
 	}
-	if i < 0 || i >= len(l.shards) {
-		return nil, fmt.Errorf("locallog: shard %d of %d: %w", i, len(l.shards), stream.ErrOutOfRange)
+	if i < 0 || i >= len(l.logical) {
+		return nil, nil, fmt.Errorf("locallog: shard %d of %d: %w", i, len(l.logical), stream.ErrOutOfRange)
 	}
-	return l.shards[i], nil
+	ls := l.logical[i]
+	if t := ls.topo.Load(); t.simple {
+		return ls, t.all[0], nil
+	}
+	return ls, nil, nil
 }
 
 // Append appends entries, each to shard stream.ShardFor(PartitionKey,
@@ -173,7 +276,7 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	n := len(l.shards)
+	n := len(l.logical)
 	type part struct{ recs, frames, payload int }
 	parts := make([]part, n) // per shard; payload (key + data) is what limits count
 	var target []int         // shard of each entry; nil with one shard
@@ -198,25 +301,45 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 		p.payload += len(e.PartitionKey) + len(e.Data)
 	}
 	tails := make([]int64, n)
+	simple := make([]*shard, n)
+	var resharded []int
 	for sh, p := range parts {
 		if p.recs == 0 {
 			continue
 		}
-		s := l.shards[sh]
+		ls := l.logical[sh]
+		ls.mu.Lock() // a reshard waits for what is queued before it
+		t := ls.topo.Load()
+		if !t.simple {
+			ls.mu.Unlock()
+			resharded = append(resharded, sh)
+			continue
+		}
+		s := t.all[0]
 		if err := s.meter.admitWrite(ctx, p.recs, p.payload, l.opts.Now); err != nil {
+			ls.mu.Unlock()
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
 		tail, err := s.enqueue(ctx, entries, target, p.recs, p.frames)
+		ls.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
-		tails[sh] = tail
+		tails[sh], simple[sh] = tail, s
 	}
-	for sh, p := range parts {
-		if p.recs == 0 {
+	for _, sh := range resharded {
+		if err := l.logical[sh].appendResharded(ctx, entries, target); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
+		}
+	}
+	for sh, s := range simple {
+		if s == nil {
 			continue
 		}
-		if err := l.shards[sh].waitDurable(ctx, tails[sh]); err != nil {
+		if err := s.waitDurable(ctx, tails[sh]); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -241,54 +364,70 @@ func (l *Log) Read(ctx context.Context, shard int, from int64, max int) ([]strea
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, err := l.shard(shard)
+	ls, s, err := l.shard(shard)
 	if err != nil {
 		return nil, err
 	}
 	if max <= 0 {
 		return nil, fmt.Errorf("locallog: read shard %d: max %d must be positive", shard, max)
 	}
-	if err := s.meter.admitRead(ctx, l.opts.Now); err != nil {
+	m := ls.topo.Load().all[0].meter // a resharded shard's reads are counted on its original
+	if err := m.admitRead(ctx, l.opts.Now); err != nil {
 		return nil, err
 	}
-	recs, err := s.read(from, min(max, l.opts.MaxReadRecords))
+	var recs []stream.Record
+	if s != nil {
+		recs, err = s.read(from, min(max, l.opts.MaxReadRecords))
+	} else {
+		recs, err = ls.readResharded(from, min(max, l.opts.MaxReadRecords))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("locallog: read shard %d from %d: %w", shard, from, err)
 	}
-	s.meter.readDone(recs, l.opts.Now)
+	m.readDone(recs, l.opts.Now)
 	return recs, nil
 }
 
 // End returns the offset one past the last durable record of shard.
 func (l *Log) End(ctx context.Context, shard int) (int64, error) {
-	s, err := l.shard(shard)
+	ls, _, err := l.shard(shard)
 	if err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.end, nil
+	return ls.end(), nil
 }
 
 // Start returns the first offset of shard that is still stored; reading
 // below it returns stream.ErrTrimmed.
 func (l *Log) Start(ctx context.Context, shard int) (int64, error) {
-	s, err := l.shard(shard)
+	ls, _, err := l.shard(shard)
 	if err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.segs[0].base, nil
+	return ls.topo.Load().all[0].startOffset(), nil
 }
 
 // Trim implements stream.Trimmer. The trim point lives in memory only:
 // after a reopen it starts at Start(shard), so until the consumer trims
 // again nothing more is deleted. Losing it can only keep data longer.
 func (l *Log) Trim(ctx context.Context, shard int, before int64) error {
-	s, err := l.shard(shard)
+	ls, s, err := l.shard(shard)
 	if err != nil {
 		return err
+	}
+	if s == nil {
+		if end := ls.end(); before > end {
+			return fmt.Errorf("locallog: trim shard %d before %d, end is %d: %w", shard, before, end, stream.ErrOutOfRange)
+		}
+		t := ls.topo.Load()
+		moved := false
+		for i, p := range t.all {
+			moved = p.trimLogical(before, t.closedAt(i)) || moved
+		}
+		if moved {
+			l.kickRetention()
+		}
+		return nil
 	}
 	s.mu.Lock()
 	if before > s.end {
@@ -309,18 +448,16 @@ func (l *Log) Trim(ctx context.Context, shard int, before int64) error {
 
 // Wait implements stream.Waiter.
 func (l *Log) Wait(ctx context.Context, shard int, offset int64) error {
-	s, err := l.shard(shard)
+	ls, _, err := l.shard(shard)
 	if err != nil {
 		return err
 	}
 	for {
-		s.mu.Lock()
-		end, closed, ch := s.end, s.closed, s.notify
-		s.mu.Unlock()
-		if end > offset {
+		ch := ls.waitCh()
+		if ls.end() > offset {
 			return nil
 		}
-		if closed {
+		if l.closed.Load() {
 			return stream.ErrClosed
 		}
 		select {
@@ -340,13 +477,22 @@ func (l *Log) Wait(ctx context.Context, shard int, offset int64) error {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.closed.Store(true)
-		for _, s := range l.shards {
+		for _, s := range l.physical() {
+			s.markClosed()
+		}
+		// A reshard under way finishes (or sees closed) before the
+		// goroutines stop; then mark the shards it may have added.
+		for _, ls := range l.logical {
+			ls.mu.Lock()
+			ls.mu.Unlock() //nolint:staticcheck // barrier
+		}
+		for _, s := range l.physical() {
 			s.markClosed()
 		}
 		close(l.stop)
 		l.wg.Wait()
 		var errs []error
-		for _, s := range l.shards {
+		for _, s := range l.physical() {
 			if err := s.closeFiles(); err != nil {
 				errs = append(errs, fmt.Errorf("shard %d: %w", s.id, err))
 			}
@@ -385,7 +531,7 @@ func (l *Log) runRetention() {
 		case <-tick:
 		case <-l.retention:
 		}
-		for _, s := range l.shards {
+		for _, s := range l.physical() {
 			s.applyRetention()
 		}
 	}

@@ -47,9 +47,34 @@ func checkNoLeaks(t *testing.T) {
 	})
 }
 
+// reshardSteps is streamtest's Reshard hook for the embedded log: split
+// logical shard 0's physical shard, split its first child, merge that
+// child's two children again.
+func reshardSteps(t *testing.T, sl stream.Log, step int) {
+	t.Helper()
+	l := sl.(*Log)
+	ctx := context.Background()
+	var open []Shard
+	for _, s := range l.Topology() {
+		if s.Open && s.Logical == 0 {
+			open = append(open, s)
+		}
+	}
+	var err error
+	switch step {
+	case 0, 1:
+		_, err = l.SplitShard(ctx, open[0].ID, "")
+	case 2:
+		_, err = l.MergeShards(ctx, open[len(open)-2].ID, open[len(open)-1].ID)
+	}
+	if err != nil {
+		t.Fatalf("reshard step %d: %v", step, err)
+	}
+}
+
 func TestConformance(t *testing.T) {
 	t.Run("OS", func(t *testing.T) {
-		streamtest.Run(t, func(t *testing.T, shards int) streamtest.Opener {
+		streamtest.RunWith(t, func(t *testing.T, shards int) streamtest.Opener {
 			checkNoLeaks(t)
 			dir := t.TempDir()
 			return func(t *testing.T) stream.Log {
@@ -60,10 +85,10 @@ func TestConformance(t *testing.T) {
 				}
 				return l
 			}
-		})
+		}, streamtest.Options{Reshard: reshardSteps})
 	})
 	t.Run("Mem", func(t *testing.T) {
-		streamtest.Run(t, func(t *testing.T, shards int) streamtest.Opener {
+		streamtest.RunWith(t, func(t *testing.T, shards int) streamtest.Opener {
 			checkNoLeaks(t)
 			fs := newMemFS()
 			return func(t *testing.T) stream.Log {
@@ -73,7 +98,7 @@ func TestConformance(t *testing.T) {
 				}
 				return l
 			}
-		})
+		}, streamtest.Options{Reshard: reshardSteps})
 	})
 }
 

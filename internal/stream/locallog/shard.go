@@ -36,14 +36,46 @@ func shardDir(root string, i int) string { return filepath.Join(root, fmt.Sprint
 
 func segName(base int64) string { return fmt.Sprintf("%020d%s", base, segSuffix) }
 
+// segName2 is the name of a segment of a physical shard made by a reshard
+// (version 2 frames): its base, then its low-water mark, the logical offset
+// below which every record of the logical shard was durable when the
+// segment was created (see reshard.go).
+func segName2(base, low int64) string {
+	if low < 0 {
+		return segName(base)
+	}
+	return fmt.Sprintf("%020d-%020d%s", base, low, segSuffix)
+}
+
 // parseSegName returns the base offset of a segment file name.
 func parseSegName(name string) (int64, bool) {
+	base, _, ok := parseSegName2(name)
+	return base, ok
+}
+
+// parseSegName2 returns the base offset and low-water mark (-1 for a
+// version 1 name) of a segment file name.
+func parseSegName2(name string) (base, low int64, ok bool) {
 	digits, ok := strings.CutSuffix(name, segSuffix)
-	if !ok || len(digits) != 20 {
-		return 0, false
+	if !ok {
+		return 0, 0, false
+	}
+	low = -1
+	if b, l, two := strings.Cut(digits, "-"); two {
+		if len(l) != 20 {
+			return 0, 0, false
+		}
+		v, err := strconv.ParseInt(l, 10, 64)
+		if err != nil || v < 0 {
+			return 0, 0, false
+		}
+		digits, low = b, v
+	}
+	if len(digits) != 20 {
+		return 0, 0, false
 	}
 	base, err := strconv.ParseInt(digits, 10, 64)
-	return base, err == nil && base >= 0
+	return base, low, err == nil && base >= 0
 }
 
 // shard is one shard's segments, append queue and flusher.
@@ -93,6 +125,7 @@ type shard struct {
 	// Flusher-owned.
 	w       File         // active segment, for writing
 	wbase   int64        // base offset of the active segment
+	wlow    int64        // its low-water mark (v2; -1 otherwise)
 	wpos    int64        // bytes written to w
 	wend    int64        // offset of the next record to write
 	walloc  int64        // bytes of w reserved by Allocate (its file size); >= wpos
@@ -113,12 +146,27 @@ type shard struct {
 	syncStop chan struct{} // closed by the flusher when it exits
 
 	meter *shardMeter // limits and figures (limits.go)
+
+	// Set by a reshard (reshard.go); zero values for an original shard.
+	v2       bool    // version 2 frames (logical offsets), segment names with low-water marks
+	owner    *lshard // the logical shard it belongs to
+	openedAt int64   // logical offset at which it was opened (0 for an original)
+	pendL    []int64 // v2: logical offsets of queued records not yet durable (mu)
+	lastLoff int64   // v2, flusher-owned: logical offset of the last record written
+	activeL  []lpos  // v2, set by recovery: the active segment's frames
+	rloffs   []int64 // readMu: logical offsets of the records the last read returned
+	rnextL   int64   // readMu: the last read ended before logical offset rnextL...
+	rnextP   int64   // ...which is at physical offset rnextP; -1: nothing cached
 }
+
+// lpos is a frame's logical offset and byte position in its segment.
+type lpos struct{ loff, pos int64 }
 
 // segment is one segment file. All fields except base are guarded by
 // shard.mu.
 type segment struct {
 	base    int64
+	low     int64 // low-water mark of a v2 shard's segment (see segName2); -1 otherwise
 	size    int64 // bytes of whole, durable frames
 	next    int64 // offset after its last record
 	modTime time.Time
@@ -164,11 +212,20 @@ func (g *segment) dropHandle() error {
 	return h.release()
 }
 
-func (s *shard) segPath(base int64) string { return filepath.Join(s.dir, segName(base)) }
+func (s *shard) segPath(base, low int64) string { return filepath.Join(s.dir, segName2(base, low)) }
 
-// openShard lists the shard's segments and recovers the last one.
-func (l *Log) openShard(i int) (*shard, error) {
+func (g *segment) name() string { return segName2(g.base, g.low) }
+
+// openShard opens an original shard.
+func (l *Log) openShard(i int) (*shard, error) { return l.openPhys(i, false, 0) }
+
+// openPhys lists a physical shard's segments and recovers the last one.
+// v2 and openedAt describe a shard made by a reshard.
+func (l *Log) openPhys(i int, v2 bool, openedAt int64) (*shard, error) {
 	s := &shard{
+		v2:        v2,
+		openedAt:  openedAt,
+		rnextP:    -1,
 		id:        i,
 		dir:       shardDir(l.dir, i),
 		opts:      &l.opts,
@@ -196,14 +253,20 @@ func (l *Log) openShard(i int) (*shard, error) {
 		return nil, err
 	}
 	var bases []int64
+	lows := map[int64]int64{}
 	for _, name := range names {
-		if base, ok := parseSegName(name); ok {
+		if base, low, ok := parseSegName2(name); ok && (low >= 0) == v2 {
 			bases = append(bases, base)
+			lows[base] = low
 		}
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	if len(bases) == 0 {
-		f, err := s.fs.Create(s.segPath(0))
+		low := int64(-1)
+		if v2 {
+			low = openedAt
+		}
+		f, err := s.fs.Create(s.segPath(0, low))
 		if err != nil {
 			return nil, err
 		}
@@ -211,15 +274,16 @@ func (l *Log) openShard(i int) (*shard, error) {
 			f.Close()
 			return nil, err
 		}
-		s.w = f
-		s.segs = []*segment{{indexed: true, modTime: l.opts.Now()}}
+		s.w, s.wlow = f, low
+		s.segs = []*segment{{low: low, indexed: true, modTime: l.opts.Now()}}
+		s.lastLoff = openedAt - 1
 		return s, nil
 	}
 	// Closed segments are trusted as written: each was fsynced before the
 	// next one was created. Their indexes are built when first read, which
 	// also checks that each holds exactly next-base records.
 	for k, base := range bases[:len(bases)-1] {
-		f, err := s.fs.Open(s.segPath(base))
+		f, err := s.fs.Open(s.segPath(base, lows[base]))
 		if err != nil {
 			return nil, err
 		}
@@ -228,11 +292,13 @@ func (l *Log) openShard(i int) (*shard, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.segs = append(s.segs, &segment{base: base, size: fi.Size(), next: bases[k+1], modTime: fi.ModTime()})
+		s.segs = append(s.segs, &segment{base: base, low: lows[base], size: fi.Size(), next: bases[k+1], modTime: fi.ModTime()})
 	}
-	last := &segment{base: bases[len(bases)-1], indexed: true}
+	lastBase := bases[len(bases)-1]
+	last := &segment{base: lastBase, low: lows[lastBase], indexed: true}
+	s.lastLoff = max(openedAt, last.low) - 1
 	if err := s.recoverActive(last); err != nil {
-		return nil, fmt.Errorf("recover %s: %w", segName(last.base), err)
+		return nil, fmt.Errorf("recover %s: %w", last.name(), err)
 	}
 	s.segs = append(s.segs, last)
 	s.meter.ages.Appended(s.end, last.modTime)
@@ -242,7 +308,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 // recoverActive scans the last segment, keeps the longest valid prefix,
 // cuts the rest and sets the flusher up to append after it.
 func (s *shard) recoverActive(g *segment) error {
-	f, err := s.fs.OpenRW(s.segPath(g.base))
+	f, err := s.fs.OpenRW(s.segPath(g.base, g.low))
 	if err != nil {
 		return err
 	}
@@ -268,6 +334,15 @@ func (s *shard) recoverActive(g *segment) error {
 			cause = err
 			break
 		}
+		if s.v2 {
+			if sr.loff < 0 {
+				cause = fmt.Errorf("%w: version 1 frame in a resharded shard", ErrCorrupt)
+				sr.pos = pos
+				break
+			}
+			s.activeL = append(s.activeL, lpos{sr.loff, pos})
+			s.lastLoff = sr.loff
+		}
 		if len(g.index) == 0 || pos-g.index[len(g.index)-1].pos >= indexInterval {
 			g.index = append(g.index, indexEntry{off: g.base + n, pos: pos})
 		}
@@ -288,7 +363,7 @@ func (s *shard) recoverActive(g *segment) error {
 		}
 		if !zeros {
 			s.log.Warn("locallog: cut invalid tail of last segment",
-				"segment", segName(g.base), "kept_bytes", valid, "cut_bytes", size-valid,
+				"segment", g.name(), "kept_bytes", valid, "cut_bytes", size-valid,
 				"kept_records", n, "cause", cause)
 		}
 		if err := f.Truncate(valid); err != nil {
@@ -307,6 +382,7 @@ func (s *shard) recoverActive(g *segment) error {
 	g.modTime = fi.ModTime()
 	s.w = f
 	s.wbase = g.base
+	s.wlow = g.low
 	s.wpos = valid
 	s.walloc = valid
 	s.wend = g.next
@@ -366,6 +442,48 @@ func (s *shard) enqueue(ctx context.Context, entries []stream.Entry, target []in
 	return tail, nil
 }
 
+// enqueue2 is enqueue for a v2 shard: the entries idx of entries, the
+// k-th with logical offset loffs[k]. Caller holds the logical shard's
+// append lock, so logical offsets enter every queue in order.
+func (s *shard) enqueue2(ctx context.Context, entries []stream.Entry, idx []int, loffs []int64, size int) error {
+	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return stream.ErrClosed
+		}
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
+		}
+		if len(s.qbuf) == 0 || len(s.qbuf)+size <= s.opts.MaxPendingBytes {
+			break
+		}
+		space := s.space
+		s.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.qbuf = slices.Grow(s.qbuf, size)
+	for k, i := range idx {
+		s.qbuf = appendFrame2(s.qbuf, loffs[k], entries[i].PartitionKey, entries[i].Data)
+	}
+	s.pendL = append(s.pendL, loffs...)
+	s.qrecs += int64(len(idx))
+	s.tail += int64(len(idx))
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // waitDurable blocks until the records below offset upto are durable
 // (nil), the shard has failed before that (its sticky error), or the log
 // closed without writing them (stream.ErrClosed).
@@ -407,10 +525,14 @@ func (s *shard) fail(err error) error {
 	return err
 }
 
-// broadcast wakes everyone waiting on notify. Caller holds mu.
+// broadcast wakes everyone waiting on notify, and on the logical shard's
+// End for a v2 shard. Caller holds mu.
 func (s *shard) broadcast() {
 	close(s.notify)
 	s.notify = make(chan struct{})
+	if s.owner != nil {
+		s.owner.wake()
+	}
 }
 
 // runFlusher is the shard's single writer. It exits after Close, once the
@@ -505,6 +627,9 @@ func (s *shard) writeFrames(buf []byte) error {
 			idx = append(idx, indexEntry{off: s.wend + count, pos: at})
 			s.lastIdx = at
 		}
+		if s.v2 {
+			s.lastLoff = frameLoff(buf[p:])
+		}
 		count++
 		p += n
 	}
@@ -524,7 +649,7 @@ func (s *shard) writeChunk(data []byte, count int64, idx []indexEntry) error {
 		return err
 	}
 	if _, err := s.w.WriteAt(data, s.wpos); err != nil {
-		return fmt.Errorf("write %s at %d: %w", segName(s.wbase), s.wpos, err)
+		return fmt.Errorf("write %s at %d: %w", segName2(s.wbase, s.wlow), s.wpos, err)
 	}
 	s.wpos += int64(len(data))
 	s.walloc = max(s.walloc, s.wpos)
@@ -553,7 +678,7 @@ func (s *shard) reserve(end int64) error {
 	}
 	want := min(max(end, s.walloc)+allocStep, s.opts.SegmentBytes)
 	if err := s.w.Allocate(want); err != nil {
-		return fmt.Errorf("reserve %d bytes for %s: %w", want, segName(s.wbase), err)
+		return fmt.Errorf("reserve %d bytes for %s: %w", want, segName2(s.wbase, s.wlow), err)
 	}
 	s.walloc = max(want, end)
 	return nil
@@ -567,10 +692,10 @@ func (s *shard) trimReserved() error {
 		return nil
 	}
 	if err := s.w.Truncate(s.wpos); err != nil {
-		return fmt.Errorf("truncate %s to %d: %w", segName(s.wbase), s.wpos, err)
+		return fmt.Errorf("truncate %s to %d: %w", segName2(s.wbase, s.wlow), s.wpos, err)
 	}
 	if err := s.w.Sync(); err != nil {
-		return fmt.Errorf("sync %s after truncate: %w", segName(s.wbase), err)
+		return fmt.Errorf("sync %s after truncate: %w", segName2(s.wbase, s.wlow), err)
 	}
 	s.walloc = s.wpos
 	return nil
@@ -698,6 +823,9 @@ func (s *shard) publish(last *handoff, q []*handoff) {
 	for _, h := range q {
 		g.index = append(g.index, h.idx...)
 	}
+	if s.v2 {
+		s.pendL = s.pendL[min(last.next-s.end, int64(len(s.pendL))):]
+	}
 	s.end = last.next
 	s.meter.ages.Appended(last.next, now)
 	s.broadcast()
@@ -719,7 +847,20 @@ func (s *shard) roll() error {
 	if err := s.trimReserved(); err != nil {
 		return fmt.Errorf("roll: %w", err)
 	}
-	f, err := s.fs.Create(s.segPath(s.wend))
+	low := int64(-1)
+	if s.v2 {
+		// Every record of this shard is durable; wait until the logical
+		// shard's End covers them too, and name the new segment after
+		// it: a closed segment then never holds a record that a crash
+		// could leave behind a hole (recovery looks at active segments
+		// only, from the highest low-water mark).
+		end, err := s.owner.waitEnd(context.Background(), s.lastLoff+1)
+		if err != nil {
+			return fmt.Errorf("roll: %w", err)
+		}
+		low = end
+	}
+	f, err := s.fs.Create(s.segPath(s.wend, low))
 	if err != nil {
 		return fmt.Errorf("roll: %w", err)
 	}
@@ -731,11 +872,11 @@ func (s *shard) roll() error {
 	}
 	if err := s.w.Close(); err != nil {
 		f.Close()
-		return fmt.Errorf("roll: close %s: %w", segName(s.wbase), err)
+		return fmt.Errorf("roll: close %s: %w", segName2(s.wbase, s.wlow), err)
 	}
-	s.w, s.wbase, s.wpos, s.walloc, s.lastIdx = f, s.wend, 0, 0, -1
+	s.w, s.wbase, s.wlow, s.wpos, s.walloc, s.lastIdx = f, s.wend, low, 0, 0, -1
 	s.mu.Lock()
-	s.segs = append(s.segs, &segment{base: s.wend, next: s.wend, indexed: true, modTime: s.opts.Now()})
+	s.segs = append(s.segs, &segment{base: s.wend, low: low, next: s.wend, indexed: true, modTime: s.opts.Now()})
 	s.mu.Unlock()
 	s.retention()
 	return nil
@@ -748,8 +889,7 @@ func (s *shard) markClosed() {
 	s.closed = true
 	close(s.space)
 	s.space = make(chan struct{})
-	close(s.notify)
-	s.notify = make(chan struct{})
+	s.broadcast()
 }
 
 // closeFiles closes the write handle and drops every read handle. Called
@@ -812,7 +952,7 @@ func (s *shard) read(from int64, max int) ([]stream.Record, error) {
 	}
 	s.lastRead = g
 	if g.h == nil {
-		f, err := s.fs.Open(s.segPath(g.base))
+		f, err := s.fs.Open(s.segPath(g.base, g.low))
 		if err != nil {
 			s.mu.Unlock()
 			return nil, err
@@ -833,7 +973,7 @@ func (s *shard) read(from int64, max int) ([]stream.Record, error) {
 	if !indexed {
 		idx, err := buildIndex(h.f, g.base, size, next)
 		if err != nil {
-			return nil, fmt.Errorf("segment %s: %w", segName(g.base), err)
+			return nil, fmt.Errorf("segment %s: %w", g.name(), err)
 		}
 		s.mu.Lock()
 		if !g.indexed { // retention may have dropped g meanwhile; harmless
@@ -844,7 +984,7 @@ func (s *shard) read(from int64, max int) ([]stream.Record, error) {
 	}
 	recs, err := s.decodeFrom(h.f, at, from, size, min(int64(max), next-from))
 	if err != nil {
-		return nil, fmt.Errorf("segment %s: %w", segName(g.base), err)
+		return nil, fmt.Errorf("segment %s: %w", g.name(), err)
 	}
 	return recs, nil
 }
@@ -952,6 +1092,7 @@ func (s *shard) decodeFrom(f io.ReaderAt, at indexEntry, from, size int64, max i
 		}
 	}
 	recs := make([]stream.Record, 0, min(max, 256))
+	s.rloffs = s.rloffs[:0]
 	var taken int64
 	for int64(len(recs)) < max {
 		key, data, n, err := decodeFrame(win[pos-wstart:])
@@ -965,6 +1106,9 @@ func (s *shard) decodeFrom(f io.ReaderAt, at indexEntry, from, size int64, max i
 			break
 		}
 		recs = append(recs, stream.Record{Shard: s.id, Offset: off, PartitionKey: key, Data: data})
+		if s.v2 {
+			s.rloffs = append(s.rloffs, frameLoff(win[pos-wstart:]))
+		}
 		taken += int64(n)
 		pos += int64(n)
 		off++
@@ -1021,10 +1165,10 @@ func (s *shard) applyRetention() {
 	// Oldest first, syncing the directory after each removal, so a crash
 	// can leave fewer segments deleted but never a hole between segments.
 	for _, g := range del {
-		if err := s.fs.Remove(s.segPath(g.base)); err != nil {
+		if err := s.fs.Remove(s.segPath(g.base, g.low)); err != nil {
 			// The segment is already out of the log; the file is only
 			// wasted space until a later Open lists it again.
-			s.log.Warn("locallog: retention could not delete segment", "segment", segName(g.base), "err", err)
+			s.log.Warn("locallog: retention could not delete segment", "segment", g.name(), "err", err)
 			return
 		}
 		if s.opts.Durability == DurabilityFsync {
@@ -1033,7 +1177,7 @@ func (s *shard) applyRetention() {
 				return
 			}
 		}
-		s.log.Info("locallog: retention deleted segment", "segment", segName(g.base), "bytes", g.size, "next", g.next)
+		s.log.Info("locallog: retention deleted segment", "segment", g.name(), "bytes", g.size, "next", g.next)
 	}
 }
 

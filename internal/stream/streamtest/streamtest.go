@@ -36,6 +36,11 @@ type Options struct {
 	// accepts. 0 means at least 1 MiB of data. Kinesis counts its own
 	// partition key in its 1 MiB record limit, so it holds a little less.
 	MaxRecordBytes int
+	// Reshard, when set, changes the storage under an open log of 2
+	// shards while appends run (testReshard): step 0 splits a shard of the
+	// storage, step 1 splits one of the children, step 2 merges two
+	// adjacent open ones. The shards the Log shows stay the same.
+	Reshard func(t *testing.T, l stream.Log, step int)
 }
 
 // Run runs the suite. The implementation must cap Read below 10,000 records
@@ -66,6 +71,12 @@ func RunWith(t *testing.T, newLog New, opts Options) {
 		{"ReadWhileAppending", testReadWhileAppending},
 		{"Wait", testWait},
 		{"Trim", testTrim},
+	}
+	if opts.Reshard != nil {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, New)
+		}{"Reshard", func(t *testing.T, n New) { testReshard(t, n, opts.Reshard) }})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newLog) })
@@ -576,4 +587,110 @@ func testTrim(t *testing.T, newLog New) {
 	case len(recs) == 0 || recs[0].Offset != 0 || string(recs[0].Data) != "0":
 		t.Fatalf("Read below the trim point returned wrong data: %+v", recs)
 	}
+}
+
+// testReshard appends from several goroutines while the storage is split,
+// split again and merged, then checks every record is read exactly once,
+// per key in order, with dense offsets, before and after a reopen and after
+// more appends: readers drain parents before children.
+func testReshard(t *testing.T, newLog New, reshard func(*testing.T, stream.Log, int)) {
+	const (
+		shards    = 2
+		appenders = 4
+		batches   = 30
+		perBatch  = 10
+	)
+	o, l := open(t, newLog, shards)
+	ctx := ctxT(t)
+	var (
+		mu   sync.Mutex
+		want = map[string]int{}
+		done int // batches appended, all appenders
+		wg   sync.WaitGroup
+	)
+	cond := sync.NewCond(&mu)
+	errs := make(chan error, appenders)
+	for g := range appenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seq := map[string]int{}
+			for range batches {
+				var entries []stream.Entry
+				for i := range perBatch {
+					k := fmt.Sprintf("g%d-k%d", g, i%7)
+					entries = append(entries, entry(k, fmt.Sprint(seq[k])))
+					seq[k]++
+				}
+				if err := l.Append(ctx, entries); err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				done++
+				cond.Broadcast()
+				mu.Unlock()
+			}
+			mu.Lock()
+			for k, n := range seq {
+				want[k] = n
+			}
+			mu.Unlock()
+		}()
+	}
+	// Each step once a further quarter of the batches is in, so appends
+	// run before, between and after the steps.
+	for step := range 3 {
+		mu.Lock()
+		for done < (step+1)*appenders*batches/4 && len(errs) == 0 {
+			cond.Wait()
+		}
+		mu.Unlock()
+		if len(errs) > 0 {
+			break
+		}
+		reshard(t, l, step)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Append: %v", err)
+	}
+	readShards := func(l stream.Log) []stream.Record {
+		var all []stream.Record
+		for sh := range shards {
+			all = append(all, readAll(t, l, sh, 0)...)
+		}
+		return all
+	}
+	all := readShards(l)
+	if len(all) != appenders*batches*perBatch {
+		t.Fatalf("read %d records, appended %d", len(all), appenders*batches*perBatch)
+	}
+	checkPerKey(t, all, want)
+	// Reading again from the middle of each shard gives the same records.
+	for sh := range shards {
+		end, _ := l.End(ctx, sh)
+		mid := readAll(t, l, sh, end/2)
+		full := readAll(t, l, sh, 0)[end/2:]
+		for i := range mid {
+			if !bytes.Equal(mid[i].Data, full[i].Data) || !bytes.Equal(mid[i].PartitionKey, full[i].PartitionKey) {
+				t.Fatalf("shard %d offset %d: read from the middle gives %q, from 0 %q", sh, mid[i].Offset, mid[i].Data, full[i].Data)
+			}
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	l2 := o(t)
+	t.Cleanup(func() { l2.Close() })
+	checkPerKey(t, readShards(l2), want)
+	var more []stream.Entry
+	for i := range 50 {
+		k := fmt.Sprintf("g%d-k%d", i%appenders, i%7)
+		more = append(more, entry(k, fmt.Sprint(want[k])))
+		want[k]++
+	}
+	mustAppend(t, l2, more...)
+	checkPerKey(t, readShards(l2), want)
 }
