@@ -157,7 +157,40 @@ func kinesaliteClient(t *testing.T) *kinesis.Client {
 func TestConformanceKinesalite(t *testing.T) {
 	t.Parallel()
 	api := kinesaliteClient(t)
-	streamtest.RunWith(t, opener(api), streamtest.Options{MaxRecordBytes: maxRecordBytes - 64})
+	streamtest.RunWith(t, opener(api), streamtest.Options{MaxRecordBytes: maxRecordBytes - 64,
+		Reshard: func(t *testing.T, sl stream.Log, step int) { kinesaliteReshard(t, api, sl.(*Log).opts.Stream, step) }})
+}
+
+// kinesaliteReshard is streamtest's Reshard hook: split the first open
+// shard, split the last open one, merge the last two (that split's
+// children, adjacent).
+func kinesaliteReshard(t *testing.T, api *kinesis.Client, name string, step int) {
+	ctx := ctxT(t)
+	out, err := api.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []types.Shard
+	for _, s := range out.Shards {
+		if s.SequenceNumberRange == nil || s.SequenceNumberRange.EndingSequenceNumber == nil {
+			open = append(open, s)
+		}
+	}
+	switch step {
+	case 0, 1:
+		s := open[0]
+		if step == 1 {
+			s = open[len(open)-1]
+		}
+		_, err = api.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(name), ShardToSplit: s.ShardId, NewStartingHashKey: aws.String(splitPoint(t, s))})
+	case 2:
+		_, err = api.MergeShards(ctx, &kinesis.MergeShardsInput{StreamName: aws.String(name),
+			ShardToMerge: open[len(open)-2].ShardId, AdjacentShardToMerge: open[len(open)-1].ShardId})
+	}
+	if err != nil {
+		t.Fatalf("reshard step %d: %v", step, err)
+	}
+	waitActive(t, api, name)
 }
 
 // TestKinesaliteReshard checks that ListShards, split and merge as a real

@@ -62,7 +62,20 @@ func ctxT(t *testing.T) context.Context {
 
 func TestConformanceFake(t *testing.T) {
 	t.Parallel()
-	streamtest.RunWith(t, opener(newFake()), streamtest.Options{MaxRecordBytes: maxRecordBytes - 64})
+	f := newFake()
+	streamtest.RunWith(t, opener(f), streamtest.Options{MaxRecordBytes: maxRecordBytes - 64,
+		Reshard: func(t *testing.T, sl stream.Log, step int) {
+			name := sl.(*Log).opts.Stream
+			open := f.openShards(name)
+			switch step {
+			case 0:
+				f.split(name, open[0])
+			case 1:
+				f.split(name, open[len(open)-1])
+			case 2:
+				f.merge(name, open[len(open)-2], open[len(open)-1])
+			}
+		}})
 }
 
 func openFake(t *testing.T, f *fake, name string, shards int, dir string, mod func(*Options)) *Log {
