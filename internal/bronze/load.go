@@ -39,8 +39,17 @@ var ErrSchemaBehind = errors.New("bronze: table schema lacks columns of the snap
 // TargetFileSize, Types; the rest is unused).
 func NewLoader(store blob.Store, opts Options) *Loader { return &Loader{store: store, opts: opts} }
 
+// loadRecordRows is the number of rows of a snapshot chunk turned into one
+// Arrow record before it goes into the Parquet writer: larger than the
+// Writer's chunkRows (fewer, larger pages and dictionaries per file; a
+// snapshot chunk's rows are all one relation), still bounded.
+const loadRecordRows = 64 << 10
+
 // LoadChunk is one chunk being written: rows are appended to an Arrow
-// builder as they come and written as Parquet at Commit.
+// builder as they come, and every loadRecordRows rows the record goes into the
+// chunk's open Parquet writer (datafile.Writer), so memory is bounded by
+// the encoded file, not by the chunk's rows; Commit stores the files and
+// commits them.
 type LoadChunk struct {
 	l       *Loader
 	rel     *change.Relation
@@ -50,7 +59,9 @@ type LoadChunk struct {
 	rows    int
 	appID   string
 	version int64
-	rb      *recBuilder
+	ctx     context.Context  // of Begin: the Parquet writer stores files with it
+	rb      *recBuilder      // rows not yet in dw
+	dw      *datafile.Writer // nil until the first record
 }
 
 // Begin starts chunk (appID, version) of rel's table, creating the table
@@ -91,7 +102,7 @@ func (l *Loader) Begin(ctx context.Context, rel *change.Relation, appID string, 
 	if err != nil {
 		return nil, false, err
 	}
-	return &LoadChunk{l: l, rel: rel, tbl: tbl, snap: snap, schema: schema, appID: appID, version: version, rb: rb}, false, nil
+	return &LoadChunk{l: l, rel: rel, tbl: tbl, snap: snap, schema: schema, appID: appID, version: version, rb: rb, ctx: ctx}, false, nil
 }
 
 // Append adds rows (op L, all of the chunk's relation) to the chunk. The
@@ -101,23 +112,52 @@ func (c *LoadChunk) Append(rows []*change.Change) error {
 		if err := c.rb.add(r); err != nil {
 			return fmt.Errorf("bronze: table %s: %w", c.rel.Table, err)
 		}
+		if c.rb.rows >= loadRecordRows {
+			if err := c.flushRecord(); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// flushRecord moves the builder's rows into the Parquet writer.
+func (c *LoadChunk) flushRecord() error {
+	if c.rb.rows == 0 {
+		return nil
+	}
+	if c.dw == nil {
+		ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
+		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true})
+		if err != nil {
+			return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
+		}
+		c.dw = dw
+	}
+	c.rows += c.rb.rows
+	rec := c.rb.finish()
+	werr := c.dw.Write(rec)
+	rec.Release()
+	rb, err := newRecBuilder(c.schema, c.snap.PartitionColumns())
+	c.rb = rb
+	if werr != nil {
+		return fmt.Errorf("bronze: write %s: %w", c.rel.Table, werr)
+	}
+	return err
 }
 
 // Commit writes the rows as Parquet and commits them with txn(appID,
 // version); it returns the Bronze version. A chunk without rows commits
 // nothing (-1): redoing it costs nothing.
 func (c *LoadChunk) Commit(ctx context.Context) (int64, error) {
-	if c.rb.rows == 0 {
+	if err := c.flushRecord(); err != nil {
+		return -1, err
+	}
+	if c.dw == nil { // no rows
 		return -1, nil
 	}
-	c.rows = c.rb.rows
-	rec := c.rb.finish()
-	c.rb = nil
-	defer rec.Release()
-	ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
-	adds, err := datafile.Write(ctx, c.l.store, ti, rec, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true})
+	adds, err := c.dw.Close()
+	c.dw = nil
 	if err != nil {
 		return -1, fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
 	}
@@ -160,5 +200,9 @@ func (c *LoadChunk) Release() {
 	if c.rb != nil {
 		c.rb.b.Release()
 		c.rb = nil
+	}
+	if c.dw != nil {
+		c.dw.Abort()
+		c.dw = nil
 	}
 }

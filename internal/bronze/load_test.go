@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/silt-dev/silt/internal/blob/local"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
+	"github.com/silt-dev/silt/internal/delta/datafile"
 )
 
 // TestLoaderChunksOnce: chunks written at once by several goroutines into a
@@ -39,10 +42,10 @@ func TestLoaderChunksOnce(t *testing.T) {
 					return
 				}
 				defer c.Release()
-				rows := make([]*change.Change, 10)
+				rows := make([]*change.Change, chunkSize(chunk))
 				for i := range rows {
 					rows[i] = &change.Change{Rel: rel, Op: change.OpLoad, LSN: 99, Pos: uint32(chunk), CommitTime: commit,
-						New: []change.Datum{{Kind: change.Text, Data: []byte(fmt.Sprint(chunk*10 + i))}, {Kind: change.Text, Data: []byte("x")}}}
+						New: []change.Datum{{Kind: change.Text, Data: []byte(fmt.Sprint(chunk*100000 + i))}, {Kind: change.Text, Data: []byte("x")}}}
 				}
 				if err := c.Append(rows); err != nil {
 					t.Error(err)
@@ -61,6 +64,14 @@ func TestLoaderChunksOnce(t *testing.T) {
 		if snap.Version != 4 || len(snap.Files()) != 4 {
 			t.Fatalf("version %d with %d files, want 4 and 4", snap.Version, len(snap.Files()))
 		}
+		var n int64
+		err = datafile.Scan(ctx, st, datafile.Info(delta.NewTable(st, TablePath(rel.Table)), snap), snap.Files(), func(rec arrow.RecordBatch) error {
+			n += rec.NumRows()
+			return nil
+		})
+		if want := int64(chunkSize(0) + 3*chunkSize(1)); err != nil || n != want {
+			t.Fatalf("bronze holds %d rows (%v), want %d", n, err, want)
+		}
 		for chunk := 0; chunk < 4; chunk++ {
 			if v, ok := snap.TxnVersion(fmt.Sprintf("silt-snap-%d", chunk)); !ok || v != 1 {
 				t.Fatalf("chunk %d: txn %d %v", chunk, v, ok)
@@ -75,6 +86,14 @@ func TestLoaderChunksOnce(t *testing.T) {
 		}
 		c.Release()
 	}
+}
+
+// chunkSize: chunk 0 spans several Arrow records (loadRecordRows each).
+func chunkSize(chunk int) int {
+	if chunk == 0 {
+		return 2*loadRecordRows + 123
+	}
+	return 10
 }
 
 // TestLoaderSchemaBehind: a relation with a column the Bronze table lacks

@@ -291,8 +291,8 @@ func TestReconnectAfterPostgresRestart(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 2))
 	r := cdcStart(t, cfg, nil)
 	// This test is about reconnecting capture: let the initial snapshot (of
-	// the empty table) finish first. A restart during a snapshot stops the
-	// pipeline; the next run resumes the snapshot per chunk.
+	// the empty table) finish first (TestSnapshotRetries restarts during a
+	// snapshot).
 	waitSnapshot(t, r, time.Minute)
 	for i, immediate := range []bool{false, true} {
 		conn, err := pgx.Connect(ctx, dsn)
