@@ -74,7 +74,7 @@ Start with "silt demo" to see it work on a throwaway database, then write a conf
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(), demoCmd(), checkCmd(), configCmd(), tableCmd(), slotCmd(), shardsCmd(), statusCmd(), benchCmd())
-	root.AddCommand(doctorCmd())
+	root.AddCommand(doctorCmd(), streamCmd())
 	return root
 }
 
