@@ -380,20 +380,26 @@ func removeOf(f *delta.Add, nowMs int64, dataChange bool) *delta.Remove {
 		Stats: f.Stats, Tags: f.Tags, DeletionVector: f.DeletionVector}
 }
 
+// maxPendingRows bounds the rows mergeFile holds before it knows that a
+// file is rewritten.
+const maxPendingRows = 256 * 1024
+
 // mergeFile streams one candidate: each record read is matched against
 // the changed keys, decided, and its remaining rows written to new files.
-// Writing starts at the first dropped row; records before it are held, so
-// a file where every matched key is kept is not rewritten and costs no
-// write. Memory is about one record plus the open output file, not the
-// input file.
+// Writing starts at the first dropped row; records before it are held (up
+// to maxPendingRows, then written on speculatively), so a file where every
+// matched key is kept is not rewritten. Memory is about maxPendingRows rows
+// plus the open output file, not the input file.
 func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.TableInfo, keyCols []int, f *delta.Add) (adds []*delta.Add, rewritten bool, copied int64, err error) {
 	var (
-		pending []arrow.RecordBatch // records before the first drop
-		w       *datafile.Writer
-		keys    = make([]arrow.Array, len(keyCols))
-		buf     []byte
-		cur     []Cell
-		drops   []int
+		pending     []arrow.RecordBatch // records before the first drop
+		pendingRows int64
+		dropped     bool // a row of the file goes
+		w           *datafile.Writer
+		keys        = make([]arrow.Array, len(keyCols))
+		buf         []byte
+		cur         []Cell
+		drops       []int
 	)
 	defer func() {
 		for _, r := range pending {
@@ -451,7 +457,12 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 		if len(drops) == 0 && w == nil {
 			r.Retain()
 			pending = append(pending, r)
-			return nil
+			pendingRows += r.NumRows()
+			if pendingRows < maxPendingRows {
+				return nil
+			}
+			// Memory stays bounded: write on, and throw the output away
+			// if no row goes after all.
 		}
 		if w == nil {
 			var err error
@@ -468,10 +479,14 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 				pending[i] = nil
 			}
 			pending = pending[:0]
+			if len(drops) == 0 {
+				return nil // r was the last pending record
+			}
 		}
 		if len(drops) == 0 {
 			return write(r)
 		}
+		dropped = true
 		kept, err := keepRows(m.spec.Allocator, []arrow.RecordBatch{r}, [][]int{drops})
 		if err != nil || kept == nil {
 			return err
@@ -484,6 +499,14 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 	}
 	if w == nil {
 		return nil, false, 0, nil // no row goes: the file stays
+	}
+	if !dropped {
+		// Every matched key was kept: the file stays. Output files the
+		// writer already stored (past the target size) are left
+		// unreferenced for VACUUM.
+		w.Abort()
+		w = nil
+		return nil, false, 0, nil
 	}
 	if adds, err = w.Close(); err != nil {
 		w = nil // Close aborted it

@@ -13,12 +13,12 @@ import (
 )
 
 // TestMergeStreamsLargeFile: a file of several read records (64Ki rows
-// each) where the first dropped row is in the last record (the records
-// before it are held, then written) keeps every other row in order, and a
-// merge whose keys are all kept (guard) rewrites nothing.
+// each, more than merge holds before writing speculatively) where the first
+// dropped row is in the last record keeps every other row, and a merge
+// whose keys are all kept (guard) rewrites nothing.
 func TestMergeStreamsLargeFile(t *testing.T) {
 	e := newEnv(t, false)
-	const n = 200_000
+	const n = 300_000
 	e.seed(n, n) // one file
 	w := want(n)
 	// Stale changes (guard lsn 0 <= 1): kept, nothing rewritten.
@@ -44,7 +44,7 @@ func TestMergeStreamsLargeFile(t *testing.T) {
 	delete(w, n-2)
 	check(t, e.rowsAt(-1), w)
 	// Changes in the first and the middle record.
-	ups = []row{{ID: 0, Part: 0, V: "first", LSN: 3}, {ID: 100_000, Part: 0, V: "mid", LSN: 3}}
+	ups = []row{{ID: 0, Part: 0, V: "first", LSN: 3}, {ID: 150_000, Part: 0, V: "mid", LSN: 3}}
 	if _, err = e.merge(e.snapshot(), []string{"lsn"}, ups, nil, nil); err != nil {
 		t.Fatal(err)
 	}
