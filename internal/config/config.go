@@ -128,7 +128,8 @@ type StreamConfig struct {
 	// Shards is the number of shards. Default 1. With kind kinesis it is the
 	// number of logical shards silt keys its offsets by: it must stay the
 	// same for the life of the lake, while the Kinesis stream itself may be
-	// resharded.
+	// resharded. The embedded log keeps it too; "silt stream split|merge"
+	// changes the physical shards under it.
 	Shards int `yaml:"shards"`
 	// Durability is "fsync" (group-commit fsync before a write is
 	// acknowledged; default) or "none" (OS buffered; tests and demos).

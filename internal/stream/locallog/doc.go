@@ -5,11 +5,26 @@
 // # Directory layout
 //
 //	<dir>/LOCK                          advisory lock: one process per log
-//	<dir>/META                          {"format":1,"shards":N}, written once (temp, fsync, rename, fsync dir)
+//	<dir>/META                          {"format":1,"shards":N}, written once (temp, fsync, rename, fsync dir);
+//	                                    format 2 after a reshard: also the physical shards (reshard.go)
 //	<dir>/shard-0000/
 //	    00000000000000000000.seg        segment; the name is the offset of its first record,
 //	    00000000000000052113.seg        20 decimal digits so names sort in offset order
 //	<dir>/shard-0001/...
+//	<dir>/shard-0002/                   a physical shard made by a reshard (ids from N on):
+//	    00000000000000000000-00000000000000001234.seg
+//	                                    physical offset of its first record, then its
+//	                                    low-water mark (a logical offset)
+//
+// # Shards and resharding
+//
+// Shards() logical shards are fixed for the life of the log; stream.ShardFor
+// picks one. Each is at first one physical shard (the directory above with
+// its number). SplitShard and MergeShards change the physical shards under a
+// logical shard over hash key ranges, as Kinesis SplitShard and MergeShards
+// do, while readers keep seeing one dense offset sequence per logical shard
+// with parents drained before children: see reshard.go for the model,
+// recovery and retention. `silt stream shards|split|merge` runs them.
 //
 // A shard's segments cover contiguous offset ranges: segment i holds the
 // records [base(i), base(i+1)); the last ("active") segment holds [base,
@@ -30,6 +45,10 @@
 //	crc   CRC-32C (Castagnoli) of those len bytes (v, klen, key, data)
 //	v     frame version, 1
 //	klen  k, the partition key length (<= 65535)
+//
+// Physical shards made by a reshard write version 2 frames: v = 2 and,
+// between v and klen, the record's logical offset (u64), since a logical
+// shard's records are then spread over several files.
 //
 // A frame's offset is not stored: it is the segment's base plus the number
 // of frames before it. A zero len (for example a zero-filled tail after a
