@@ -428,8 +428,16 @@ func (s *shard) readLogical(from int64, max int) ([]stream.Record, []int64, int6
 func (s *shard) seekLogical(from int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	first := s.segs[0]
+	bound := first.base // the first stored offset: physical = logical in v1
+	if s.v2 {
+		bound = first.low
+	}
+	if first.base > 0 && from < bound {
+		return 0, fmt.Errorf("retention deleted logical offsets below about %d: %w", bound, stream.ErrTrimmed)
+	}
 	if !s.v2 {
-		return max(min(from, s.end), s.segs[0].base), nil
+		return min(from, s.end), nil
 	}
 	if s.rnextP >= 0 && s.rnextL == from {
 		return s.rnextP, nil
@@ -499,6 +507,8 @@ func (ls *lshard) recoverResharded() error {
 				s.lastLoff = max(s.openedAt, s.segs[len(s.segs)-1].low) - 1
 			}
 		}
+	}
+	for _, s := range t.all {
 		s.activeL = nil
 	}
 	ls.tail.Store(e)

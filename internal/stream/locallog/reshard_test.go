@@ -186,3 +186,51 @@ func TestReshardHoleCut(t *testing.T) {
 		t.Fatalf("Read after append: %v, %v", recs, err)
 	}
 }
+
+// TestReshardRetention trims a resharded shard: consumed segments of the
+// parent and of the children go, reading them is stream.ErrTrimmed, and
+// the shard's last record (which the pipeline's dedup reads) stays.
+func TestReshardRetention(t *testing.T) {
+	fs := newMemFS()
+	l := openT(t, testDir, Options{FS: fs, SegmentBytes: 4 << 10, Durability: DurabilityNone})
+	ctx := context.Background()
+	segs := func() int {
+		n := 0
+		for _, s := range l.Topology() {
+			names, _ := fs.ReadDir(shardDir(testDir, s.ID))
+			n += len(names)
+		}
+		return n
+	}
+	for i := range 2000 {
+		if i == 500 {
+			if _, err := l.SplitShard(ctx, 0, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Append(ctx, []stream.Entry{rec(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := segs()
+	end, _ := l.End(ctx, 0)
+	if err := l.Trim(ctx, 0, end); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for segs() >= before-2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	after := segs()
+	t.Logf("%d segments before Trim, %d after", before, after)
+	if after >= before-2 {
+		t.Fatalf("%d segments before Trim, %d after: retention deleted nothing", before, after)
+	}
+	if _, err := l.Read(ctx, 0, 0, 10); !errors.Is(err, stream.ErrTrimmed) {
+		t.Fatalf("Read(0) after retention: %v, want ErrTrimmed", err)
+	}
+	recs, err := l.Read(ctx, 0, end-1, 10)
+	if err != nil || len(recs) != 1 || string(recs[0].Data) != string(rec(1999).Data) {
+		t.Fatalf("last record after retention: %v, %v", recs, err)
+	}
+}
