@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -90,7 +91,13 @@ type Writer struct {
 	// and has not completed. If it failed, the buffer no longer matches
 	// readTo and Run must not be called again on this writer.
 	dropped bool
+	// consumed counts the records read from the stream (Consumed).
+	consumed atomic.Int64
 }
+
+// Consumed is the number of stream records the writer has read since it
+// started (buffered or committed). Safe to call while Run runs.
+func (w *Writer) Consumed() int64 { return w.consumed.Load() }
 
 // table is one Bronze table and what is buffered for its next commit.
 //
@@ -239,6 +246,7 @@ func (w *Writer) readShard(ctx context.Context, s int) (int, error) {
 		// far less (an Arrow chunk and compressed Parquet pages, see table).
 		w.buffered += int64(len(data)) + 160 + 32*int64(len(c.New)+len(c.Old))
 	}
+	w.consumed.Add(int64(len(recs)))
 	return len(recs), nil
 }
 
@@ -307,7 +315,9 @@ func (w *Writer) writeChunk(ctx context.Context, t *table) error {
 		if t.snap != nil {
 			ti.Config = t.snap.Config()
 		}
-		dw, err := datafile.NewWriter(ctx, w.store, ti, datafile.WriteOptions{TargetFileSize: w.opts.TargetFileSize, DataChange: true})
+		// Not cancelled with Run's ctx: the final flush of a clean stop
+		// stores these files (flush runs without cancellation too).
+		dw, err := datafile.NewWriter(context.WithoutCancel(ctx), w.store, ti, datafile.WriteOptions{TargetFileSize: w.opts.TargetFileSize, DataChange: true})
 		if err != nil {
 			return fmt.Errorf("bronze: write %s: %w", t.id, err)
 		}
