@@ -66,7 +66,7 @@ type streamCodec interface {
 	NewWriterLevel(io.Writer, int) (io.WriteCloser, error)
 }
 
-func (z pageZstd) NewReader(r io.Reader) io.ReadCloser { return z.Codec.(streamCodec).NewReader(r) }
+func (z pageZstd) NewReader(r io.Reader) io.ReadCloser  { return z.Codec.(streamCodec).NewReader(r) }
 func (z pageZstd) NewWriter(w io.Writer) io.WriteCloser { return z.Codec.(streamCodec).NewWriter(w) }
 func (z pageZstd) NewWriterLevel(w io.Writer, level int) (io.WriteCloser, error) {
 	return z.Codec.(streamCodec).NewWriterLevel(w, level)
