@@ -186,12 +186,12 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Pipeli
 		return nil, err
 	}
 	p.src = src
-	// Domain types, read once the source is known to be reachable.
 	if err := p.discoverTables(ctx); err != nil { // published tables without a snapshot (snapshot.go)
 		src.Close()
 		p.closeSnapshot()
 		return nil, err
 	}
+	// Domain types, read once the source is known to be reachable.
 	p.domains = pgsnap.NewDomains(SessionDSN(cfg.Source.DSN), cfg.Source.Password)
 	if err := p.domains.Load(ctx); err != nil {
 		p.logger.Warn("cannot read domain types; domain columns will be stored as text", "err", err)
