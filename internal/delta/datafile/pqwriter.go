@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"sync"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -113,35 +113,55 @@ func (w *columnsWriter) WriteBuffered(rec arrow.RecordBatch) error {
 	return nil
 }
 
-// writeColumns writes rows [off, off+size) of every column, conc columns
-// at a time.
+// parallelMinRows: smaller writes encode their columns on the caller's
+// goroutine (a hand-off costs more than it saves).
+const parallelMinRows = 4096
+
+// writeColumns writes rows [off, off+size) of every column, up to conc
+// columns at a time. The caller encodes columns too and waits only for
+// columns a helper goroutine actually took, so a helper the scheduler
+// starts late never delays the write.
 func (w *columnsWriter) writeColumns(rec arrow.RecordBatch, off, size int64) error {
 	ncols := int(rec.NumCols())
 	errs := make([]error, ncols)
-	var next int
-	var mu sync.Mutex
-	work := func() {
-		for {
-			mu.Lock()
-			i := next
-			next++
-			mu.Unlock()
-			if i >= ncols {
-				return
-			}
+	if size < parallelMinRows || w.conc < 2 {
+		for i := 0; i < ncols; i++ {
 			errs[i] = w.writeColumn(i, rec.Column(i), off, size)
 		}
+		return firstColumnError(errs)
 	}
-	var wg sync.WaitGroup
+	var next atomic.Int64
+	done := make([]chan struct{}, ncols)
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
 	for g := 1; g < min(w.conc, ncols); g++ {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			work()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= ncols {
+					return
+				}
+				errs[i] = w.writeColumn(i, rec.Column(i), off, size)
+				close(done[i])
+			}
 		}()
 	}
-	work()
-	wg.Wait()
+	for {
+		i := int(next.Add(1) - 1)
+		if i >= ncols {
+			break
+		}
+		errs[i] = w.writeColumn(i, rec.Column(i), off, size)
+		close(done[i])
+	}
+	for i := range done {
+		<-done[i] // closed by whoever took column i
+	}
+	return firstColumnError(errs)
+}
+
+func firstColumnError(errs []error) error {
 	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("column %d: %w", i, err)

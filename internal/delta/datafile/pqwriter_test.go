@@ -19,8 +19,9 @@ import (
 )
 
 // TestColumnsWriterMatchesPqarrow: the parallel column encoder writes the
-// same bytes as pqarrow.FileWriter for the same records (nulls, required
-// columns, several row groups, dictionary fallback).
+// same file as pqarrow.FileWriter for the same records (nulls, required
+// columns, several row groups, dictionary fallback; writes above and below
+// parallelMinRows).
 func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 	schema := arrow.NewSchema([]arrow.Field{
 		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
@@ -34,8 +35,8 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 	var recs []arrow.RecordBatch
 	for r := 0; r < 4; r++ {
 		b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-		for i := 0; i < 3000; i++ {
-			id := int64(r*3000 + i)
+		for i := 0; i < 6000; i++ {
+			id := int64(r*6000 + i)
 			b.Field(0).(*array.Int64Builder).Append(id)
 			if id%7 == 0 {
 				for c := 1; c < len(b.Fields()); c++ {
@@ -60,7 +61,7 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 	}()
 	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd),
 		parquet.WithDataPageSize(4096), parquet.WithDictionaryPageSizeLimit(4096),
-		parquet.WithMaxRowGroupLength(5000), parquet.WithStats(true), parquet.WithCreatedBy("silt"),
+		parquet.WithMaxRowGroupLength(10000), parquet.WithStats(true), parquet.WithCreatedBy("silt"),
 		parquet.WithDictionaryFor("v", false))
 	aprops := pqarrow.NewArrowWriterProperties()
 	encode := func(fw pqFile, buf *bytes.Buffer) []byte {
