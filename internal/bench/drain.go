@@ -113,7 +113,7 @@ type DrainResult struct {
 
 // drainRounds is how many times each side drains its own copy of the
 // backlog; the medians are reported.
-const drainRounds = 3
+const drainRounds = 5
 
 // drainSpec describes a backlog scenario.
 type drainSpec struct {
@@ -281,13 +281,16 @@ func (e *env) runDrain(ctx context.Context, s drainSpec) (DrainResult, *live, er
 		res.RecvlogicalRuns = append(res.RecvlogicalRuns, float64(n)/secs)
 		return nil
 	}
+	var timing []captureTiming
 	runCapture := func(i int) error {
-		secs, use, err := captureOnly(ctx, caps[i].p, n)
+		tm, use, err := captureOnly(ctx, caps[i].p, n)
 		caps[i].close()
 		caps[i] = nil
 		if err != nil {
 			return err
 		}
+		secs := tm.secs
+		timing = append(timing, tm)
 		conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", fmt.Sprintf("cap_%s_%d", s.db, i))
 		capts = append(capts, capRun{secs, use})
 		res.SiltCaptureRuns = append(res.SiltCaptureRuns, float64(n)/secs)
@@ -306,8 +309,10 @@ func (e *env) runDrain(ctx context.Context, s drainSpec) (DrainResult, *live, er
 		if err := second(i); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(e.out, "%s: round %d (load %.2f): pg_recvlogical %.0f/s, silt capture %.0f/s (%.2fx)\n", s.name, i+1, load,
-			res.RecvlogicalRuns[i], res.SiltCaptureRuns[i], res.SiltCaptureRuns[i]/res.RecvlogicalRuns[i])
+		tm := timing[i]
+		fmt.Fprintf(e.out, "%s: round %d (load %.2f): pg_recvlogical %.0f/s, silt capture %.0f/s (%.2fx; first change in the stream after %s, last batch from the source at %s, all in the stream at %s)\n",
+			s.name, i+1, load, res.RecvlogicalRuns[i], res.SiltCaptureRuns[i], res.SiltCaptureRuns[i]/res.RecvlogicalRuns[i],
+			tm.first.Round(time.Millisecond), tm.lastBatch.Round(time.Millisecond), time.Duration(tm.secs*float64(time.Second)).Round(time.Millisecond))
 	}
 	slices.SortFunc(recvs, func(a, b recvRun) int { return cmp.Compare(a.secs, b.secs) })
 	slices.SortFunc(capts, func(a, b capRun) int { return cmp.Compare(a.secs, b.secs) })
@@ -385,29 +390,52 @@ func (e *env) recvlogical(ctx context.Context, dsn, slot, pub, endLSN string) (f
 }
 
 // captureOnly runs p's capture alone (pipeline.RunCaptureOnly) until n
-// changes are in the stream and returns how long that took.
-func captureOnly(ctx context.Context, p *pipeline.Pipeline, n int64) (float64, Usage, error) {
+// changes are in the stream and returns how long that took. It also
+// returns, as seen by polling every few milliseconds, when the first
+// change was in the stream (connection and start-up) and when the source
+// delivered its last batch (what follows is the final append and fsync).
+func captureOnly(ctx context.Context, p *pipeline.Pipeline, n int64) (captureTiming, Usage, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
 	m := startMeter()
 	start := time.Now()
 	go func() { done <- p.RunCaptureOnly(runCtx) }()
-	for p.Snapshot().Changes < n {
+	var tm captureTiming
+	var batches int64
+	for {
+		now := time.Now()
+		if b := p.SourceStats().Batches; b != batches {
+			batches, tm.lastBatch = b, now.Sub(start)
+		}
+		c := p.Snapshot().Changes
+		if c > 0 && tm.first == 0 {
+			tm.first = now.Sub(start)
+		}
+		if c >= n {
+			break
+		}
 		select {
 		case err := <-done:
-			return 0, Usage{}, fmt.Errorf("silt capture stopped after %d of %d changes: %v", p.Snapshot().Changes, n, err)
-		case <-time.After(5 * time.Millisecond):
+			return tm, Usage{}, fmt.Errorf("silt capture stopped after %d of %d changes: %v", p.Snapshot().Changes, n, err)
+		case <-time.After(2 * time.Millisecond):
 		}
 		if time.Since(start) > 30*time.Minute {
-			return 0, Usage{}, fmt.Errorf("silt capture did not drain the backlog in 30 minutes (%d of %d changes)", p.Snapshot().Changes, n)
+			return tm, Usage{}, fmt.Errorf("silt capture did not drain the backlog in 30 minutes (%d of %d changes)", p.Snapshot().Changes, n)
 		}
 	}
-	secs := time.Since(start).Seconds()
+	tm.secs = time.Since(start).Seconds()
 	use := m.stop()
 	stop()
 	<-done
-	return secs, use, nil
+	return tm, use, nil
+}
+
+// captureTiming is one silt capture run.
+type captureTiming struct {
+	secs      float64
+	first     time.Duration // first change in the stream
+	lastBatch time.Duration // last batch delivered by the source
 }
 
 // load1 is the 1-minute load average (0 if unknown).

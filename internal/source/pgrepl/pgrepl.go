@@ -352,6 +352,7 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		s.connCfg.Password = cfg.Password
 	}
 	s.connCfg.RuntimeParams["replication"] = "database"
+	s.connCfg.DialFunc = lowatDial(s.connCfg.DialFunc)
 	return s, nil
 }
 
@@ -534,9 +535,10 @@ type runner struct {
 	nextStatus time.Time  // when the next periodic status update is due
 	lastRecv   time.Time  // when the last message arrived (and was handled)
 
-	netConn      net.Conn  // r.conn's socket: receive sets its read deadline
-	readDeadline time.Time // the read deadline receive last set
-	seenKicks    uint64    // Source.kicks when receive last set the deadline
+	netConn      net.Conn   // r.conn's socket: receive sets its read deadline
+	lowat        *lowatConn // netConn when it is a lowatConn (plain TCP), else nil
+	readDeadline time.Time  // the read deadline receive last set
+	seenKicks    uint64     // Source.kicks when receive last set the deadline
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -572,6 +574,10 @@ func (r *runner) run(ctx context.Context) error {
 	// than decoding the message): an Ack, or the end of ctx, interrupts the
 	// wait by moving the deadline into the past.
 	r.netConn = r.conn.Conn()
+	if lc, ok := r.netConn.(*lowatConn); ok {
+		r.lowat = lc
+		lc.enable()
+	}
 	interrupt := func() {
 		s.kicks.Add(1)
 		r.netConn.SetReadDeadline(time.Unix(1, 0)) // error only once closed: nothing to interrupt
@@ -600,7 +606,7 @@ func (r *runner) run(ctx context.Context) error {
 		if err := r.maybeSendStatus(false, now); err != nil {
 			return err
 		}
-		msg, err := r.receive(ctx)
+		msg, err := r.receive(ctx, now)
 		if err != nil {
 			return err
 		}
@@ -694,10 +700,16 @@ func (r *runner) slotError(err error) error {
 
 // receive waits for the next message. It returns (nil, nil) when the wait
 // was cut short to send a status update (Ack called, or one is due).
-func (r *runner) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
+func (r *runner) receive(ctx context.Context, now time.Time) (pgproto3.BackendMessage, error) {
 	deadline := r.nextStatus
 	if d := r.lastRecv.Add(r.s.cfg.ReceiveTimeout); d.Before(deadline) {
 		deadline = d
+	}
+	if r.lowat != nil && r.lowat.busy {
+		// Waits for a full SO_RCVLOWAT are bounded (see lowatConn).
+		if d := now.Add(busyWait); d.Before(deadline) {
+			deadline = d
+		}
 	}
 	if k := r.s.kicks.Load(); k != r.seenKicks || !deadline.Equal(r.readDeadline) {
 		r.seenKicks = k
