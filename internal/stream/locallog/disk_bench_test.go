@@ -43,7 +43,7 @@ func benchVsDisk(b *testing.B, pending int) {
 	frame := frameLen(key, data)
 	perAppender := total / frame / appenders
 	var logTime, rawTime time.Duration
-	var syncs int64
+	var syncs, syncNs int64
 	for range b.N {
 		dir := b.TempDir()
 		l, err := Open(filepath.Join(dir, "log"), Options{Logger: quietLogger(), MaxPendingBytes: pending})
@@ -72,6 +72,7 @@ func benchVsDisk(b *testing.B, pending int) {
 		wg.Wait()
 		logTime += time.Since(start)
 		syncs += l.shards[0].syncs.Load()
+		syncNs += l.shards[0].syncNs.Load()
 		l.Close()
 		rawTime += rawWrite(b, filepath.Join(dir, "raw"), int64(perAppender*appenders*frame), true)
 	}
@@ -83,6 +84,7 @@ func benchVsDisk(b *testing.B, pending int) {
 	b.ReportMetric(rawMBs, "raw-MB/s")
 	b.ReportMetric(logMBs/rawMBs, "ratio")
 	b.ReportMetric(bytes/float64(syncs)/1e6, "MB/fsync")
-	b.Logf("log %.1f MB/s (%.0f records/s, %.2f MB per fsync), raw write+fsync %.1f MB/s, ratio %.2f",
-		logMBs, float64(perAppender*appenders*b.N)/logTime.Seconds(), bytes/float64(syncs)/1e6, rawMBs, logMBs/rawMBs)
+	b.ReportMetric(float64(syncNs)/float64(syncs)/1e3, "µs/fsync")
+	b.Logf("log %.1f MB/s (%.0f records/s, %.2f MB and %.0f µs per fsync), raw write+fsync %.1f MB/s, ratio %.2f",
+		logMBs, float64(perAppender*appenders*b.N)/logTime.Seconds(), bytes/float64(syncs)/1e6, float64(syncNs)/float64(syncs)/1e3, rawMBs, logMBs/rawMBs)
 }
