@@ -234,7 +234,7 @@ func rows(rep Report, o Options) []Row {
 	if l := rep.LogAppend; l != nil {
 		rs = append(rs, Row{Scenario: "embedded log append, fsync", Unit: "MB/s", Silt: l.LogMBs, Baseline: l.RawMBs, BaseName: "raw write 1 MiB + fsync",
 			Ratio: l.Ratio, CPUPerM: l.SiltUse.PerMillion(l.Records), PerWhat: "records", PeakRSSMiB: l.SiltUse.PeakRSSMiB,
-			Note: fmt.Sprintf("%d records of %d B, %.0f records/s, %d appenders x batch %d, %d shards, median of %d; vs raw write+fdatasync per %d KiB in flight (%.0f MB/s): %.2f",
+			Note: fmt.Sprintf("%d records of %d B, %.0f records/s, %d appenders x batch %d, %d shards, median of %d; vs raw write+fdatasync per %d KiB in flight, a file per shard (%.0f MB/s): %.2f",
 				l.Records, l.RecordBytes, l.LogRecords, l.Appenders, l.Batch, l.Shards, l.Rounds, l.GroupChunk>>10, l.RawGroupMBs, l.RatioGroup)})
 	}
 	if d := rep.DeltaOps; d != nil {
