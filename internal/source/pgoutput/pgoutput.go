@@ -458,6 +458,9 @@ func (d *Decoder) Release() {
 // tuple returns n zeroed datums from the slabs (a larger tuple than a slab
 // gets its own slice).
 func (d *Decoder) tuple(n int) Tuple {
+	if n == 0 {
+		return Tuple{} // as Decode: empty, not nil
+	}
 	if n > slabDatums/8 {
 		return make(Tuple, n)
 	}
