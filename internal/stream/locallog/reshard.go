@@ -679,19 +679,36 @@ func (l *Log) reshape(ctx context.Context, ls *lshard, close []int, ranges [][2]
 		ids = append(ids, id)
 		nt.metas = append(nt.metas, physMeta{ID: id, Logical: ls.id, Lo: r[0].String(), Hi: r[1].String(), V2: true, Opened: end, Parents: close})
 	}
+	// From here on a failure may leave META on disk with the new layout
+	// while memory has the old one; appending to a parent the disk calls
+	// closed would lose records at the next Open. So the logical shard
+	// fails (like a failed fsync) and a reopen recovers from the disk.
+	var created []*shard
+	failAll := func(err error) ([]int, error) {
+		err = fmt.Errorf("locallog: reshard logical shard %d: %w", ls.id, err)
+		for _, s := range t.open {
+			s.fail(err)
+		}
+		for _, s := range created {
+			s.closeFiles()
+		}
+		return nil, err
+	}
 	if err := l.writeMeta(ls.id, nt.metas); err != nil {
-		l.nextID -= len(ranges)
-		return nil, fmt.Errorf("locallog: reshard logical shard %d: %w", ls.id, err)
+		return failAll(err)
 	}
 	// The new layout is committed; the children are created now or, after
 	// a crash, by the next Open.
 	for _, m := range nt.metas[len(t.metas):] {
 		s, err := l.openPhys(m.ID, true, end)
 		if err != nil {
-			return nil, fmt.Errorf("locallog: reshard logical shard %d: create physical shard %d: %w", ls.id, m.ID, err)
+			return failAll(fmt.Errorf("create physical shard %d: %w", m.ID, err))
 		}
 		s.owner = ls
+		created = append(created, s)
 		nt.all = append(nt.all, s)
+	}
+	for _, s := range created {
 		l.wg.Add(1)
 		go s.runFlusher(l.stop, &l.wg)
 	}
