@@ -349,6 +349,17 @@ func partitionRows(ti TableInfo, partIdx []int, cols []arrow.Array, n int) ([]*g
 	if len(partIdx) == 0 {
 		return []*group{{values: map[string]*string{}, runs: [][2]int{{0, n}}}}, nil
 	}
+	// Fast path: every partition column holds one value in all rows (a
+	// snapshot chunk's rows share the commit-time partition); the group is
+	// that of the first row.
+	if n > 1 && constantColumns(cols, partIdx) {
+		g, err := partitionRows(ti, partIdx, cols, 1)
+		if err != nil {
+			return nil, err
+		}
+		g[0].runs = [][2]int{{0, n}}
+		return g, nil
+	}
 	mode, _ := columnMapping(ti.Config)
 	byKey := map[string]*group{}
 	var order []*group
@@ -401,6 +412,54 @@ func partitionRows(ti TableInfo, partIdx []int, cols []arrow.Array, n int) ([]*g
 		prev = g
 	}
 	return order, nil
+}
+
+// constantColumns reports whether each of cols[idx...] is all null or has
+// no nulls and one value in every row (for the fixed-width and string types
+// partition columns have; other types report false).
+func constantColumns(cols []arrow.Array, idx []int) bool {
+	for _, i := range idx {
+		a := cols[i]
+		if nn := a.NullN(); nn == a.Len() {
+			continue
+		} else if nn > 0 {
+			return false
+		}
+		var ok bool
+		switch x := a.(type) {
+		case *array.Int32:
+			ok = allEqual(x.Int32Values())
+		case *array.Int64:
+			ok = allEqual(x.Int64Values())
+		case *array.Int16:
+			ok = allEqual(x.Int16Values())
+		case *array.Int8:
+			ok = allEqual(x.Int8Values())
+		case *array.Date32:
+			ok = allEqual(x.Date32Values())
+		case *array.Timestamp:
+			ok = allEqual(x.TimestampValues())
+		case *array.String:
+			v := x.Value(0)
+			ok = true
+			for j := 1; j < x.Len() && ok; j++ {
+				ok = x.Value(j) == v
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func allEqual[T comparable](v []T) bool {
+	for _, x := range v {
+		if x != v[0] {
+			return false
+		}
+	}
+	return true
 }
 
 // chunkRows picks how many rows to hand the Parquet writer at a time, so
