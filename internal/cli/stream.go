@@ -60,29 +60,47 @@ stream use the AWS API, silt follows it. Run with silt stopped.`}
 		},
 	})
 	var at string
+	var all bool
 	split := flags(&cobra.Command{
-		Use:   "split <physical-shard>",
+		Use:   "split <physical-shard> | --all",
 		Short: "Close a physical shard and open two children over the halves of its hash key range",
-		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.Atoi(args[0])
-			if err != nil {
-				return &ExitError{Code: 2, Err: fmt.Errorf("physical shard %q: want a number (see silt stream shards)", args[0])}
+			var ids []int
+			switch {
+			case all && len(args) == 0 && at == "":
+			case !all && len(args) == 1:
+				id, err := strconv.Atoi(args[0])
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("physical shard %q: want a number (see silt stream shards)", args[0])}
+				}
+				ids = []int{id}
+			default:
+				return &ExitError{Code: 2, Err: errors.New("give one physical shard, or --all (without --at) to split every open one in the middle")}
 			}
 			l, err := open()
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			ids, err := l.SplitShard(cmd.Context(), id, at)
-			if err != nil {
-				return err
+			if all {
+				for _, s := range l.Topology() {
+					if s.Open {
+						ids = append(ids, s.ID)
+					}
+				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "split physical shard %d into %d and %d\n", id, ids[0], ids[1])
+			for _, id := range ids {
+				kids, err := l.SplitShard(cmd.Context(), id, at)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "split physical shard %d into %d and %d\n", id, kids[0], kids[1])
+			}
 			return l.Close()
 		},
 	})
 	split.Flags().StringVar(&at, "at", "", "first hash key of the second child, 32 hex digits (default: the middle)")
+	split.Flags().BoolVar(&all, "all", false, "split every open physical shard in the middle (doubles them, like Kinesis UpdateShardCount)")
 	merge := flags(&cobra.Command{
 		Use:   "merge <physical-shard> <physical-shard>",
 		Short: "Close two adjacent physical shards of one logical shard and open one over both",

@@ -54,6 +54,12 @@ func TestStreamReshard(t *testing.T) {
 	if code != 0 || strings.Count(out, "closed") != 3 || strings.Count(out, "open") != 2 {
 		t.Fatalf("shards: exit %d\n%s", code, out)
 	}
+	if code, out, errOut := run(t, "stream", "split", "--all", "--dir", dir); code != 0 || strings.Count(out, "split physical shard") != 2 {
+		t.Fatalf("split --all: exit %d, %q %q", code, out, errOut)
+	}
+	if code, _, _ := run(t, "stream", "split", "--all", "4", "--dir", dir); code != 2 {
+		t.Fatalf("split --all with a shard: exit %d, want 2", code)
+	}
 	l, err = locallog.Open(dir, locallog.Options{Durability: locallog.DurabilityNone})
 	if err != nil {
 		t.Fatal(err)
