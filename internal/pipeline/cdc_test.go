@@ -65,11 +65,11 @@ func cdcStart(t *testing.T, cfg *config.Config, logs *syncBuffer) *running {
 		t.Fatalf("open pipeline: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{p: p, stop: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
+	r := &running{p: p, stop: cancel, done: make(chan error, 1), finished: make(chan struct{})}
+	go func() { r.done <- p.Run(ctx); close(r.finished) }()
 	t.Cleanup(func() {
 		cancel()
-		<-r.done
+		<-r.finished // not r.done: a check may have taken Run's result
 		p.Close()
 	})
 	return r

@@ -48,7 +48,9 @@ func testConfig(t *testing.T, db *pgtest.DB, dataDir string) *config.Config {
 type running struct {
 	p    *pipeline.Pipeline
 	stop context.CancelFunc
-	done chan error
+	done chan error // Run's result, once
+	// finished is closed when Run has returned.
+	finished chan struct{}
 }
 
 func start(t *testing.T, cfg *config.Config) *running {
@@ -59,11 +61,11 @@ func start(t *testing.T, cfg *config.Config) *running {
 		t.Fatalf("open pipeline: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{p: p, stop: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
+	r := &running{p: p, stop: cancel, done: make(chan error, 1), finished: make(chan struct{})}
+	go func() { r.done <- p.Run(ctx); close(r.finished) }()
 	t.Cleanup(func() {
 		cancel()
-		<-r.done
+		<-r.finished // not r.done: a check may have taken Run's result
 		p.Close()
 	})
 	return r
