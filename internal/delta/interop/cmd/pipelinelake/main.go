@@ -9,9 +9,9 @@
 // public.keyless_log (no key, REPLICA IDENTITY FULL, source.keyless_tables:
 // append). Rows filled before the pipeline starts arrive by the initial
 // snapshot (bronze.Loader blind appends); inserts, updates (one changing a
-// key), deletes and a TRUNCATE-free workload follow in many small
-// transactions, so Silver gets many MERGE commits, checkpoints and
-// automatic OPTIMIZEs. Once Silver equals the source the pipeline stops.
+// key), deletes, an ADD COLUMN and a TRUNCATE of the keyless table follow
+// in many small transactions, then small ones until every Silver table has
+// had a checkpoint and an automatic OPTIMIZE. Once Silver equals the source the pipeline stops.
 //
 // Layout of DIR (package interop's, with the lake as tables/):
 //
@@ -89,7 +89,8 @@ var sources = []change.TableID{
 const ddl = `
 CREATE TABLE types (
 	id int PRIMARY KEY, i2 smallint, i8 bigint, n numeric(12,2), t text, b bool,
-	ts timestamptz, d date, f float8, r real, by bytea, j jsonb, u uuid, arr int[]);
+	ts timestamptz, d date, f float8, r real, by bytea, j jsonb, u uuid, arr int[],
+	tsn timestamp, num numeric, big numeric(38,10), "hour" int, iv interval, "Mixed Name" text);
 CREATE TABLE docs (id bigint PRIMARY KEY, title text, body text);
 ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
 CREATE TABLE keyless_log (a int, b text);
@@ -105,7 +106,11 @@ func typesRows(from, to int) string {
 		date '1999-12-31' + g, CASE g %% 97 WHEN 1 THEN 'NaN'::float8 WHEN 2 THEN '-Infinity' WHEN 3 THEN '-0' ELSE g / 3.0 END,
 		(g / 7.0)::real, decode(md5(g::text), 'hex'),
 		jsonb_build_object('g', g, 'a', jsonb_build_array(g, 'x', null)), md5(g::text)::uuid,
-		CASE WHEN g %% 5 = 0 THEN NULL ELSE ARRAY[g, NULL, -g] END
+		CASE WHEN g %% 5 = 0 THEN NULL ELSE ARRAY[g, NULL, -g] END,
+		timestamp '1970-01-01 00:00:00.000001' + g * interval '1 day 1 second',
+		CASE WHEN g %% 9 = 0 THEN 'NaN' ELSE (g::numeric / 7)::numeric(40,30) END,
+		(g::numeric * 123456789012.0123456789 - 1e26)::numeric(38,10), g %% 24,
+		g * interval '1 hour 1 minute', 'm' || g
 		FROM generate_series(%d, %d) g`, from, to-1)
 }
 
@@ -136,7 +141,11 @@ var workload = []string{
 	`DELETE FROM types WHERE id BETWEEN 3250 AND 3260`,
 	`UPDATE docs SET title = 'again ' || id WHERE id % 3 = 0`,
 	`INSERT INTO types (id) VALUES (999999)`,
-	`UPDATE types SET by = '\x'::bytea, t = '' WHERE id % 23 = 4`,
+	`ALTER TABLE types ADD COLUMN extra numeric(20,5)`, // a new column mid-stream
+	`UPDATE types SET by = '\x'::bytea, t = '', extra = id / 3.0 WHERE id % 23 = 4`,
+	`TRUNCATE keyless_log`,
+	logRows(800, 830),
+	`INSERT INTO types (id, d, ts, tsn, extra) VALUES (999998, '0001-01-01', '1500-06-01 12:00:00.5+00', '1582-10-10 01:02:03', -0.00001)`,
 	`UPDATE keyless_log SET a = a + 1000 WHERE b = 'e5'`,
 }
 
@@ -232,6 +241,18 @@ func run(ctx context.Context, out string) error {
 		// hence different Silver MERGE commits.
 		time.Sleep(250 * time.Millisecond)
 	}
+	// Small transactions until every Silver table and Bronze types has a
+	// checkpoint and every Silver table an automatic OPTIMIZE (how the
+	// workload's steps batch into commits depends on timing).
+	for deadline := time.Now().Add(time.Minute); !ready(ctx, cfg.Lake.Path); {
+		if time.Now().After(deadline) {
+			return errors.New("no checkpoint or OPTIMIZE in every table within a minute")
+		}
+		if err := exec(filler); err != nil {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err := waitEqual(ctx, p, conn, done, 2*time.Minute); err != nil {
 		return err
 	}
@@ -269,6 +290,44 @@ func run(ctx context.Context, out string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(out, "manifest.json"), append(b, '\n'), 0o644)
+}
+
+const filler = `UPDATE types SET i8 = i8 + 1 WHERE id = 2; UPDATE docs SET title = title || '.' WHERE id = 1;
+	INSERT INTO keyless_log VALUES (-1, 'filler')`
+
+// ready reports whether the Silver tables and Bronze types have a
+// checkpoint and the Silver tables an OPTIMIZE commit.
+func ready(ctx context.Context, lake string) bool {
+	for _, id := range sources {
+		for _, layer := range []string{"bronze", "silver"} {
+			if layer == "bronze" && id.Name != "types" {
+				continue
+			}
+			dir := filepath.Join(lake, layer, id.Schema, id.Name)
+			if cps, _ := filepath.Glob(filepath.Join(dir, "_delta_log", "*.checkpoint*.parquet")); len(cps) == 0 {
+				return false
+			}
+			if layer == "bronze" {
+				continue
+			}
+			tbl, _, err := interop.OpenTable(dir)
+			if err != nil {
+				return false
+			}
+			hist, err := tbl.History(ctx, 0)
+			if err != nil {
+				return false
+			}
+			optimized := false
+			for _, h := range hist {
+				optimized = optimized || h.CommitInfo["operation"] == "OPTIMIZE"
+			}
+			if !optimized {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // waitEqual polls until the snapshot is done and Silver equals the source
