@@ -18,6 +18,7 @@ func benchCmd() *cobra.Command {
 		full                                bool
 		jsonPath, workDir                   string
 		insert, drain, snapRows, logRecords int
+		logAppenders, logBatch              int
 		rateDur                             time.Duration
 		deltaPython, deltaScript            string
 		deltaRows, deltaKeys, deltaFiles    int
@@ -84,6 +85,12 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 			}
 			if snapRows > 0 {
 				o.SnapshotRows = int64(snapRows)
+			}
+			if logAppenders > 0 {
+				o.LogAppenders = logAppenders
+			}
+			if logBatch > 0 {
+				o.LogBatch = logBatch
 			}
 			if logRecords > 0 {
 				o.LogRecords = int64(logRecords)
@@ -155,6 +162,8 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 	f.DurationVar(&rateDur, "rate-duration", 0, "how long each offered rate runs (quick 10s, full 60s)")
 	f.IntVar(&snapRows, "snapshot-rows", 0, "initial snapshot table rows (quick 500000, full 5000000)")
 	f.IntVar(&logRecords, "log-records", 0, "embedded log append records of 200 B (quick 1000000, full 5000000)")
+	f.IntVar(&logAppenders, "log-appenders", 0, "embedded log: goroutines appending at once (default 16)")
+	f.IntVar(&logBatch, "log-batch", 0, "embedded log: records per Append call (default 100)")
 	f.StringVar(&deltaPython, "deltaops-python", "", "Python with deltalake for the delta-rs comparison (e.g. .venv/bin/python); empty skips it")
 	f.StringVar(&deltaScript, "deltaops-script", "bench/deltaops/bench.py", "the delta-rs comparison script")
 	f.IntVar(&deltaRows, "delta-rows", 0, "MERGE target rows (quick 1000000, full 10000000)")
