@@ -60,6 +60,10 @@ type Options struct {
 	FlushInterval  time.Duration
 	FlushBytes     int64
 	TargetFileSize int64
+	// SnapshotZstdLevel is the zstd level of the Loader's (initial
+	// snapshot) Parquet files, 1 (fastest) .. 22; 0 means
+	// DefaultSnapshotZstdLevel. The Writer uses zstd's default (3).
+	SnapshotZstdLevel int
 	// ReadBatch is the maximum records read from a shard per call.
 	ReadBatch int
 	// OnProgress is called after each durable flush with the per-shard

@@ -36,8 +36,22 @@ type Loader struct {
 var ErrSchemaBehind = errors.New("bronze: table schema lacks columns of the snapshot relation")
 
 // NewLoader returns a Loader writing with opts (PartitionBy,
-// TargetFileSize, Types; the rest is unused).
+// TargetFileSize, SnapshotZstdLevel, Types; the rest is unused).
 func NewLoader(store blob.Store, opts Options) *Loader { return &Loader{store: store, opts: opts} }
+
+// DefaultSnapshotZstdLevel is Options.SnapshotZstdLevel's default: zstd's
+// fastest level. A snapshot is CPU-bound on Parquet writing, and zstd was
+// the largest part of it at the default level 3; for snapshot pages (1 MiB,
+// mostly plain-encoded) level 1 compresses about as well (BenchmarkLoadChunk
+// compares size and time of both).
+const DefaultSnapshotZstdLevel = 1
+
+func (l *Loader) zstdLevel() int {
+	if l.opts.SnapshotZstdLevel > 0 {
+		return l.opts.SnapshotZstdLevel
+	}
+	return DefaultSnapshotZstdLevel
+}
 
 // loadRecordRows is the number of rows of a snapshot chunk turned into one
 // Arrow record before it goes into the Parquet writer: larger than the
@@ -128,7 +142,7 @@ func (c *LoadChunk) flushRecord() error {
 	}
 	if c.dw == nil {
 		ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
-		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true})
+		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel()})
 		if err != nil {
 			return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
 		}

@@ -228,6 +228,9 @@ type BronzeConfig struct {
 	// PartitionBy is the commit-time partition granularity of new Bronze
 	// tables: hour (year/month/day/hour; default), day, month or none.
 	PartitionBy string `yaml:"partition_by"`
+	// SnapshotZstdLevel is the zstd level (1 fastest .. 22) of the Parquet
+	// files the initial snapshot writes. Default 1.
+	SnapshotZstdLevel int `yaml:"snapshot_zstd_level"`
 }
 
 // SilverConfig tunes the Silver processor.
@@ -580,6 +583,9 @@ func (c *Config) Validate() error {
 	case "", "hour", "day", "month", "none":
 	default:
 		add("bronze.partition_by %q is not one of hour, day, month, none", c.Bronze.PartitionBy)
+	}
+	if c.Bronze.SnapshotZstdLevel < 0 || c.Bronze.SnapshotZstdLevel > 22 {
+		add("bronze.snapshot_zstd_level %d is not a zstd level: use 1 (fastest) to 22, or leave it out for 1", c.Bronze.SnapshotZstdLevel)
 	}
 	c.Silver.validateTables(add)
 	seenGold := map[string]bool{}

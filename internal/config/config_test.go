@@ -34,6 +34,8 @@ lake:
   path: gs://bucket/x
 log:
   level: loud
+bronze:
+  snapshot_zstd_level: 23
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +46,7 @@ log:
 	if !errors.As(err, &ve) {
 		t.Fatalf("want ValidationError, got %v", err)
 	}
-	for _, want := range []string{"source.dsn", "source.slot", "source.tables", "stream.shards", "stream.durability", "stream.partition_key", "lake.path", "log.level"} {
+	for _, want := range []string{"source.dsn", "source.slot", "source.tables", "stream.shards", "stream.durability", "stream.partition_key", "lake.path", "log.level", "bronze.snapshot_zstd_level"} {
 		found := false
 		for _, p := range ve.Problems {
 			if strings.HasPrefix(p, want) {

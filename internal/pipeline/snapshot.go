@@ -237,9 +237,10 @@ func (p *Pipeline) Emit(ctx context.Context, rows []*change.Change) (pgsnap.Mark
 func (p *Pipeline) BeginChunk(ctx context.Context, rel *change.Relation, appID string, version int64) (pgsnap.ChunkWriter, bool, error) {
 	p.loaderOnce.Do(func() {
 		p.loader = bronze.NewLoader(p.store, bronze.Options{
-			PartitionBy:    p.cfg.Bronze.PartitionBy,
-			TargetFileSize: int64(p.cfg.Bronze.TargetFileSize),
-			Types:          p.typeResolver(),
+			PartitionBy:       p.cfg.Bronze.PartitionBy,
+			TargetFileSize:    int64(p.cfg.Bronze.TargetFileSize),
+			SnapshotZstdLevel: p.cfg.Bronze.SnapshotZstdLevel,
+			Types:             p.typeResolver(),
 		})
 	})
 	c, done, err := p.loader.Begin(ctx, rel, appID, version)

@@ -32,6 +32,9 @@ type WriteOptions struct {
 	TargetFileSize int64
 	// Compression codec; the zero value (Uncompressed) means zstd.
 	Compression compress.Compression
+	// CompressionLevel is the codec's level (zstd: 1 fastest .. 22); 0
+	// means the codec's default (zstd: 3).
+	CompressionLevel int
 	// Now gives add.modificationTime (default time.Now).
 	Now func() time.Time
 	// DataChange is copied into every add: true for appends, false only for
@@ -523,12 +526,17 @@ func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(w.ti.mem()),
 		parquet.WithCompression(w.opts.Compression),
+	}
+	if w.opts.CompressionLevel != 0 {
+		opts = append(opts, parquet.WithCompressionLevel(w.opts.CompressionLevel))
+	}
+	opts = append(opts,
 		parquet.WithDataPageSize(page),
 		parquet.WithDictionaryPageSizeLimit(page),
-		parquet.WithMaxRowGroupLength(1 << 20),
+		parquet.WithMaxRowGroupLength(1<<20),
 		parquet.WithStats(true),
 		parquet.WithCreatedBy("silt"),
-	}
+	)
 	// Floats and timestamps are nearly always distinct: a dictionary costs
 	// CPU (hashing every value) and falls back to plain anyway.
 	// Columns whose first rows are mostly distinct (keys, sequence numbers)
