@@ -59,6 +59,16 @@ func (l *Loader) zstdLevel() int {
 // snapshot chunk's rows are all one relation), still bounded.
 const loadRecordRows = 64 << 10
 
+// newLoadBuilder is newRecBuilder with room for loadRecordRows rows in
+// every column, so that the builders do not grow by doubling and copying.
+func newLoadBuilder(schema *delta.StructType, partCols []string) (*recBuilder, error) {
+	rb, err := newRecBuilder(schema, partCols)
+	if err == nil {
+		rb.b.Reserve(loadRecordRows)
+	}
+	return rb, err
+}
+
 // LoadChunk is one chunk being written: rows are appended to an Arrow
 // builder as they come, and every loadRecordRows rows the record goes into the
 // chunk's open Parquet writer (datafile.Writer), so memory is bounded by
@@ -112,7 +122,7 @@ func (l *Loader) Begin(ctx context.Context, rel *change.Relation, appID string, 
 	if changed || snap.Config()[ConfPrimaryKey] != strings.Join(keyNames(rel), ",") {
 		return nil, false, ErrSchemaBehind
 	}
-	rb, err := newRecBuilder(schema, snap.PartitionColumns())
+	rb, err := newLoadBuilder(schema, snap.PartitionColumns())
 	if err != nil {
 		return nil, false, err
 	}
@@ -152,7 +162,7 @@ func (c *LoadChunk) flushRecord() error {
 	rec := c.rb.finish()
 	werr := c.dw.Write(rec)
 	rec.Release()
-	rb, err := newRecBuilder(c.schema, c.snap.PartitionColumns())
+	rb, err := newLoadBuilder(c.schema, c.snap.PartitionColumns())
 	c.rb = rb
 	if werr != nil {
 		return fmt.Errorf("bronze: write %s: %w", c.rel.Table, werr)

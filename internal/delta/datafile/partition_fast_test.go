@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 )
 
 // The one-partition fast path of partitionRows gives the groups the per-row
@@ -61,5 +63,28 @@ func TestPartitionRowsConstantFastPath(t *testing.T) {
 				t.Fatalf("runs %v, want [[0 %d]]", gs[0].runs, n)
 			}
 		})
+	}
+}
+
+// Decimal columns of distinct values are written without a dictionary (a
+// FIXED_LEN_BYTE_ARRAY dictionary hashes every value and falls back anyway);
+// repetitive ones keep it.
+func TestMostlyDistinctDecimal(t *testing.T) {
+	mem := checkedAlloc(t)
+	for _, distinct := range []bool{true, false} {
+		b := array.NewDecimal128Builder(mem, &arrow.Decimal128Type{Precision: 12, Scale: 2})
+		for i := 0; i < distinctSample; i++ {
+			v := int64(i)
+			if !distinct {
+				v %= 10
+			}
+			b.Append(decimal128.FromI64(v))
+		}
+		a := b.NewArray()
+		b.Release()
+		if got := mostlyDistinct(a); got != distinct {
+			t.Errorf("distinct %v: mostlyDistinct = %v", distinct, got)
+		}
+		a.Release()
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
@@ -612,7 +613,7 @@ const (
 )
 
 // mostlyDistinct reports whether more than half of a's first values
-// (integer, string and binary columns, at least distinctMin non-null of
+// (integer, decimal, string and binary columns, at least distinctMin non-null of
 // them) are distinct.
 func mostlyDistinct(a arrow.Array) bool {
 	n := min(a.Len(), distinctSample)
@@ -655,6 +656,16 @@ func mostlyDistinct(a arrow.Array) bool {
 		})
 	case *array.String:
 		m := make(map[string]struct{}, n)
+		return count(0, func(i int) bool {
+			v := x.Value(i)
+			if _, ok := m[v]; ok {
+				return false
+			}
+			m[v] = struct{}{}
+			return true
+		})
+	case *array.Decimal128:
+		m := make(map[decimal128.Num]struct{}, n)
 		return count(0, func(i int) bool {
 			v := x.Value(i)
 			if _, ok := m[v]; ok {
