@@ -1,6 +1,7 @@
 package bronze
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -227,6 +228,11 @@ func AppendText(b array.Builder, t delta.DataType, text []byte) error {
 		dt, ok := t.(*delta.DecimalType)
 		if !ok {
 			return fmt.Errorf("decimal builder for Delta type %s", t.TypeName())
+		}
+		v, ok := parseDecimalSmall(text, dt.Precision, dt.Scale)
+		if ok {
+			bb.Append(v)
+			return nil
 		}
 		v, err := parseDecimal(string(text), dt.Precision, dt.Scale)
 		if err != nil {
@@ -497,6 +503,52 @@ func digits(b []byte) (int, bool) {
 		v = v*10 + int(c-'0')
 	}
 	return v, true
+}
+
+// parseDecimalSmall is parseDecimal without allocating, for the common
+// text [-]digits[.digits] whose unscaled value fits 18 digits; ok false
+// means use parseDecimal (which also reports every error).
+func parseDecimalSmall(b []byte, precision, scale int) (decimal128.Num, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	intPart, frac := b, []byte(nil)
+	if i := bytes.IndexByte(b, '.'); i >= 0 {
+		intPart, frac = b[:i], b[i+1:]
+	}
+	if len(intPart)+len(frac) == 0 || len(frac) > scale {
+		return decimal128.Num{}, false
+	}
+	for len(intPart) > 0 && intPart[0] == '0' {
+		intPart = intPart[1:]
+	}
+	if len(intPart)+scale > 18 {
+		return decimal128.Num{}, false
+	}
+	var v int64
+	for _, part := range [2][]byte{intPart, frac} {
+		for _, c := range part {
+			if c < '0' || c > '9' {
+				return decimal128.Num{}, false
+			}
+			v = v*10 + int64(c-'0')
+		}
+	}
+	for i := len(frac); i < scale; i++ {
+		v *= 10
+	}
+	n := 1
+	for x := v; x >= 10; x /= 10 {
+		n++
+	}
+	if n > precision {
+		return decimal128.Num{}, false
+	}
+	if neg {
+		v = -v
+	}
+	return decimal128.FromI64(v), true
 }
 
 func parseDecimal(s string, precision, scale int) (decimal128.Num, error) {

@@ -3,6 +3,7 @@ package bronze
 import (
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -212,5 +213,44 @@ func TestParseInt(t *testing.T) {
 	}
 	if v, err := parseInt([]byte("-32768"), 16); err != nil || v != -32768 {
 		t.Fatal(v, err)
+	}
+}
+
+// parseDecimalSmall, where it answers, agrees with parseDecimal, and it
+// leaves every input parseDecimal rejects to parseDecimal.
+func TestParseDecimalSmallAgrees(t *testing.T) {
+	inputs := []string{"0", "-0", "0.00", "-0.00", "1.5", "-1.5", "123.45", ".5", "5.", "00012.30", "-00012.30",
+		"999999999999.99", "9999999999999.99", "1.234", "+1", "1e5", "", "-", ".", "-.", "NaN", "1.2.3", "12a", "--1",
+		"999999999999999999", "9999999999999999999", "123456789012345678", "0.000000000000000001", "100000000000000000.0"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		s := strconv.FormatInt(r.Int64N(1<<62)>>r.IntN(62), 10)
+		if r.IntN(2) == 0 {
+			s = "-" + s
+		}
+		if k := r.IntN(len(s) + 1); r.IntN(2) == 0 && k > 0 {
+			s = s[:k] + "." + s[k:]
+		}
+		inputs = append(inputs, s)
+	}
+	checked := 0
+	for _, in := range inputs {
+		for _, ps := range [][2]int{{1, 0}, {5, 2}, {12, 2}, {14, 2}, {18, 0}, {18, 18}, {20, 4}, {38, 10}, {38, 0}} {
+			want, werr := parseDecimal(in, ps[0], ps[1])
+			got, ok := parseDecimalSmall([]byte(in), ps[0], ps[1])
+			if !ok {
+				continue
+			}
+			checked++
+			if werr != nil {
+				t.Fatalf("%q decimal(%d,%d): small parser accepts %v, parseDecimal rejects: %v", in, ps[0], ps[1], got, werr)
+			}
+			if got != want {
+				t.Fatalf("%q decimal(%d,%d): small parser %v, parseDecimal %v", in, ps[0], ps[1], got, want)
+			}
+		}
+	}
+	if checked < 1000 {
+		t.Fatalf("the small parser answered only %d times", checked)
 	}
 }
