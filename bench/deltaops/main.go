@@ -49,6 +49,8 @@ func main() {
 	rows := fs.Int("rows", 1000, "rows per file (small)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here")
 	traceFile := fs.String("trace", "", "write an execution trace here")
+	memprofile := fs.String("memprofile", "", "write an allocation profile here (at exit)")
+	heapAt := fs.Duration("heapat", 0, "with -memprofile: also write the live heap to <memprofile>.live this long after the start")
 	_ = fs.Parse(os.Args[2:])
 	if *traceFile != "" {
 		f, err := os.Create(*traceFile)
@@ -61,6 +63,15 @@ func main() {
 		if err == nil && pprof.StartCPUProfile(f) == nil {
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if *heapAt > 0 && *memprofile != "" {
+		time.AfterFunc(*heapAt, func() {
+			if f, err := os.Create(*memprofile + ".live"); err == nil {
+				runtime.GC()
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		})
 	}
 	ctx := context.Background()
 	var out map[string]any
@@ -80,6 +91,12 @@ func main() {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "deltaops:", err)
 		os.Exit(1)
+	}
+	if *memprofile != "" {
+		if f, err := os.Create(*memprofile); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
 	}
 	out["op"] = os.Args[1]
 	out["seconds"] = time.Since(start).Seconds()

@@ -3,7 +3,6 @@ package ops
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/silt-dev/silt/internal/delta"
@@ -307,20 +305,7 @@ func rewriteBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 	if len(zcols) == 0 {
 		return compactBin(ctx, t, ti, bin, opts)
 	}
-	var recs []arrow.RecordBatch
-	defer func() {
-		for _, r := range recs {
-			r.Release()
-		}
-	}()
-	for _, f := range bin {
-		rs, err := datafile.Read(ctx, t.Store(), ti, f)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, rs...)
-	}
-	rec, err := concatRecords(opts.Allocator, ti, recs)
+	rec, err := datafile.ReadConcat(ctx, t.Store(), ti, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -405,20 +390,7 @@ func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 		}
 	}()
 	read := func(ctx context.Context, files []*delta.Add) (arrow.RecordBatch, error) {
-		var recs []arrow.RecordBatch
-		defer func() {
-			for _, r := range recs {
-				r.Release()
-			}
-		}()
-		for _, f := range files {
-			rs, err := datafile.Read(ctx, t.Store(), ti, f)
-			if err != nil {
-				return nil, err
-			}
-			recs = append(recs, rs...)
-		}
-		return concatRecords(opts.Allocator, ti, recs)
+		return datafile.ReadConcat(ctx, t.Store(), ti, files)
 	}
 	err = readAhead(ctx, compactGroups(bin), max(opts.Concurrency, 2), read, func(rec arrow.RecordBatch) error {
 		return w.Write(rec)
@@ -498,45 +470,4 @@ func readAhead(ctx context.Context, groups [][]*delta.Add, conc int,
 		}
 	}
 	return nil
-}
-
-// concatRecords concatenates records of one schema; nil when there are no
-// rows.
-func concatRecords(mem memory.Allocator, ti datafile.TableInfo, recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
-	var n int64
-	var nonEmpty []arrow.RecordBatch
-	for _, r := range recs {
-		if r.NumRows() > 0 {
-			n += r.NumRows()
-			nonEmpty = append(nonEmpty, r)
-		}
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	if len(nonEmpty) == 1 {
-		nonEmpty[0].Retain()
-		return nonEmpty[0], nil
-	}
-	ncols := int(nonEmpty[0].NumCols())
-	cols := make([]arrow.Array, ncols)
-	for c := 0; c < ncols; c++ {
-		parts := make([]arrow.Array, len(nonEmpty))
-		for i, r := range nonEmpty {
-			parts[i] = r.Column(c)
-		}
-		a, err := array.Concatenate(parts, mem)
-		if err != nil {
-			for _, x := range cols[:c] {
-				x.Release()
-			}
-			return nil, errors.Join(fmt.Errorf("concatenate column %d", c), err)
-		}
-		cols[c] = a
-	}
-	rec := array.NewRecordBatch(nonEmpty[0].Schema(), cols, n)
-	for _, c := range cols {
-		c.Release()
-	}
-	return rec, nil
 }

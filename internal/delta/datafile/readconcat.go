@@ -1,0 +1,814 @@
+package datafile
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/schema"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/delta"
+)
+
+// ReadConcat returns the rows of files, in order, as one record whose
+// schema is ArrowSchema(ti.Schema): the records Read returns for each file,
+// concatenated; nil when the files hold no rows. The caller owns the record.
+//
+// Compaction reads many small files: when every file has the same partition
+// values and the table's data columns are flat (integer, long, float,
+// double, boolean, string, binary, date, timestamp), the column chunks of
+// files whose Parquet columns hold those types as written (no INT96, no
+// deletion vector, no column mapping) are decoded straight into the output
+// buffers, sized once for the whole group: no per-file Arrow records, no
+// concatenation copy. Other files of the group go through Read and are
+// copied in. Otherwise ReadConcat is Read followed by a concatenation.
+func ReadConcat(ctx context.Context, store blob.Store, ti TableInfo, files []*delta.Add) (arrow.RecordBatch, error) {
+	if ti.Schema == nil {
+		return nil, fmt.Errorf("datafile: read: nil schema")
+	}
+	outSchema, err := ArrowSchema(ti.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("datafile: read: %w", err)
+	}
+	g, ok := newConcatReader(ti, outSchema, files)
+	if !ok {
+		return readConcatRecords(ctx, store, ti, outSchema, files)
+	}
+	defer g.release()
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := g.readFile(ctx, store, f); err != nil {
+			return nil, err
+		}
+	}
+	return g.record()
+}
+
+// readConcatRecords is ReadConcat by Read and array.Concatenate.
+func readConcatRecords(ctx context.Context, store blob.Store, ti TableInfo, outSchema *arrow.Schema, files []*delta.Add) (arrow.RecordBatch, error) {
+	var recs []arrow.RecordBatch
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	var n int64
+	for _, f := range files {
+		rs, err := Read(ctx, store, ti, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if r.NumRows() == 0 {
+				r.Release()
+				continue
+			}
+			n += r.NumRows()
+			recs = append(recs, r)
+		}
+	}
+	switch len(recs) {
+	case 0:
+		return nil, nil
+	case 1:
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	mem := ti.mem()
+	cols := make([]arrow.Array, len(outSchema.Fields()))
+	defer releaseAll(cols)
+	parts := make([]arrow.Array, len(recs))
+	for c := range cols {
+		for i, r := range recs {
+			parts[i] = r.Column(c)
+		}
+		a, err := array.Concatenate(parts, mem)
+		if err != nil {
+			return nil, fmt.Errorf("datafile: read: concatenate column %q: %w", outSchema.Field(c).Name, err)
+		}
+		cols[c] = a
+	}
+	return array.NewRecordBatch(outSchema, cols, n), nil
+}
+
+// accKind is how a column accumulator stores values.
+type accKind int
+
+const (
+	accFixed accKind = iota // little-endian values of width bytes
+	accBool                 // bitmap
+	accBytes                // int32 offsets and data
+)
+
+// colAcc accumulates one output column of a concatReader.
+type colAcc struct {
+	name    string
+	dt      arrow.DataType
+	kind    accKind
+	width   int
+	n       int            // rows so far
+	nulls   int            // nulls so far
+	valid   *memory.Buffer // validity bitmap; nil while there are no nulls
+	values  *memory.Buffer // fixed values, bool bitmap or offsets
+	data    *memory.Buffer // accBytes: the bytes
+	dataLen int
+}
+
+// concatReader decodes the files of one ReadConcat call.
+type concatReader struct {
+	ti        TableInfo
+	mem       memory.Allocator
+	outSchema *arrow.Schema
+	parts     map[string]*string // the files' partition values
+	isPart    []bool             // per output column
+	accs      []*colAcc          // per output column; nil for partition columns
+	hint      int                // rows expected (stats), for the first allocation
+	rows      int                // rows read so far
+	// pages allocates the Parquet readers' page buffers, which the next
+	// column chunk reuses (every small file needs the same few).
+	pages recycler
+	// scratch, reused across column chunks
+	defs  []int16
+	bas   []parquet.ByteArray
+	bools []bool
+}
+
+// newConcatReader returns a reader for the fast path, or false when ti or
+// the files do not qualify.
+func newConcatReader(ti TableInfo, outSchema *arrow.Schema, files []*delta.Add) (*concatReader, bool) {
+	if len(files) == 0 {
+		return nil, false
+	}
+	if mode, err := columnMapping(ti.Config); err != nil || mode != mapNone {
+		return nil, false
+	}
+	for _, f := range files[1:] {
+		if !samePartitionValues(f.PartitionValues, files[0].PartitionValues) {
+			return nil, false
+		}
+	}
+	isPart := map[string]bool{}
+	for _, p := range ti.PartitionColumns {
+		isPart[strings.ToLower(p)] = true
+	}
+	g := &concatReader{ti: ti, mem: ti.mem(), outSchema: outSchema, parts: files[0].PartitionValues,
+		isPart: make([]bool, len(ti.Schema.Fields)), accs: make([]*colAcc, len(ti.Schema.Fields))}
+	for i, f := range ti.Schema.Fields {
+		if isPart[strings.ToLower(f.Name)] {
+			g.isPart[i] = true
+			continue
+		}
+		a := &colAcc{name: f.Name, dt: outSchema.Field(i).Type}
+		switch a.dt.ID() {
+		case arrow.INT32, arrow.DATE32, arrow.FLOAT32:
+			a.kind, a.width = accFixed, 4
+		case arrow.INT64, arrow.FLOAT64, arrow.TIMESTAMP:
+			if ts, ok := a.dt.(*arrow.TimestampType); ok && ts.Unit != arrow.Microsecond {
+				return nil, false
+			}
+			a.kind, a.width = accFixed, 8
+		case arrow.BOOL:
+			a.kind = accBool
+		case arrow.STRING, arrow.BINARY:
+			a.kind = accBytes
+		default:
+			return nil, false
+		}
+		g.accs[i] = a
+	}
+	for _, f := range files {
+		g.hint += int(numRecordsStat(f))
+	}
+	return g, true
+}
+
+func samePartitionValues(a, b map[string]*string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok || (v == nil) != (w == nil) || (v != nil && *v != *w) {
+			return false
+		}
+	}
+	return true
+}
+
+// numRecordsStat is add.stats.numRecords, or 0 when unknown.
+func numRecordsStat(f *delta.Add) int64 {
+	// The stats of a small file are a short JSON object; find the key
+	// without decoding the whole of it.
+	s := f.Stats
+	i := strings.Index(s, `"numRecords":`)
+	if i < 0 {
+		return 0
+	}
+	var n int64
+	for _, c := range s[i+len(`"numRecords":`):] {
+		if c == ' ' && n == 0 {
+			continue
+		}
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+func (g *concatReader) release() {
+	for _, a := range g.accs {
+		if a == nil {
+			continue
+		}
+		for _, b := range []*memory.Buffer{a.valid, a.values, a.data} {
+			if b != nil {
+				b.Release()
+			}
+		}
+		a.valid, a.values, a.data = nil, nil, nil
+	}
+}
+
+// readFile appends the rows of one file.
+func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delta.Add) (err error) {
+	if add.DeletionVector != nil {
+		return g.readGeneric(ctx, store, add)
+	}
+	key, err := dataKey(store, g.ti, add.Path)
+	if err != nil {
+		return fmt.Errorf("datafile: read %s: %w", add.Path, err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("datafile: read %s: %w: %v", key, ErrCorruptFile, r)
+		} else if err != nil && !strings.HasPrefix(err.Error(), "datafile: read ") {
+			err = fmt.Errorf("datafile: read %s: %w", key, err)
+		}
+	}()
+	var src parquet.ReaderAtSeeker
+	if add.Size > 0 && add.Size <= wholeReadBytes {
+		data, err := store.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		src = bytes.NewReader(data)
+	} else {
+		r, err := store.Open(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		src = io.NewSectionReader(r, 0, r.Size())
+	}
+	pf, err := file.NewParquetReader(src, file.WithReadProps(parquet.NewReaderProperties(&g.pages)))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+	}
+	defer pf.Close()
+	sch := pf.MetaData().Schema
+	leaves := make([]int, len(g.accs)) // file column per output column; -1 missing
+	for i, a := range g.accs {
+		if a == nil {
+			continue
+		}
+		leaf, ok := fileLeaf(sch, a)
+		if !ok {
+			// A column in another physical form (INT96, millisecond
+			// timestamps, narrower integers, nested...): Read converts it.
+			pf.Close()
+			return g.readGeneric(ctx, store, add)
+		}
+		leaves[i] = leaf
+	}
+	total := pf.NumRows()
+	if g.rows+int(total) > g.hint {
+		g.hint = g.rows + int(total)
+	}
+	for r := 0; r < pf.NumRowGroups(); r++ {
+		rg := pf.RowGroup(r)
+		n := rg.NumRows()
+		for i, a := range g.accs {
+			if a == nil {
+				continue
+			}
+			if leaves[i] < 0 {
+				a.appendNulls(g, int(n))
+				continue
+			}
+			cr, err := rg.Column(leaves[i])
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+			}
+			err = g.readChunk(a, cr, sch.Column(leaves[i]).MaxDefinitionLevel(), int(n))
+			cr.Close() // its page buffers go back to g.pages
+			if err != nil {
+				return fmt.Errorf("%w: column %q, row group %d: %v", ErrCorruptFile, a.name, r, err)
+			}
+		}
+		g.rows += int(n)
+	}
+	return nil
+}
+
+// readGeneric appends the rows of one file as Read returns them.
+func (g *concatReader) readGeneric(ctx context.Context, store blob.Store, add *delta.Add) error {
+	return readFile(ctx, store, g.ti, add, func(rec arrow.Record) error {
+		n := int(rec.NumRows())
+		for i, a := range g.accs {
+			if a != nil {
+				a.appendArray(g, rec.Column(i))
+			}
+		}
+		g.rows += n
+		return nil
+	})
+}
+
+// fileLeaf finds a's column among the file's top-level columns (by name,
+// then case-insensitively, as Read matches them) and reports whether it
+// can be decoded straight into a: -1 when the file lacks the column.
+func fileLeaf(sch *schema.Schema, a *colAcc) (int, bool) {
+	root := sch.Root()
+	idx := -1
+	for i := 0; i < root.NumFields(); i++ {
+		if root.Field(i).Name() == a.name {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		for i := 0; i < root.NumFields(); i++ {
+			if strings.EqualFold(root.Field(i).Name(), a.name) {
+				idx = i
+				break
+			}
+		}
+	}
+	if idx < 0 {
+		return -1, true
+	}
+	node, ok := root.Field(idx).(*schema.PrimitiveNode)
+	if !ok || node.RepetitionType() == parquet.Repetitions.Repeated {
+		return 0, false
+	}
+	leaf := sch.ColumnIndexByNode(node)
+	if leaf < 0 {
+		return 0, false
+	}
+	col := sch.Column(leaf)
+	if col.MaxRepetitionLevel() != 0 || col.MaxDefinitionLevel() > 1 {
+		return 0, false
+	}
+	return leaf, physicalMatches(col, a.dt)
+}
+
+// physicalMatches reports whether the Parquet column holds values of dt
+// as they are in Arrow (what Read would return without conversion).
+func physicalMatches(col *schema.Column, dt arrow.DataType) bool {
+	lt := col.LogicalType()
+	isInt := func(bits int8) bool {
+		switch t := lt.(type) {
+		case schema.NoLogicalType:
+			return true
+		case schema.IntLogicalType:
+			return t.BitWidth() == bits && t.IsSigned()
+		}
+		return false
+	}
+	none := func() bool { _, ok := lt.(schema.NoLogicalType); return ok }
+	switch col.PhysicalType() {
+	case parquet.Types.Int32:
+		switch dt.ID() {
+		case arrow.INT32:
+			return isInt(32)
+		case arrow.DATE32:
+			_, ok := lt.(schema.DateLogicalType)
+			return ok
+		}
+	case parquet.Types.Int64:
+		switch dt.ID() {
+		case arrow.INT64:
+			return isInt(64)
+		case arrow.TIMESTAMP:
+			t, ok := lt.(schema.TimestampLogicalType)
+			utc := dt.(*arrow.TimestampType).TimeZone != ""
+			return ok && t.TimeUnit() == schema.TimeUnitMicros && t.IsAdjustedToUTC() == utc
+		}
+	case parquet.Types.Float:
+		return dt.ID() == arrow.FLOAT32 && none()
+	case parquet.Types.Double:
+		return dt.ID() == arrow.FLOAT64 && none()
+	case parquet.Types.Boolean:
+		return dt.ID() == arrow.BOOL && none()
+	case parquet.Types.ByteArray:
+		switch dt.ID() {
+		case arrow.STRING:
+			_, ok := lt.(schema.StringLogicalType)
+			return ok
+		case arrow.BINARY:
+			return none()
+		}
+	}
+	return false
+}
+
+// readChunk appends n rows of one column chunk to a.
+func (g *concatReader) readChunk(a *colAcc, cr file.ColumnChunkReader, maxDef int16, n int) error {
+	var defs []int16
+	if maxDef > 0 {
+		if cap(g.defs) < n {
+			g.defs = make([]int16, n)
+		}
+		defs = g.defs[:n]
+	}
+	var total int64
+	var read int
+	var err error
+	switch r := cr.(type) {
+	case *file.Int32ColumnChunkReader:
+		dst := fixedSlice[int32](g, a, n)
+		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
+		if err == nil && int(total) == n {
+			spread(dst, defs, maxDef, read)
+		}
+	case *file.Int64ColumnChunkReader:
+		dst := fixedSlice[int64](g, a, n)
+		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
+		if err == nil && int(total) == n {
+			spread(dst, defs, maxDef, read)
+		}
+	case *file.Float32ColumnChunkReader:
+		dst := fixedSlice[float32](g, a, n)
+		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
+		if err == nil && int(total) == n {
+			spread(dst, defs, maxDef, read)
+		}
+	case *file.Float64ColumnChunkReader:
+		dst := fixedSlice[float64](g, a, n)
+		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
+		if err == nil && int(total) == n {
+			spread(dst, defs, maxDef, read)
+		}
+	case *file.BooleanColumnChunkReader:
+		if cap(g.bools) < n {
+			g.bools = make([]bool, n)
+		}
+		vals := g.bools[:n]
+		total, read, err = r.ReadBatch(int64(n), vals, defs, nil)
+		if err == nil && int(total) == n {
+			spread(vals, defs, maxDef, read)
+			a.reserve(g, n)
+			bits := a.values.Bytes()
+			for i, v := range vals {
+				bitutil.SetBitTo(bits, a.n+i, v)
+			}
+		}
+	case *file.ByteArrayColumnChunkReader:
+		if cap(g.bas) < n {
+			g.bas = make([]parquet.ByteArray, n)
+		}
+		vals := g.bas[:n]
+		total, read, err = r.ReadBatch(int64(n), vals, defs, nil)
+		if err == nil && int(total) == n {
+			spread(vals, defs, maxDef, read)
+			if err = a.appendBytes(g, vals); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("unexpected column reader %T", cr)
+	}
+	if err != nil {
+		return err
+	}
+	if int(total) != n {
+		return fmt.Errorf("read %d values, row group has %d rows", total, n)
+	}
+	a.setValidity(g, defs, maxDef, n, n-read)
+	a.n += n
+	return nil
+}
+
+// spread moves the read non-null values (dense at the front of dst) to
+// their rows, by the definition levels; null rows get the zero value.
+func spread[T any](dst []T, defs []int16, maxDef int16, read int) {
+	if defs == nil || read == len(dst) {
+		return
+	}
+	var zero T
+	j := read - 1
+	for i := len(dst) - 1; i >= 0; i-- {
+		if defs[i] == maxDef {
+			dst[i] = dst[j]
+			j--
+		} else {
+			dst[i] = zero
+		}
+	}
+}
+
+// fixedSlice returns a's values for rows [a.n, a.n+n) as []T.
+func fixedSlice[T int32 | int64 | float32 | float64](g *concatReader, a *colAcc, n int) []T {
+	a.reserve(g, n)
+	b := a.values.Bytes()[a.n*a.width : (a.n+n)*a.width]
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n)
+}
+
+// reserve makes room for n more rows in a's values (and validity bitmap).
+func (a *colAcc) reserve(g *concatReader, n int) {
+	rows := max(a.n+n, g.hint)
+	var size int
+	switch a.kind {
+	case accFixed:
+		size = rows * a.width
+	case accBool:
+		size = int(bitutil.BytesForBits(int64(rows)))
+	case accBytes:
+		size = (rows + 1) * 4
+	}
+	if a.values == nil {
+		a.values = memory.NewResizableBuffer(g.mem)
+	}
+	if size > a.values.Len() {
+		a.values.Resize(max(size, min(2*a.values.Len(), 2*size)))
+	}
+	if a.kind == accBytes && a.n == 0 {
+		a.offsets()[0] = 0
+	}
+	if a.valid != nil {
+		vs := int(bitutil.BytesForBits(int64(rows)))
+		if vs > a.valid.Len() {
+			a.valid.Resize(max(vs, min(2*a.valid.Len(), 2*vs)))
+		}
+	}
+}
+
+// setValidity records the validity of rows [a.n, a.n+n) (nulls of them
+// null, by defs).
+func (a *colAcc) setValidity(g *concatReader, defs []int16, maxDef int16, n, nulls int) {
+	if nulls == 0 {
+		if a.valid != nil {
+			bitutil.SetBitsTo(a.valid.Bytes(), int64(a.n), int64(n), true)
+		}
+		return
+	}
+	a.ensureValid(g, n)
+	bits := a.valid.Bytes()
+	for i, d := range defs {
+		bitutil.SetBitTo(bits, a.n+i, d == maxDef)
+	}
+	a.nulls += nulls
+}
+
+// ensureValid allocates the validity bitmap (rows so far valid) with room
+// for n more rows.
+func (a *colAcc) ensureValid(g *concatReader, n int) {
+	if a.valid != nil {
+		a.reserve(g, n)
+		return
+	}
+	a.valid = memory.NewResizableBuffer(g.mem)
+	a.valid.Resize(int(bitutil.BytesForBits(int64(max(a.n+n, g.hint)))))
+	bitutil.SetBitsTo(a.valid.Bytes(), 0, int64(a.n), true)
+}
+
+func (a *colAcc) appendNulls(g *concatReader, n int) {
+	if n == 0 {
+		return
+	}
+	a.reserve(g, n)
+	a.ensureValid(g, n)
+	bitutil.SetBitsTo(a.valid.Bytes(), int64(a.n), int64(n), false)
+	switch a.kind {
+	case accFixed:
+		clear(a.values.Bytes()[a.n*a.width : (a.n+n)*a.width])
+	case accBool:
+		bitutil.SetBitsTo(a.values.Bytes(), int64(a.n), int64(n), false)
+	case accBytes:
+		offs := a.offsets()
+		for i := 1; i <= n; i++ {
+			offs[a.n+i] = int32(a.dataLen)
+		}
+	}
+	a.nulls += n
+	a.n += n
+}
+
+// offsets is the accBytes offsets buffer as []int32 (reserve first).
+func (a *colAcc) offsets() []int32 {
+	b := a.values.Bytes()
+	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), len(b)/4)
+}
+
+// appendBytes appends the values of rows [a.n, a.n+len(vals)) (null rows
+// are empty).
+func (a *colAcc) appendBytes(g *concatReader, vals []parquet.ByteArray) error {
+	a.reserve(g, len(vals))
+	size := 0
+	for _, v := range vals {
+		size += len(v)
+	}
+	if err := a.reserveData(g, size); err != nil {
+		return err
+	}
+	offs := a.offsets()
+	data := a.data.Bytes()
+	pos := a.dataLen
+	for i, v := range vals {
+		pos += copy(data[pos:], v)
+		offs[a.n+i+1] = int32(pos)
+	}
+	a.dataLen = pos
+	return nil
+}
+
+func (a *colAcc) reserveData(g *concatReader, size int) error {
+	need := int64(a.dataLen) + int64(size)
+	if need > int64(1<<31-1) {
+		return fmt.Errorf("column %q holds more than 2 GiB of values in one read", a.name)
+	}
+	if a.data == nil {
+		a.data = memory.NewResizableBuffer(g.mem)
+	}
+	if int(need) > a.data.Len() {
+		a.data.Resize(int(min(max(need, 2*int64(a.data.Len())), 1<<31-1)))
+	}
+	return nil
+}
+
+// appendArray appends the rows of arr (of type a.dt).
+func (a *colAcc) appendArray(g *concatReader, arr arrow.Array) {
+	n := arr.Len()
+	if n == 0 {
+		return
+	}
+	d := arr.Data()
+	off := d.Offset()
+	a.reserve(g, n)
+	if arr.NullN() > 0 {
+		a.ensureValid(g, n)
+		bitutil.CopyBitmap(d.Buffers()[0].Bytes(), off, n, a.valid.Bytes(), a.n)
+		a.nulls += arr.NullN()
+	} else if a.valid != nil {
+		bitutil.SetBitsTo(a.valid.Bytes(), int64(a.n), int64(n), true)
+	}
+	switch a.kind {
+	case accFixed:
+		src := d.Buffers()[1].Bytes()[off*a.width : (off+n)*a.width]
+		copy(a.values.Bytes()[a.n*a.width:], src)
+	case accBool:
+		bitutil.CopyBitmap(d.Buffers()[1].Bytes(), off, n, a.values.Bytes(), a.n)
+	case accBytes:
+		srcOffs := arrow.Int32Traits.CastFromBytes(d.Buffers()[1].Bytes())[off : off+n+1]
+		lo, hi := int(srcOffs[0]), int(srcOffs[n])
+		if err := a.reserveData(g, hi-lo); err != nil {
+			panic(err) // recovered by readFile's caller as an error
+		}
+		var srcData []byte
+		if d.Buffers()[2] != nil {
+			srcData = d.Buffers()[2].Bytes()
+		}
+		copy(a.data.Bytes()[a.dataLen:], srcData[lo:hi])
+		offs := a.offsets()
+		base := int32(a.dataLen - lo)
+		for i := 1; i <= n; i++ {
+			offs[a.n+i] = srcOffs[i] + base
+		}
+		a.dataLen += hi - lo
+	}
+	a.n += n
+}
+
+// array returns the accumulated column (a's buffers move into it).
+func (a *colAcc) array(g *concatReader) arrow.Array {
+	a.reserve(g, 0)
+	var bufs []*memory.Buffer
+	switch a.kind {
+	case accFixed:
+		a.values.ResizeNoShrink(a.n * a.width)
+	case accBool:
+		a.values.ResizeNoShrink(int(bitutil.BytesForBits(int64(a.n))))
+	case accBytes:
+		a.values.ResizeNoShrink((a.n + 1) * 4)
+		if a.data == nil {
+			a.data = memory.NewResizableBuffer(g.mem)
+		}
+		a.data.ResizeNoShrink(a.dataLen)
+	}
+	if a.nulls == 0 && a.valid != nil {
+		a.valid.Release()
+		a.valid = nil
+	}
+	if a.valid != nil {
+		a.valid.ResizeNoShrink(int(bitutil.BytesForBits(int64(a.n))))
+	}
+	bufs = []*memory.Buffer{a.valid, a.values}
+	if a.kind == accBytes {
+		bufs = append(bufs, a.data)
+	}
+	d := array.NewData(a.dt, a.n, bufs, nil, a.nulls, 0)
+	arr := array.MakeFromData(d)
+	d.Release()
+	return arr
+}
+
+// record returns the rows read (nil when there are none).
+func (g *concatReader) record() (arrow.RecordBatch, error) {
+	if g.rows == 0 {
+		return nil, nil
+	}
+	cols := make([]arrow.Array, len(g.accs))
+	defer releaseAll(cols)
+	for i, a := range g.accs {
+		if a != nil {
+			if a.n != g.rows {
+				return nil, fmt.Errorf("datafile: read: column %q has %d rows, want %d", a.name, a.n, g.rows)
+			}
+			cols[i] = a.array(g)
+			continue
+		}
+		f := g.ti.Schema.Fields[i]
+		pv, err := ParsePartitionValueIn(f.Type, g.parts[f.Name], g.ti.PartitionTimeZone)
+		if err != nil {
+			return nil, fmt.Errorf("datafile: read: column %q: %w", f.Name, err)
+		}
+		c, err := constantArray(g.mem, g.outSchema.Field(i).Type, pv, g.rows)
+		if err != nil {
+			return nil, fmt.Errorf("datafile: read: column %q: %w", f.Name, err)
+		}
+		cols[i] = c
+	}
+	g.release() // the arrays hold their own references now
+	return array.NewRecordBatch(g.outSchema, cols, int64(g.rows)), nil
+}
+
+// recycler is a memory.Allocator for the page buffers of the Parquet
+// readers of one ReadConcat (one goroutine): a freed buffer is kept and
+// handed out again, so reading many small files does not allocate a
+// decompression buffer per column chunk. Nothing allocated here reaches the
+// returned record (values are copied out before the chunk is closed).
+type recycler struct {
+	free map[int][][]byte // by capacity (a power of two)
+}
+
+func recyclerClass(size int) int {
+	c := 64
+	for c < size {
+		c <<= 1
+	}
+	return c
+}
+
+func (r *recycler) Allocate(size int) []byte {
+	c := recyclerClass(size)
+	if l := r.free[c]; len(l) > 0 {
+		b := l[len(l)-1][:size]
+		r.free[c] = l[:len(l)-1]
+		clear(b)
+		return b
+	}
+	return make([]byte, size, c)
+}
+
+func (r *recycler) Reallocate(size int, b []byte) []byte {
+	if size <= cap(b) {
+		old := len(b)
+		b = b[:size]
+		if size > old {
+			clear(b[old:])
+		}
+		return b
+	}
+	nb := r.Allocate(size)
+	copy(nb, b)
+	r.Free(b)
+	return nb
+}
+
+func (r *recycler) Free(b []byte) {
+	c := cap(b)
+	if c < 64 || c&(c-1) != 0 {
+		return // not one of ours
+	}
+	if r.free == nil {
+		r.free = map[int][][]byte{}
+	}
+	r.free[c] = append(r.free[c], b[:0])
+}

@@ -1,0 +1,259 @@
+package datafile
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/delta"
+)
+
+// concatWant is what ReadConcat must return: Read of each file, in order.
+func concatWant(t *testing.T, st blob.Store, ti TableInfo, adds []*delta.Add) []string {
+	t.Helper()
+	var rows []string
+	for _, a := range adds {
+		recs, err := Read(ctx, st, ti, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, recJSON(t, recs...)...)
+		for _, r := range recs {
+			r.Release()
+		}
+	}
+	return rows
+}
+
+func checkConcat(t *testing.T, st blob.Store, ti TableInfo, adds []*delta.Add) {
+	t.Helper()
+	want := concatWant(t, st, ti, adds)
+	rec, err := ReadConcat(ctx, st, ti, adds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec == nil {
+		if len(want) != 0 {
+			t.Fatalf("nil record, want %d rows", len(want))
+		}
+		return
+	}
+	defer rec.Release()
+	as, _ := ArrowSchema(ti.Schema)
+	if !rec.Schema().Equal(as) {
+		t.Fatalf("schema\n%s\nwant\n%s", rec.Schema(), as)
+	}
+	for i, c := range rec.Columns() {
+		if v, ok := c.(interface{ ValidateFull() error }); ok {
+			if err := v.ValidateFull(); err != nil {
+				t.Fatalf("column %d: %v", i, err)
+			}
+		}
+	}
+	got := recJSON(t, rec)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rows differ (in order)\ngot:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+var concatFields = []string{
+	fld("s", "string", true), fld("l", "long", false), fld("i", "integer", true), fld("f", "float", true),
+	fld("d", "double", true), fld("bo", "boolean", true), fld("bi", "binary", true), fld("dt", "date", true),
+	fld("ts", "timestamp", true), fld("tn", "timestamp_ntz", true), fld("p", "string", true),
+}
+
+// concatRows returns n rows from id base (nulls every 3rd row in nullable
+// columns when nulls is set).
+func concatRows(base, n int, nulls bool) string {
+	var b strings.Builder
+	b.WriteString("[")
+	for k := 0; k < n; k++ {
+		id := base + k
+		if k > 0 {
+			b.WriteString(",")
+		}
+		if nulls && id%3 == 0 {
+			fmt.Fprintf(&b, `{"s":null,"l":%d,"i":null,"f":null,"d":null,"bo":null,"bi":null,"dt":null,"ts":null,"tn":null,"p":"x"}`, id)
+			continue
+		}
+		fmt.Fprintf(&b, `{"s":"v%d","l":%d,"i":%d,"f":%d.5,"d":%d.25,"bo":%t,"bi":"AQI=","dt":"2021-09-%02d","ts":"2021-09-08T11:11:%02d.123456Z","tn":"2021-09-08T11:11:%02d.5","p":"x"}`,
+			id%7, id, -id, id, id, id%2 == 0, 1+id%28, id%60, id%60)
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
+func TestReadConcat(t *testing.T) {
+	mem := checkedAlloc(t)
+	st := newStore(t)
+	s := mustSchema(t, concatFields...)
+	ti := TableInfo{Root: "tbl", Schema: s, PartitionColumns: []string{"p"}, Allocator: mem}
+	as, _ := ArrowSchema(s)
+	if _, ok := newConcatReader(ti, as, []*delta.Add{{}}); !ok {
+		t.Fatal("flat schema does not take the direct path")
+	}
+	var adds []*delta.Add
+	write := func(rows string) {
+		rec := recFromJSON(t, mem, s, rows)
+		defer rec.Release()
+		a, err := Write(ctx, st, ti, rec, WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, a...)
+	}
+	write(concatRows(0, 100, true))
+	write(concatRows(100, 5000, false)) // dictionary off for l (distinct), on for others
+	write(concatRows(5100, 1, true))
+
+	// Files shaped like other writers': several row groups and pages,
+	// required columns, no dictionaries, a column missing, a column
+	// differing in case, millisecond timestamps (converted by Read).
+	dataFields := func(drop string, rename map[string]string, nullable bool, tsUnit arrow.TimeUnit) *arrow.Schema {
+		var fs []arrow.Field
+		for _, f := range as.Fields() {
+			if f.Name == "p" || f.Name == drop {
+				continue
+			}
+			if r, ok := rename[f.Name]; ok {
+				f.Name = r
+			}
+			if f.Name == "ts" && tsUnit != arrow.Microsecond {
+				f.Type = &arrow.TimestampType{Unit: tsUnit, TimeZone: "UTC"}
+			}
+			f.Nullable = nullable || f.Name == "s"
+			fs = append(fs, f)
+		}
+		return arrow.NewSchema(fs, nil)
+	}
+	raw := func(name string, fs *arrow.Schema, rows string, props ...parquet.WriterProperty) {
+		rec, _, err := array.RecordFromJSON(mem, fs, strings.NewReader(rows))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rec.Release()
+		props = append(props, parquet.WithAllocator(mem))
+		a := writeRaw(t, st, "tbl/"+name, rec, parquet.NewWriterProperties(props...), pqarrow.DefaultWriterProps())
+		a.Path = name
+		a.PartitionValues = map[string]*string{"p": adds[0].PartitionValues["p"]}
+		adds = append(adds, a)
+	}
+	raw("groups.parquet", dataFields("", nil, true, arrow.Microsecond), concatRows(6000, 3000, true),
+		parquet.WithMaxRowGroupLength(700), parquet.WithDataPageSize(512), parquet.WithDictionaryDefault(false))
+	raw("required.parquet", dataFields("", nil, false, arrow.Microsecond), concatRows(9000, 50, false))
+	raw("missing.parquet", dataFields("d", map[string]string{"bo": "BO"}, true, arrow.Microsecond), concatRows(9100, 20, true))
+	raw("millis.parquet", dataFields("", nil, true, arrow.Millisecond), strings.ReplaceAll(concatRows(9200, 20, true), ".123456Z", ".123Z"))
+	raw("empty.parquet", dataFields("", nil, true, arrow.Microsecond), "[]")
+	if _, ok := fileLeafOf(t, st, "tbl/millis.parquet", "ts", as); ok {
+		t.Fatal("millisecond timestamps would be read as microseconds")
+	}
+	if _, ok := fileLeafOf(t, st, "tbl/groups.parquet", "ts", as); !ok {
+		t.Fatal("microsecond timestamps do not take the direct path")
+	}
+
+	// A file with a deletion vector (read through Read, rows dropped).
+	dv := *adds[1]
+	del := encodeBitmapArray([]uint64{0, 1, 2, 4999})
+	dv.DeletionVector = &delta.DeletionVector{StorageType: "i", PathOrInlineDv: z85Encode(del), SizeInBytes: int32(len(del)), Cardinality: 4}
+	adds = append(adds, &dv)
+
+	checkConcat(t, st, ti, adds)
+	checkConcat(t, st, ti, adds[3:4]) // one file of several row groups
+	checkConcat(t, st, ti, adds[7:8]) // only an empty file: nil
+
+	// Different partition values: Read per file, concatenated.
+	other := *adds[0]
+	y := "y"
+	other.PartitionValues = map[string]*string{"p": &y}
+	checkConcat(t, st, ti, []*delta.Add{adds[0], &other, adds[2]})
+
+	// A table with a column type the direct path does not decode.
+	s2 := mustSchema(t, append([]string{fld("sh", "short", true)}, concatFields...)...)
+	ti2 := TableInfo{Root: "tbl", Schema: s2, PartitionColumns: []string{"p"}, Allocator: mem}
+	as2, _ := ArrowSchema(s2)
+	if _, ok := newConcatReader(ti2, as2, adds); ok {
+		t.Fatal("short column takes the direct path")
+	}
+	checkConcat(t, st, ti2, adds)
+}
+
+func fileLeafOf(t *testing.T, st blob.Store, key, col string, as *arrow.Schema) (int, bool) {
+	t.Helper()
+	data, err := st.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := openBytes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	i := as.FieldIndices(col)[0]
+	return fileLeaf(pf.MetaData().Schema, &colAcc{name: col, dt: as.Field(i).Type})
+}
+
+func TestReadConcatCorrupt(t *testing.T) {
+	mem := checkedAlloc(t)
+	st := newStore(t)
+	ti, add := dvTable(t, st, mem, 2000)
+	rel, _ := DecodeForTest(add.Path)
+	data, err := st.Get(ctx, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated.parquet": data[:len(data)/2],
+		"garbage.parquet":   bytes.Repeat([]byte("PAR1"), 20),
+		"empty.parquet":     nil,
+	} {
+		if err := st.Put(ctx, name, b); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := ReadConcat(ctx, st, ti, []*delta.Add{add, {Path: name, Size: int64(len(b))}})
+		if err == nil {
+			rec.Release()
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error does not name the file: %v", name, err)
+		}
+	}
+}
+
+func TestRecycler(t *testing.T) {
+	var r recycler
+	a := r.Allocate(100)
+	if len(a) != 100 || cap(a) != 128 {
+		t.Fatalf("len %d cap %d", len(a), cap(a))
+	}
+	a[0] = 7
+	r.Free(a)
+	b := r.Allocate(120)
+	if &b[:1][0] != &a[:1][0] || b[0] != 0 {
+		t.Fatal("freed buffer not reused, or not cleared")
+	}
+	b = r.Reallocate(128, b)
+	c := r.Reallocate(1000, b)
+	if len(c) != 1000 || cap(c) != 1024 {
+		t.Fatalf("len %d cap %d", len(c), cap(c))
+	}
+	r.Free(make([]byte, 100)) // not a power of two: dropped
+	if len(r.free[100]) != 0 {
+		t.Fatal("kept a foreign buffer")
+	}
+	var _ memory.Allocator = &r
+}
+
+func openBytes(data []byte) (*file.Reader, error) {
+	return file.NewParquetReader(bytes.NewReader(data))
+}
