@@ -78,7 +78,10 @@ func TestRetries(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				s, tr := faultyStore(t, srv, func(o *s3.Options) { o.RequestTimeout = 500 * time.Millisecond })
+				// The timeout must outlast a healthy 5 MiB part upload on a
+				// loaded 2-core CI machine under -race (500 ms did not), or the
+				// retries after the one stall time out too.
+				s, tr := faultyStore(t, srv, func(o *s3.Options) { o.RequestTimeout = 3 * time.Second })
 				if err := s.Put(bg(t), "k", []byte("v")); err != nil {
 					t.Fatal(err)
 				}
