@@ -802,6 +802,10 @@ func (rb *recBuilder) emit(c *change.Change, pl *recPlan, op byte, img []change.
 			if err := AppendText(b.Field(fi), schema.Fields[fi].Type, d.Data); err != nil {
 				return fmt.Errorf("table %s column %q: %w", c.Rel.Table, c.Rel.Columns[ci].Name, err)
 			}
+		case change.Binary:
+			if err := AppendBinary(b.Field(fi), d.Data); err != nil {
+				return fmt.Errorf("table %s column %q: %w", c.Rel.Table, c.Rel.Columns[ci].Name, err)
+			}
 		case change.Unchanged:
 			rb.unchanged = append(rb.unchanged, schema.Fields[fi].Name)
 			b.Field(fi).AppendNull()

@@ -2,6 +2,7 @@ package bronze
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -266,6 +267,113 @@ func AppendText(b array.Builder, t delta.DataType, text []byte) error {
 		return fmt.Errorf("no text parser for arrow builder %T", b)
 	}
 	return nil
+}
+
+// BinaryOIDs are the built-in types whose binary send format AppendBinary
+// reads into exactly the value AppendText gives for their text form.
+var BinaryOIDs = map[uint32]bool{oidBool: true, oidInt2: true, oidInt4: true, oidInt8: true,
+	oidFloat4: true, oidFloat8: true, oidDate: true, oidTimestamp: true, oidTimestampTZ: true}
+
+// pgEpochDays and pgEpochMicros are PostgreSQL's epoch (2000-01-01) in
+// days and microseconds since the Unix epoch.
+const (
+	pgEpochDays   = 10957
+	pgEpochMicros = pgEpochDays * 86400 * 1_000_000
+)
+
+// AppendBinary appends a value in PostgreSQL's binary send format of one of
+// BinaryOIDs to b, the builder of its Delta type (DeltaType), giving the
+// value AppendText gives for the type's text output: NaN is Go's NaN,
+// ±infinity dates and timestamps are DateInfinity... as in ParseDate and
+// ParseTimestampMicros, and timestamps beyond int64 microseconds since 1970
+// become ±infinity as there.
+func AppendBinary(b array.Builder, v []byte) error {
+	be := binary.BigEndian
+	switch bb := b.(type) {
+	case *array.BooleanBuilder:
+		if len(v) == 1 {
+			bb.Append(v[0] != 0)
+			return nil
+		}
+	case *array.Int16Builder:
+		if len(v) == 2 {
+			bb.Append(int16(be.Uint16(v)))
+			return nil
+		}
+	case *array.Int32Builder:
+		if len(v) == 4 {
+			bb.Append(int32(be.Uint32(v)))
+			return nil
+		}
+	case *array.Int64Builder:
+		if len(v) == 8 {
+			bb.Append(int64(be.Uint64(v)))
+			return nil
+		}
+	case *array.Float32Builder:
+		if len(v) == 4 {
+			f := math.Float32frombits(be.Uint32(v))
+			if f != f {
+				f = float32(math.NaN())
+			}
+			bb.Append(f)
+			return nil
+		}
+	case *array.Float64Builder:
+		if len(v) == 8 {
+			f := math.Float64frombits(be.Uint64(v))
+			if f != f {
+				f = math.NaN()
+			}
+			bb.Append(f)
+			return nil
+		}
+	case *array.Date32Builder:
+		if len(v) == 4 {
+			switch d := int32(be.Uint32(v)); d {
+			case math.MaxInt32:
+				bb.Append(DateInfinity)
+			case math.MinInt32:
+				bb.Append(DateMinusInfinity)
+			default:
+				days := int64(d) + pgEpochDays
+				if days > math.MaxInt32-1 || days < math.MinInt32+1 {
+					return fmt.Errorf("date %d days after 2000-01-01 out of range", d)
+				}
+				bb.Append(arrow.Date32(days))
+			}
+			return nil
+		}
+	case *array.TimestampBuilder:
+		if len(v) == 8 {
+			switch us := int64(be.Uint64(v)); us {
+			case math.MaxInt64:
+				bb.Append(TimestampInfinity)
+			case math.MinInt64:
+				bb.Append(TimestampMinusInfinity)
+			default:
+				// As parseTimestamp: whole seconds (floor) since 1970,
+				// clamped to ±infinity beyond int64 microseconds.
+				secs, frac := us/1_000_000, us%1_000_000
+				if frac < 0 {
+					secs, frac = secs-1, frac+1_000_000
+				}
+				secs += pgEpochMicros / 1_000_000
+				switch {
+				case secs > math.MaxInt64/1_000_000-1:
+					bb.Append(TimestampInfinity)
+				case secs < math.MinInt64/1_000_000+1:
+					bb.Append(TimestampMinusInfinity)
+				default:
+					bb.Append(arrow.Timestamp(secs*1_000_000 + frac))
+				}
+			}
+			return nil
+		}
+	default:
+		return fmt.Errorf("no binary reader for arrow builder %T", b)
+	}
+	return fmt.Errorf("binary value of %d bytes does not fit %T", len(v), b)
 }
 
 // parseInt parses a base-10 integer that fits bits, without allocating.

@@ -130,6 +130,11 @@ const (
 	// Absent means the column is not part of this image (for example a
 	// non-key column of a DEFAULT replica identity old image).
 	Absent DatumKind = 'a'
+	// Binary is a value in PostgreSQL's binary send format, only of the
+	// types bronze.AppendBinary reads (bool, int2/4/8, float4/8, date,
+	// timestamp, timestamptz). Only the initial snapshot produces it, for
+	// rows it writes straight to Bronze; it never enters the stream.
+	Binary DatumKind = 'b'
 )
 
 // Datum is one column value in PostgreSQL text format. Data may alias a

@@ -274,6 +274,9 @@ func (w *chunkWriter) Commit(ctx context.Context) error {
 
 func (w *chunkWriter) Release() { w.c.Release() }
 
+// ReadsBinary implements pgsnap.BinaryChunkWriter.
+func (w *chunkWriter) ReadsBinary(oid uint32) bool { return bronze.BinaryOIDs[oid] }
+
 // WaitDurable implements pgsnap.Sink: it waits until the Bronze watermark
 // covers the mark.
 func (p *Pipeline) WaitDurable(ctx context.Context, m pgsnap.Mark) error {

@@ -160,6 +160,16 @@ type ChunkWriter interface {
 	Release()
 }
 
+// BinaryChunkWriter is a ChunkWriter that also takes values of some types
+// in PostgreSQL's binary send format (change.Binary datums): the chunk
+// reads those columns in binary.
+type BinaryChunkWriter interface {
+	ChunkWriter
+	// ReadsBinary reports whether the writer reads type oid's binary form
+	// into exactly the value its text form gives.
+	ReadsBinary(oid uint32) bool
+}
+
 // Export is the snapshot a new slot exported (see pgrepl.ExportedSnapshot).
 type Export struct {
 	Name          string
@@ -793,7 +803,8 @@ type worker struct {
 	arena   []byte
 }
 
-// copyChunk reads one chunk in text format and hands it on in batches:
+// copyChunk reads one chunk (in text format, but for the binary columns of
+// a BinaryChunkWriter) and hands it on in batches:
 // straight to its destination in one commit when the sink is a ChunkSink
 // that accepts the chunk (durable true on return), else through Emit
 // (durable once WaitDurable(mark) returns). Every row gets (LSN, Pos) =
@@ -862,7 +873,23 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows i
 		w.arena = w.arena[:0]
 		return nil
 	}
-	rr := w.conn.PgConn().ExecParams(ctx, q, nil, nil, nil, nil) // text results
+	// Text results, as CDC's pgoutput sends them; a chunk written straight
+	// to Bronze reads the types whose binary form gives the same value
+	// (BinaryChunkWriter) in binary: cheaper for PostgreSQL to produce and
+	// for silt to read.
+	var formats []int16
+	kind := make([]change.DatumKind, ncol)
+	bw, _ := cw.(BinaryChunkWriter)
+	for i, c := range rel.Columns {
+		kind[i] = change.Text
+		if bw != nil && bw.ReadsBinary(c.TypeOID) {
+			if formats == nil {
+				formats = make([]int16, ncol)
+			}
+			formats[i], kind[i] = 1, change.Binary
+		}
+	}
+	rr := w.conn.PgConn().ExecParams(ctx, q, nil, nil, nil, formats)
 	for rr.NextRow() {
 		vals := rr.Values()
 		if len(vals) != ncol {
@@ -875,7 +902,7 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows i
 			case v == nil:
 				img[i] = change.Datum{Kind: change.Null}
 			case cw != nil: // appended below, before the next row replaces vals
-				img[i] = change.Datum{Kind: change.Text, Data: v}
+				img[i] = change.Datum{Kind: kind[i], Data: v}
 			default:
 				start := len(w.arena)
 				w.arena = append(w.arena, v...)
