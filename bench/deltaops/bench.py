@@ -2,7 +2,9 @@
 
 Usage (from the repo root, after scripts/setup.sh has made .venv):
     .venv/bin/python bench/deltaops/bench.py [--rows 10000000] [--keys 100000]
-        [--small-files 1000] [--work DIR] [--scenarios uniform,tail]
+        [--small-files 1000] [--work DIR] [--scenarios uniform,tail] [--repeat 3]
+
+--scenarios none runs OPTIMIZE only (`silt bench --only delta --delta-scenarios none`).
 
 MERGE: a target table of --rows rows (id, grp, val, note, lsn; ids ascending,
 written once by delta-rs with 128 MiB files) is copied twice; a source of
@@ -219,14 +221,16 @@ def main():
     print(f"deltalake {deltalake.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; target table {a.rows:,} rows, "
           f"{a.keys:,} changed keys (80% updates, 10% inserts, 10% deletes); median of {a.repeat} runs per engine")
 
-    t0 = time.perf_counter()
+    scenarios = [s for s in a.scenarios.split(",") if s and s != "none"]
     base = work / "target"
-    make_target(base, a.rows)
-    nfiles = len(deltalake.DeltaTable(str(base)).file_uris())
-    print(f"target written by delta-rs in {time.perf_counter() - t0:.1f} s: {nfiles} files")
+    if scenarios:
+        t0 = time.perf_counter()
+        make_target(base, a.rows)
+        nfiles = len(deltalake.DeltaTable(str(base)).file_uris())
+        print(f"target written by delta-rs in {time.perf_counter() - t0:.1f} s: {nfiles} files")
 
     results = []
-    for sc in [s for s in a.scenarios.split(",") if s]:
+    for sc in scenarios:
         src = work / f"source-{sc}"
         upd, ins, dels = make_source(src, a.rows, a.keys, sc)
         silt_t, rs_t = work / f"silt-{sc}", work / f"rs-{sc}"

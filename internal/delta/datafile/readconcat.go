@@ -3,6 +3,8 @@ package datafile
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -140,9 +142,12 @@ type concatReader struct {
 	// column chunk reuses (every small file needs the same few).
 	pages recycler
 	// scratch, reused across column chunks
-	defs  []int16
-	bas   []parquet.ByteArray
-	bools []bool
+	defs     []int16
+	bools    []bool
+	lvls     []uint32
+	idx      []uint32
+	dict     []byte
+	dictOffs []int32
 }
 
 // newConcatReader returns a reader for the fast path, or false when ti or
@@ -298,30 +303,75 @@ func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delt
 	if g.rows+int(total) > g.hint {
 		g.hint = g.rows + int(total)
 	}
+	mark := g.mark()
 	for r := 0; r < pf.NumRowGroups(); r++ {
 		rg := pf.RowGroup(r)
-		n := rg.NumRows()
+		n := int(rg.NumRows())
 		for i, a := range g.accs {
 			if a == nil {
 				continue
 			}
 			if leaves[i] < 0 {
-				a.appendNulls(g, int(n))
+				a.appendNulls(g, n)
 				continue
 			}
-			cr, err := rg.Column(leaves[i])
+			maxDef := sch.Column(leaves[i]).MaxDefinitionLevel()
+			if a.kind == accBool {
+				cr, err := rg.Column(leaves[i])
+				if err != nil {
+					return fmt.Errorf("%w: %v", ErrCorruptFile, err)
+				}
+				err = g.readBools(a, cr, maxDef, n)
+				cr.Close() // its page buffers go back to g.pages
+				if err != nil {
+					return fmt.Errorf("%w: column %q, row group %d: %v", ErrCorruptFile, a.name, r, err)
+				}
+				continue
+			}
+			pr, err := rg.GetColumnPageReader(leaves[i])
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 			}
-			err = g.readChunk(a, cr, sch.Column(leaves[i]).MaxDefinitionLevel(), int(n))
-			cr.Close() // its page buffers go back to g.pages
+			err = g.readPages(a, pr, maxDef, n)
+			pr.Close()
+			if errors.Is(err, errPageEncoding) {
+				pf.Close()
+				g.reset(mark)
+				return g.readGeneric(ctx, store, add)
+			}
 			if err != nil {
 				return fmt.Errorf("%w: column %q, row group %d: %v", ErrCorruptFile, a.name, r, err)
 			}
 		}
-		g.rows += int(n)
+		g.rows += n
 	}
 	return nil
+}
+
+// concatMark is the state of a concatReader between files.
+type concatMark struct {
+	rows               int
+	n, nulls, dataLens []int
+}
+
+func (g *concatReader) mark() concatMark {
+	m := concatMark{rows: g.rows, n: make([]int, len(g.accs)), nulls: make([]int, len(g.accs)), dataLens: make([]int, len(g.accs))}
+	for i, a := range g.accs {
+		if a != nil {
+			m.n[i], m.nulls[i], m.dataLens[i] = a.n, a.nulls, a.dataLen
+		}
+	}
+	return m
+}
+
+// reset drops the rows appended since m (a file read in part).
+func (g *concatReader) reset(m concatMark) {
+	g.rows = m.rows
+	for i, a := range g.accs {
+		if a != nil {
+			a.n, a.nulls, a.dataLen = m.n[i], m.nulls[i], m.dataLens[i]
+		}
+	}
 }
 
 // readGeneric appends the rows of one file as Read returns them.
@@ -426,8 +476,13 @@ func physicalMatches(col *schema.Column, dt arrow.DataType) bool {
 	return false
 }
 
-// readChunk appends n rows of one column chunk to a.
-func (g *concatReader) readChunk(a *colAcc, cr file.ColumnChunkReader, maxDef int16, n int) error {
+// readBools appends n rows of one boolean column chunk to a (through
+// file.ColumnChunkReader: readPages does not decode bit-packed booleans).
+func (g *concatReader) readBools(a *colAcc, cr file.ColumnChunkReader, maxDef int16, n int) error {
+	r, ok := cr.(*file.BooleanColumnChunkReader)
+	if !ok {
+		return fmt.Errorf("unexpected column reader %T", cr)
+	}
 	var defs []int16
 	if maxDef > 0 {
 		if cap(g.defs) < n {
@@ -435,68 +490,22 @@ func (g *concatReader) readChunk(a *colAcc, cr file.ColumnChunkReader, maxDef in
 		}
 		defs = g.defs[:n]
 	}
-	var total int64
-	var read int
-	var err error
-	switch r := cr.(type) {
-	case *file.Int32ColumnChunkReader:
-		dst := fixedSlice[int32](g, a, n)
-		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
-		if err == nil && int(total) == n {
-			spread(dst, defs, maxDef, read)
-		}
-	case *file.Int64ColumnChunkReader:
-		dst := fixedSlice[int64](g, a, n)
-		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
-		if err == nil && int(total) == n {
-			spread(dst, defs, maxDef, read)
-		}
-	case *file.Float32ColumnChunkReader:
-		dst := fixedSlice[float32](g, a, n)
-		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
-		if err == nil && int(total) == n {
-			spread(dst, defs, maxDef, read)
-		}
-	case *file.Float64ColumnChunkReader:
-		dst := fixedSlice[float64](g, a, n)
-		total, read, err = r.ReadBatch(int64(n), dst, defs, nil)
-		if err == nil && int(total) == n {
-			spread(dst, defs, maxDef, read)
-		}
-	case *file.BooleanColumnChunkReader:
-		if cap(g.bools) < n {
-			g.bools = make([]bool, n)
-		}
-		vals := g.bools[:n]
-		total, read, err = r.ReadBatch(int64(n), vals, defs, nil)
-		if err == nil && int(total) == n {
-			spread(vals, defs, maxDef, read)
-			a.reserve(g, n)
-			bits := a.values.Bytes()
-			for i, v := range vals {
-				bitutil.SetBitTo(bits, a.n+i, v)
-			}
-		}
-	case *file.ByteArrayColumnChunkReader:
-		if cap(g.bas) < n {
-			g.bas = make([]parquet.ByteArray, n)
-		}
-		vals := g.bas[:n]
-		total, read, err = r.ReadBatch(int64(n), vals, defs, nil)
-		if err == nil && int(total) == n {
-			spread(vals, defs, maxDef, read)
-			if err = a.appendBytes(g, vals); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("unexpected column reader %T", cr)
+	if cap(g.bools) < n {
+		g.bools = make([]bool, n)
 	}
+	vals := g.bools[:n]
+	total, read, err := r.ReadBatch(int64(n), vals, defs, nil)
 	if err != nil {
 		return err
 	}
 	if int(total) != n {
 		return fmt.Errorf("read %d values, row group has %d rows", total, n)
+	}
+	spread(vals, defs, maxDef, read)
+	a.reserve(g, n)
+	bits := a.values.Bytes()
+	for i, v := range vals {
+		bitutil.SetBitTo(bits, a.n+i, v)
 	}
 	a.setValidity(g, defs, maxDef, n, n-read)
 	a.n += n
@@ -519,16 +528,6 @@ func spread[T any](dst []T, defs []int16, maxDef int16, read int) {
 			dst[i] = zero
 		}
 	}
-}
-
-// fixedSlice returns a's values for rows [a.n, a.n+n) as []T.
-func fixedSlice[T int32 | int64 | float32 | float64](g *concatReader, a *colAcc, n int) []T {
-	a.reserve(g, n)
-	b := a.values.Bytes()[a.n*a.width : (a.n+n)*a.width]
-	if n == 0 {
-		return nil
-	}
-	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n)
 }
 
 // reserve makes room for n more rows in a's values (and validity bitmap).
@@ -615,28 +614,6 @@ func (a *colAcc) appendNulls(g *concatReader, n int) {
 func (a *colAcc) offsets() []int32 {
 	b := a.values.Bytes()
 	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), len(b)/4)
-}
-
-// appendBytes appends the values of rows [a.n, a.n+len(vals)) (null rows
-// are empty).
-func (a *colAcc) appendBytes(g *concatReader, vals []parquet.ByteArray) error {
-	a.reserve(g, len(vals))
-	size := 0
-	for _, v := range vals {
-		size += len(v)
-	}
-	if err := a.reserveData(g, size); err != nil {
-		return err
-	}
-	offs := a.offsets()
-	data := a.data.Bytes()
-	pos := a.dataLen
-	for i, v := range vals {
-		pos += copy(data[pos:], v)
-		offs[a.n+i+1] = int32(pos)
-	}
-	a.dataLen = pos
-	return nil
 }
 
 func (a *colAcc) reserveData(g *concatReader, size int) error {
@@ -811,4 +788,369 @@ func (r *recycler) Free(b []byte) {
 		r.free = map[int][][]byte{}
 	}
 	r.free[c] = append(r.free[c], b[:0])
+}
+
+// errPageEncoding: a page uses an encoding readPages does not decode; the
+// file is read again through Read.
+var errPageEncoding = errors.New("page encoding not decoded directly")
+
+// readPages appends n rows of one column chunk of a fixed-width or byte
+// array column to a, decoding the pages itself: PLAIN and dictionary
+// (RLE_DICTIONARY, PLAIN_DICTIONARY) values, RLE definition levels, data
+// pages v1 and v2. The values go straight to a's buffers, without the
+// per-page decoders, dictionary conversions and level buffers of
+// file.ColumnChunkReader. Other encodings return errPageEncoding.
+func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n int) error {
+	a.reserve(g, n)
+	if maxDef > 1 {
+		return errPageEncoding
+	}
+	var (
+		dict     []byte  // fixed: values; bytes: data
+		dictOffs []int32 // bytes: offsets (len = entries+1)
+		dictN    int
+		haveDict bool
+		row      int // rows of the chunk done
+	)
+	for pr.Next() {
+		var (
+			data    []byte
+			defs    []byte // RLE/bit-packed hybrid definition levels; nil when none
+			nv      int
+			enc     parquet.Encoding
+			v1DefOK = true
+		)
+		switch p := pr.Page().(type) {
+		case *file.DictionaryPage:
+			enc = parquet.Encoding(p.Encoding())
+			if enc != parquet.Encodings.Plain && enc != parquet.Encodings.PlainDict {
+				return errPageEncoding
+			}
+			dictN = int(p.NumValues())
+			src := p.Data()
+			if a.kind == accFixed {
+				if len(src) < dictN*a.width || dictN < 0 {
+					return fmt.Errorf("dictionary page of %d values has %d bytes", dictN, len(src))
+				}
+				dict = append(g.dict[:0], src[:dictN*a.width]...)
+			} else {
+				var err error
+				if dict, dictOffs, err = plainByteArrays(g.dict[:0], g.dictOffs[:0], src, dictN); err != nil {
+					return fmt.Errorf("dictionary page: %w", err)
+				}
+				g.dictOffs = dictOffs
+			}
+			g.dict = dict
+			haveDict = true
+			continue
+		case *file.DataPageV1:
+			data, nv, enc = p.Data(), int(p.NumValues()), parquet.Encoding(p.Encoding())
+			if maxDef > 0 {
+				v1DefOK = p.DefinitionLevelEncoding() == parquet.Encodings.RLE
+				if len(data) < 4 {
+					return fmt.Errorf("data page of %d bytes", len(data))
+				}
+				l := int(binary.LittleEndian.Uint32(data))
+				if l < 0 || 4+l > len(data) {
+					return fmt.Errorf("definition levels of %d bytes in a page of %d", l, len(data))
+				}
+				defs, data = data[4:4+l], data[4+l:]
+			}
+		case *file.DataPageV2:
+			data, nv, enc = p.Data(), int(p.NumValues()), parquet.Encoding(p.Encoding())
+			rl, dl := int(p.RepetitionLevelByteLen()), int(p.DefinitionLevelByteLen())
+			if rl < 0 || dl < 0 || rl+dl > len(data) {
+				return fmt.Errorf("levels of %d+%d bytes in a page of %d", rl, dl, len(data))
+			}
+			if maxDef > 0 {
+				defs = data[rl : rl+dl]
+			}
+			data = data[rl+dl:]
+		default:
+			continue // index pages and the like
+		}
+		if !v1DefOK {
+			return errPageEncoding
+		}
+		if nv < 0 || row+nv > n {
+			return fmt.Errorf("pages hold more than the row group's %d rows", n)
+		}
+		// Validity of the page's rows.
+		valid := nv
+		var lv []uint32
+		if defs != nil {
+			if cap(g.lvls) < nv {
+				g.lvls = make([]uint32, nv)
+			}
+			lv = g.lvls[:nv]
+			if err := decodeHybrid(defs, 1, lv); err != nil {
+				return fmt.Errorf("definition levels: %w", err)
+			}
+			valid = 0
+			for _, d := range lv {
+				valid += int(d)
+			}
+			if valid == nv {
+				lv = nil
+			}
+		}
+		start := a.n + row
+		// Values.
+		switch enc {
+		case parquet.Encodings.Plain:
+			if a.kind == accFixed {
+				if len(data) < valid*a.width {
+					return fmt.Errorf("page of %d values has %d value bytes", valid, len(data))
+				}
+				placeFixed(a, start, nv, lv, data[:valid*a.width])
+			} else if err := g.placePlainBytes(a, start, nv, lv, data, valid); err != nil {
+				return err
+			}
+		case parquet.Encodings.RLEDict, parquet.Encodings.PlainDict:
+			if !haveDict {
+				return fmt.Errorf("dictionary-encoded page without a dictionary page")
+			}
+			if len(data) < 1 {
+				return fmt.Errorf("dictionary-encoded page without a bit width")
+			}
+			bw := int(data[0])
+			if bw > 32 {
+				return fmt.Errorf("dictionary index bit width %d", bw)
+			}
+			if cap(g.idx) < valid {
+				g.idx = make([]uint32, valid)
+			}
+			idx := g.idx[:valid]
+			if err := decodeHybrid(data[1:], bw, idx); err != nil {
+				return fmt.Errorf("dictionary indices: %w", err)
+			}
+			for _, i := range idx {
+				if int(i) >= dictN {
+					return fmt.Errorf("dictionary index %d of a dictionary of %d values", i, dictN)
+				}
+			}
+			if a.kind == accFixed {
+				placeDictFixed(a, start, nv, lv, dict, idx)
+			} else if err := g.placeDictBytes(a, start, nv, lv, dict, dictOffs, idx); err != nil {
+				return err
+			}
+		default:
+			return errPageEncoding
+		}
+		// Validity bitmap.
+		if lv != nil {
+			a.ensureValid(g, n)
+			bits := a.valid.Bytes()
+			for i, d := range lv {
+				bitutil.SetBitTo(bits, start+i, d == 1)
+			}
+			a.nulls += nv - valid
+		} else if a.valid != nil {
+			bitutil.SetBitsTo(a.valid.Bytes(), int64(start), int64(nv), true)
+		}
+		row += nv
+	}
+	if err := pr.Err(); err != nil {
+		return err
+	}
+	if row != n {
+		return fmt.Errorf("pages hold %d rows, row group has %d", row, n)
+	}
+	a.n += n
+	return nil
+}
+
+// plainByteArrays parses n PLAIN byte arrays (4-byte length, bytes) into
+// data and offsets (appended to the given slices).
+func plainByteArrays(data []byte, offs []int32, src []byte, n int) ([]byte, []int32, error) {
+	offs = append(offs, 0)
+	p := 0
+	for k := 0; k < n; k++ {
+		if p+4 > len(src) {
+			return nil, nil, fmt.Errorf("value %d of %d past the end of the page", k, n)
+		}
+		l := int(binary.LittleEndian.Uint32(src[p:]))
+		p += 4
+		if l < 0 || p+l > len(src) {
+			return nil, nil, fmt.Errorf("value %d of %d bytes past the end of the page", k, l)
+		}
+		data = append(data, src[p:p+l]...)
+		p += l
+		offs = append(offs, int32(len(data)))
+	}
+	return data, offs, nil
+}
+
+// placeFixed writes the page's rows [start, start+nv) of a fixed-width
+// column: the valid rows' values come from vals in order, null rows
+// (lv[i] == 0; lv nil = all valid) are zero.
+func placeFixed(a *colAcc, start, nv int, lv []uint32, vals []byte) {
+	w := a.width
+	dst := a.values.Bytes()[start*w : (start+nv)*w]
+	if lv == nil {
+		copy(dst, vals)
+		return
+	}
+	j := 0
+	for i, d := range lv {
+		if d == 1 {
+			copy(dst[i*w:(i+1)*w], vals[j:j+w])
+			j += w
+		} else {
+			clear(dst[i*w : (i+1)*w])
+		}
+	}
+}
+
+func placeDictFixed(a *colAcc, start, nv int, lv []uint32, dict []byte, idx []uint32) {
+	w := a.width
+	dst := a.values.Bytes()[start*w : (start+nv)*w]
+	switch w {
+	case 8:
+		d64 := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dst))), nv)
+		v64 := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dict))), len(dict)/8)
+		if lv == nil {
+			for i, k := range idx {
+				d64[i] = v64[k]
+			}
+			return
+		}
+		j := 0
+		for i, d := range lv {
+			if d == 1 {
+				d64[i] = v64[idx[j]]
+				j++
+			} else {
+				d64[i] = 0
+			}
+		}
+	case 4:
+		d32 := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(dst))), nv)
+		v32 := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(dict))), len(dict)/4)
+		if lv == nil {
+			for i, k := range idx {
+				d32[i] = v32[k]
+			}
+			return
+		}
+		j := 0
+		for i, d := range lv {
+			if d == 1 {
+				d32[i] = v32[idx[j]]
+				j++
+			} else {
+				d32[i] = 0
+			}
+		}
+	}
+}
+
+func (g *concatReader) placePlainBytes(a *colAcc, start, nv int, lv []uint32, src []byte, valid int) error {
+	// The value bytes are at most the page's bytes.
+	if err := a.reserveData(g, len(src)); err != nil {
+		return err
+	}
+	offs := a.offsets()
+	out := a.data.Bytes()
+	pos, p := a.dataLen, 0
+	for i := 0; i < nv; i++ {
+		if lv == nil || lv[i] == 1 {
+			if p+4 > len(src) {
+				return fmt.Errorf("value past the end of the page")
+			}
+			l := int(binary.LittleEndian.Uint32(src[p:]))
+			p += 4
+			if l < 0 || p+l > len(src) {
+				return fmt.Errorf("value of %d bytes past the end of the page", l)
+			}
+			pos += copy(out[pos:], src[p:p+l])
+			p += l
+		}
+		offs[start+i+1] = int32(pos)
+	}
+	a.dataLen = pos
+	return nil
+}
+
+func (g *concatReader) placeDictBytes(a *colAcc, start, nv int, lv []uint32, dict []byte, dictOffs []int32, idx []uint32) error {
+	size := 0
+	for _, k := range idx {
+		size += int(dictOffs[k+1] - dictOffs[k])
+	}
+	if err := a.reserveData(g, size); err != nil {
+		return err
+	}
+	offs := a.offsets()
+	out := a.data.Bytes()
+	pos, j := a.dataLen, 0
+	for i := 0; i < nv; i++ {
+		if lv == nil || lv[i] == 1 {
+			k := idx[j]
+			j++
+			pos += copy(out[pos:], dict[dictOffs[k]:dictOffs[k+1]])
+		}
+		offs[start+i+1] = int32(pos)
+	}
+	a.dataLen = pos
+	return nil
+}
+
+// decodeHybrid decodes len(out) values of the RLE/bit-packing hybrid
+// encoding of bit width bw (Parquet's levels and dictionary indices).
+func decodeHybrid(src []byte, bw int, out []uint32) error {
+	mask := uint64(1)<<bw - 1
+	vb := (bw + 7) / 8
+	p, o := 0, 0
+	for o < len(out) {
+		h, k := binary.Uvarint(src[p:])
+		if k <= 0 {
+			return fmt.Errorf("run header at byte %d of %d", p, len(src))
+		}
+		p += k
+		if h&1 == 0 { // RLE run
+			cnt := int(h >> 1)
+			if p+vb > len(src) {
+				return fmt.Errorf("run value past the end")
+			}
+			var v uint32
+			for b := 0; b < vb; b++ {
+				v |= uint32(src[p+b]) << (8 * b)
+			}
+			p += vb
+			if cnt > len(out)-o {
+				cnt = len(out) - o
+			}
+			run := out[o : o+cnt]
+			for i := range run {
+				run[i] = v
+			}
+			o += cnt
+			continue
+		}
+		groups := int(h >> 1)
+		nbytes := groups * bw
+		if groups < 0 || p+nbytes > len(src) {
+			return fmt.Errorf("bit-packed run of %d groups past the end", groups)
+		}
+		take := min(groups*8, len(out)-o)
+		dst := out[o : o+take]
+		bit := p * 8
+		for i := range dst {
+			// bw <= 32: the value is within the 8 bytes at bit/8.
+			q := bit >> 3
+			var w uint64
+			if q+8 <= len(src) {
+				w = binary.LittleEndian.Uint64(src[q:])
+			} else {
+				for b := 0; q+b < len(src); b++ {
+					w |= uint64(src[q+b]) << (8 * b)
+				}
+			}
+			dst[i] = uint32(w >> (bit & 7) & mask)
+			bit += bw
+		}
+		o += take
+		p += nbytes
+	}
+	return nil
 }

@@ -153,12 +153,26 @@ func TestReadConcat(t *testing.T) {
 	raw("missing.parquet", dataFields("d", map[string]string{"bo": "BO"}, true, arrow.Microsecond), concatRows(9100, 20, true))
 	raw("millis.parquet", dataFields("", nil, true, arrow.Millisecond), strings.ReplaceAll(concatRows(9200, 20, true), ".123456Z", ".123Z"))
 	raw("empty.parquet", dataFields("", nil, true, arrow.Microsecond), "[]")
+	raw("v2.parquet", dataFields("", nil, true, arrow.Microsecond), concatRows(9300, 2000, true),
+		parquet.WithDataPageVersion(parquet.DataPageV2), parquet.WithDataPageSize(4096), parquet.WithDictionaryPageSizeLimit(64))
 	if _, ok := fileLeafOf(t, st, "tbl/millis.parquet", "ts", as); ok {
 		t.Fatal("millisecond timestamps would be read as microseconds")
 	}
 	if _, ok := fileLeafOf(t, st, "tbl/groups.parquet", "ts", as); !ok {
 		t.Fatal("microsecond timestamps do not take the direct path")
 	}
+
+	// Delta encoding (not decoded directly) in the second column: the
+	// first column's rows of this file are dropped and the file is read
+	// again through Read. (arrow-go's delta decoder leaks 64-byte buffers
+	// to its allocator, so this read is not checked for leaks.)
+	raw("delta.parquet", dataFields("", nil, true, arrow.Microsecond), concatRows(9400, 300, true),
+		parquet.WithDictionaryDefault(false), parquet.WithEncodingFor("l", parquet.Encodings.DeltaBinaryPacked))
+	deltaEnc := adds[len(adds)-1]
+	adds = adds[:len(adds)-1]
+	tiGo := ti
+	tiGo.Allocator = memory.NewGoAllocator()
+	checkConcat(t, st, tiGo, []*delta.Add{adds[0], deltaEnc, adds[4]})
 
 	// A file with a deletion vector (read through Read, rows dropped).
 	dv := *adds[1]
@@ -169,6 +183,9 @@ func TestReadConcat(t *testing.T) {
 	checkConcat(t, st, ti, adds)
 	checkConcat(t, st, ti, adds[3:4]) // one file of several row groups
 	checkConcat(t, st, ti, adds[7:8]) // only an empty file: nil
+	if !strings.Contains(adds[7].Path, "empty") {
+		t.Fatalf("adds[7] is %s", adds[7].Path)
+	}
 
 	// Different partition values: Read per file, concatenated.
 	other := *adds[0]
@@ -256,4 +273,22 @@ func TestRecycler(t *testing.T) {
 
 func openBytes(data []byte) (*file.Reader, error) {
 	return file.NewParquetReader(bytes.NewReader(data))
+}
+
+func TestDecodeHybrid(t *testing.T) {
+	// The Parquet spec's bit-packing example (0..7 at width 3), then a run
+	// of five 4s, then a bit-packed group of which only 2 values are used.
+	src := []byte{3, 0x88, 0xC6, 0xFA, 10, 4, 3, 0x05, 0, 0}
+	out := make([]uint32, 15)
+	if err := decodeHybrid(src, 3, out); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(out); got != "[0 1 2 3 4 5 6 7 4 4 4 4 4 5 0]" {
+		t.Fatalf("decoded %s", got)
+	}
+	for _, bad := range [][]byte{{}, {3, 0x88}, {10}, {0x80}} {
+		if err := decodeHybrid(bad, 3, make([]uint32, 8)); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
 }
