@@ -180,6 +180,7 @@ def repeated(n, fresh, run_silt, run_rs, check):
     def median(runs):
         m = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
         m["runs"] = [round(r["seconds"], 3) for r in runs]
+        m["cpu_runs"] = [round(r["cpu_seconds"], 3) for r in runs]
         m["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
         return m
 
@@ -187,7 +188,7 @@ def repeated(n, fresh, run_silt, run_rs, check):
 
 
 def fmt_runs(r):
-    return "/".join(f"{x:.2f}" for x in r["runs"]) + " s"
+    return "/".join(f"{x:.2f}" for x in r["runs"]) + " s (CPU " + "/".join(f"{x:.2f}" for x in r["cpu_runs"]) + " s)"
 
 
 def row(name, silt, rs):
