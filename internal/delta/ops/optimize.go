@@ -375,9 +375,10 @@ func numRecords(f *delta.Add) int64 {
 }
 
 // compactBin streams the files of one bin, in order, into one Writer:
-// readers turn groups of files into records (up to Concurrency groups
-// ahead) while the writer encodes, so memory is a few groups plus the open
-// output file.
+// readers turn groups of files into records (datafile.ReadConcat, up to
+// 2*Concurrency groups ahead, so they keep the cores busy while the
+// writer's work is serial, e.g. its longest column) while the writer
+// encodes, so memory is a few groups plus the open output file.
 func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin []*delta.Add, opts *OptimizeOptions) (adds []*delta.Add, err error) {
 	w, err := datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
 		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
@@ -392,7 +393,7 @@ func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 	read := func(ctx context.Context, files []*delta.Add) (arrow.RecordBatch, error) {
 		return datafile.ReadConcat(ctx, t.Store(), ti, files)
 	}
-	err = readAhead(ctx, compactGroups(bin), max(opts.Concurrency, 2), read, func(rec arrow.RecordBatch) error {
+	err = readAhead(ctx, compactGroups(bin), 2*max(opts.Concurrency, 2), read, func(rec arrow.RecordBatch) error {
 		return w.Write(rec)
 	})
 	if err != nil {
