@@ -878,7 +878,7 @@ func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n 
 		// Validity of the page's rows.
 		valid := nv
 		var lv []uint32
-		if defs != nil {
+		if defs != nil && !allDefined(defs, nv) {
 			if cap(g.lvls) < nv {
 				g.lvls = make([]uint32, nv)
 			}
@@ -1093,6 +1093,14 @@ func (g *concatReader) placeDictBytes(a *colAcc, start, nv int, lv []uint32, dic
 	}
 	a.dataLen = pos
 	return nil
+}
+
+// allDefined reports whether hybrid-encoded definition levels (bit width
+// 1) start with a run of n or more 1s: no nulls in a page of n values (the
+// common case, not worth decoding value by value).
+func allDefined(defs []byte, n int) bool {
+	h, k := binary.Uvarint(defs)
+	return k > 0 && h&1 == 0 && h>>1 >= uint64(n) && k < len(defs) && defs[k] == 1
 }
 
 // decodeHybrid decodes len(out) values of the RLE/bit-packing hybrid

@@ -292,3 +292,22 @@ func TestDecodeHybrid(t *testing.T) {
 		}
 	}
 }
+
+func TestAllDefined(t *testing.T) {
+	for _, c := range []struct {
+		defs []byte
+		n    int
+		want bool
+	}{
+		{[]byte{200, 1, 1}, 100, true}, // run of 100 ones
+		{[]byte{200, 1, 1}, 101, false},
+		{[]byte{200, 1, 0}, 100, false}, // run of 100 zeros
+		{[]byte{3, 0xff}, 8, false},     // bit-packed
+		{[]byte{200, 1}, 100, false},    // value missing
+		{nil, 1, false},
+	} {
+		if got := allDefined(c.defs, c.n); got != c.want {
+			t.Errorf("allDefined(%v, %d) = %v", c.defs, c.n, got)
+		}
+	}
+}
