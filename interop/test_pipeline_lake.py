@@ -229,11 +229,6 @@ SPARK_PREDICATES = {
     "tsn_gap": "tsn = timestamp_micros(-12219721077000000)",  # 1582-10-10 01:02:03 (not in the Julian calendar)
 }
 SPARK_XFAIL = {
-    "f_nan": ("Spark's Parquet filter pushdown (spark.sql.parquet.filterPushdown) skips row groups holding "
-              "NaN: arrow-go writes float/double row-group min/max without NaN (as the Parquet spec says), "
-              "parquet-mr trusts them for `= NaN` (its own writer drops the statistics of a chunk with NaN); "
-              "Delta data skipping alone is right. Fix on silt's side: no float/double Parquet statistics "
-              "for chunks holding NaN (internal/delta/datafile)"),
     "tsn_gap": ("Spark's Parquet filter pushdown (spark.sql.parquet.filterPushdown) drops the row group of a "
                 "timestamp inside the 1582 Julian/Gregorian gap (1582-10-10 01:02:03 UTC): silt's Parquet "
                 "statistics and add.stats hold the right value; Delta data skipping alone is right"),

@@ -199,6 +199,22 @@ func TestRoundTripAllTypes(t *testing.T) {
 	if c := cc.Compression().String(); c != "ZSTD" {
 		t.Errorf("compression %s", c)
 	}
+	// Float/double chunks carry no Parquet min/max (Spark's pushdown would
+	// skip chunks holding NaN for "= NaN"); other columns do.
+	for _, name := range []string{"f", "d", "b"} {
+		cc, err := pf.MetaData().RowGroup(0).ColumnChunk(sc.ColumnIndexByName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := cc.Statistics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasMinMax := st != nil && st.HasMinMax()
+		if want := name == "b"; hasMinMax != want {
+			t.Errorf("column %s: Parquet min/max written %v, want %v", name, hasMinMax, want)
+		}
+	}
 }
 
 func openParquet(t *testing.T, st *local.Store, key string) *file.Reader {
