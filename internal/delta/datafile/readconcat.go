@@ -196,6 +196,8 @@ func newConcatReader(ti TableInfo, outSchema *arrow.Schema, files []*delta.Add) 
 	for _, f := range files {
 		g.hint += int(numRecordsStat(f))
 	}
+	// The stats only size the first allocation: trust them up to a bound.
+	g.hint = min(max(g.hint, 0), maxConcatHint)
 	return g, true
 }
 
@@ -212,6 +214,10 @@ func samePartitionValues(a, b map[string]*string) bool {
 	return true
 }
 
+// maxConcatHint bounds the rows the stats of a ReadConcat's files may
+// make it allocate for up front; more rows grow the buffers as they come.
+const maxConcatHint = 1 << 20
+
 // numRecordsStat is add.stats.numRecords, or 0 when unknown.
 func numRecordsStat(f *delta.Add) int64 {
 	// The stats of a small file are a short JSON object; find the key
@@ -226,7 +232,7 @@ func numRecordsStat(f *delta.Add) int64 {
 		if c == ' ' && n == 0 {
 			continue
 		}
-		if c < '0' || c > '9' {
+		if c < '0' || c > '9' || n > 1<<40 {
 			break
 		}
 		n = n*10 + int64(c-'0')

@@ -3,6 +3,7 @@ package datafile
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -153,6 +154,18 @@ func TestReadConcat(t *testing.T) {
 	raw("missing.parquet", dataFields("d", map[string]string{"bo": "BO"}, true, arrow.Microsecond), concatRows(9100, 20, true))
 	raw("millis.parquet", dataFields("", nil, true, arrow.Millisecond), strings.ReplaceAll(concatRows(9200, 20, true), ".123456Z", ".123Z"))
 	raw("empty.parquet", dataFields("", nil, true, arrow.Microsecond), "[]")
+	if !strings.Contains(adds[7].Path, "empty") {
+		t.Fatalf("adds[7] is %s", adds[7].Path)
+	}
+	// A string column stored as plain BYTE_ARRAY (no String annotation):
+	// Read converts it.
+	bin := dataFields("", nil, true, arrow.Microsecond)
+	bf := bin.Fields()
+	bf[0].Type = arrow.BinaryTypes.Binary
+	raw("binary.parquet", arrow.NewSchema(bf, nil), regexp.MustCompile(`"s":"v\d"`).ReplaceAllString(concatRows(9500, 10, true), `"s":"djE="`))
+	if _, ok := fileLeafOf(t, st, "tbl/binary.parquet", "s", as); ok {
+		t.Fatal("an unannotated BYTE_ARRAY column is decoded as a string column")
+	}
 	raw("v2.parquet", dataFields("", nil, true, arrow.Microsecond), concatRows(9300, 2000, true),
 		parquet.WithDataPageVersion(parquet.DataPageV2), parquet.WithDataPageSize(4096), parquet.WithDictionaryPageSizeLimit(64))
 	if _, ok := fileLeafOf(t, st, "tbl/millis.parquet", "ts", as); ok {
@@ -183,15 +196,21 @@ func TestReadConcat(t *testing.T) {
 	checkConcat(t, st, ti, adds)
 	checkConcat(t, st, ti, adds[3:4]) // one file of several row groups
 	checkConcat(t, st, ti, adds[7:8]) // only an empty file: nil
-	if !strings.Contains(adds[7].Path, "empty") {
-		t.Fatalf("adds[7] is %s", adds[7].Path)
-	}
 
 	// Different partition values: Read per file, concatenated.
 	other := *adds[0]
 	y := "y"
 	other.PartitionValues = map[string]*string{"p": &y}
 	checkConcat(t, st, ti, []*delta.Add{adds[0], &other, adds[2]})
+
+	// Lying stats do not make it allocate for them.
+	huge := *adds[0]
+	huge.Stats = `{"numRecords":99999999999999999999999}`
+	g, _ := newConcatReader(ti, as, []*delta.Add{&huge})
+	if g.hint > maxConcatHint {
+		t.Fatalf("hint %d", g.hint)
+	}
+	checkConcat(t, st, ti, []*delta.Add{&huge, adds[2]})
 
 	// A table with a column type the direct path does not decode.
 	s2 := mustSchema(t, append([]string{fld("sh", "short", true)}, concatFields...)...)
@@ -201,6 +220,29 @@ func TestReadConcat(t *testing.T) {
 		t.Fatal("short column takes the direct path")
 	}
 	checkConcat(t, st, ti2, adds)
+}
+
+func TestReadConcatColumnMapping(t *testing.T) {
+	mem := checkedAlloc(t)
+	st := newStore(t)
+	f := strings.Replace(fld("id", "long", true), `"metadata":{}`, `"metadata":{"delta.columnMapping.id":1,"delta.columnMapping.physicalName":"col-1"}`, 1)
+	s := mustSchema(t, f)
+	ti := TableInfo{Schema: s, Config: map[string]string{"delta.columnMapping.mode": "name"}, Allocator: mem}
+	as, _ := ArrowSchema(s)
+	if _, ok := newConcatReader(ti, as, []*delta.Add{{}}); ok {
+		t.Fatal("column mapping takes the direct path")
+	}
+	var adds []*delta.Add
+	for i := 0; i < 3; i++ {
+		rec := recFromJSON(t, mem, s, fmt.Sprintf(`[{"id":%d},{"id":null}]`, i))
+		a, err := Write(ctx, st, ti, rec, WriteOptions{})
+		rec.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, a...)
+	}
+	checkConcat(t, st, ti, adds)
 }
 
 func fileLeafOf(t *testing.T, st blob.Store, key, col string, as *arrow.Schema) (int, bool) {
