@@ -622,7 +622,10 @@ func (a *colAcc) offsets() []int32 {
 	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), len(b)/4)
 }
 
-func (a *colAcc) reserveData(g *concatReader, size int) error {
+// reserveData makes room for size more value bytes, for rows more rows:
+// at least enough for the rows the group is expected to hold at the
+// bytes per row seen so far, so the buffer rarely grows twice.
+func (a *colAcc) reserveData(g *concatReader, size, rows int) error {
 	need := int64(a.dataLen) + int64(size)
 	if need > int64(1<<31-1) {
 		return fmt.Errorf("column %q holds more than 2 GiB of values in one read", a.name)
@@ -631,7 +634,11 @@ func (a *colAcc) reserveData(g *concatReader, size int) error {
 		a.data = memory.NewResizableBuffer(g.mem)
 	}
 	if int(need) > a.data.Len() {
-		a.data.Resize(int(min(max(need, 2*int64(a.data.Len())), 1<<31-1)))
+		grow := max(need, 2*int64(a.data.Len()))
+		if done := int64(a.n + rows); done > 0 && int64(g.hint) > done {
+			grow = max(grow, min(need*int64(g.hint)/done*9/8, 256<<20))
+		}
+		a.data.Resize(int(min(grow, 1<<31-1)))
 	}
 	return nil
 }
@@ -661,7 +668,7 @@ func (a *colAcc) appendArray(g *concatReader, arr arrow.Array) {
 	case accBytes:
 		srcOffs := arrow.Int32Traits.CastFromBytes(d.Buffers()[1].Bytes())[off : off+n+1]
 		lo, hi := int(srcOffs[0]), int(srcOffs[n])
-		if err := a.reserveData(g, hi-lo); err != nil {
+		if err := a.reserveData(g, hi-lo, n); err != nil {
 			panic(err) // recovered by readFile's caller as an error
 		}
 		var srcData []byte
@@ -1053,7 +1060,7 @@ func placeDictFixed(a *colAcc, start, nv int, lv []uint32, dict []byte, idx []ui
 
 func (g *concatReader) placePlainBytes(a *colAcc, start, nv int, lv []uint32, src []byte, valid int) error {
 	// The value bytes are at most the page's bytes.
-	if err := a.reserveData(g, len(src)); err != nil {
+	if err := a.reserveData(g, len(src), nv); err != nil {
 		return err
 	}
 	offs := a.offsets()
@@ -1083,7 +1090,7 @@ func (g *concatReader) placeDictBytes(a *colAcc, start, nv int, lv []uint32, dic
 	for _, k := range idx {
 		size += int(dictOffs[k+1] - dictOffs[k])
 	}
-	if err := a.reserveData(g, size); err != nil {
+	if err := a.reserveData(g, size, nv); err != nil {
 		return err
 	}
 	offs := a.offsets()
