@@ -193,9 +193,10 @@ def fmt_runs(r):
 
 def row(name, silt, rs):
     ratio = rs["seconds"] / silt["seconds"] if silt["seconds"] else float("inf")
+    cpu = rs["cpu_seconds"] / silt["cpu_seconds"] if silt["cpu_seconds"] else float("inf")
     print(f"{name:<28} silt {silt['seconds']:8.2f} s  peak {silt['peak_rss_mb']:7.0f} MiB | "
           f"delta-rs {rs['seconds']:8.2f} s  peak {rs['peak_rss_mb']:7.0f} MiB | "
-          f"delta-rs/silt time {ratio:5.2f}x")
+          f"delta-rs/silt time {ratio:5.2f}x, CPU {cpu:5.2f}x")
     return ratio
 
 
