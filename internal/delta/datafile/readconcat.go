@@ -26,14 +26,15 @@ import (
 // schema is ArrowSchema(ti.Schema): the records Read returns for each file,
 // concatenated; nil when the files hold no rows. The caller owns the record.
 //
-// Compaction reads many small files: when every file has the same partition
-// values and the table's data columns are flat (integer, long, float,
-// double, boolean, string, binary, date, timestamp), the column chunks of
-// files whose Parquet columns hold those types as written (no INT96, no
-// deletion vector, no column mapping) are decoded straight into the output
-// buffers, sized once for the whole group: no per-file Arrow records, no
-// concatenation copy. Other files of the group go through Read and are
-// copied in. Otherwise ReadConcat is Read followed by a concatenation.
+// Compaction reads many small files: when every file has the same
+// partition values and the table's data columns are flat (byte, short,
+// integer, long, float, double, boolean, string, binary, date, timestamp),
+// the column chunks of files whose Parquet columns hold those types as
+// written (no INT96, no deletion vector, no column mapping) are decoded
+// straight into the output buffers, sized once for the whole group: no
+// per-file Arrow records, no concatenation copy. Other files of the group
+// go through Read and are copied in. Otherwise ReadConcat is Read followed
+// by a concatenation.
 func ReadConcat(ctx context.Context, store blob.Store, ti TableInfo, files []*delta.Add) (arrow.RecordBatch, error) {
 	if ti.Schema == nil {
 		return nil, fmt.Errorf("datafile: read: nil schema")
@@ -119,7 +120,8 @@ type colAcc struct {
 	name    string
 	dt      arrow.DataType
 	kind    accKind
-	width   int
+	width   int            // bytes per value in Arrow
+	phys    int            // bytes per value in Parquet (4 for short and byte)
 	n       int            // rows so far
 	nulls   int            // nulls so far
 	valid   *memory.Buffer // validity bitmap; nil while there are no nulls
@@ -148,6 +150,7 @@ type concatReader struct {
 	idx      []uint32
 	dict     []byte
 	dictOffs []int32
+	narrowed []byte
 }
 
 // newConcatReader returns a reader for the fast path, or false when ti or
@@ -177,6 +180,10 @@ func newConcatReader(ti TableInfo, outSchema *arrow.Schema, files []*delta.Add) 
 		}
 		a := &colAcc{name: f.Name, dt: outSchema.Field(i).Type}
 		switch a.dt.ID() {
+		case arrow.INT8:
+			a.kind, a.width = accFixed, 1
+		case arrow.INT16:
+			a.kind, a.width = accFixed, 2
 		case arrow.INT32, arrow.DATE32, arrow.FLOAT32:
 			a.kind, a.width = accFixed, 4
 		case arrow.INT64, arrow.FLOAT64, arrow.TIMESTAMP:
@@ -191,6 +198,7 @@ func newConcatReader(ti TableInfo, outSchema *arrow.Schema, files []*delta.Add) 
 		default:
 			return nil, false
 		}
+		a.phys = max(a.width, 4)
 		g.accs[i] = a
 	}
 	for _, f := range files {
@@ -449,6 +457,11 @@ func physicalMatches(col *schema.Column, dt arrow.DataType) bool {
 	switch col.PhysicalType() {
 	case parquet.Types.Int32:
 		switch dt.ID() {
+		case arrow.INT8, arrow.INT16:
+			// Only annotated narrow integers: a plain INT32 could hold
+			// values Read refuses to narrow.
+			t, ok := lt.(schema.IntLogicalType)
+			return ok && t.IsSigned() && int(t.BitWidth()) == 8*dt.(arrow.FixedWidthDataType).Bytes()
 		case arrow.INT32:
 			return isInt(32)
 		case arrow.DATE32:
@@ -842,10 +855,10 @@ func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n 
 			dictN = int(p.NumValues())
 			src := p.Data()
 			if a.kind == accFixed {
-				if len(src) < dictN*a.width || dictN < 0 {
+				if len(src) < dictN*a.phys || dictN < 0 {
 					return fmt.Errorf("dictionary page of %d values has %d bytes", dictN, len(src))
 				}
-				dict = append(g.dict[:0], src[:dictN*a.width]...)
+				dict = narrow(g.dict[:0], src[:dictN*a.phys], a.phys, a.width)
 			} else {
 				var err error
 				if dict, dictOffs, err = plainByteArrays(g.dict[:0], g.dictOffs[:0], src, dictN); err != nil {
@@ -912,10 +925,15 @@ func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n 
 		switch enc {
 		case parquet.Encodings.Plain:
 			if a.kind == accFixed {
-				if len(data) < valid*a.width {
+				if len(data) < valid*a.phys {
 					return fmt.Errorf("page of %d values has %d value bytes", valid, len(data))
 				}
-				placeFixed(a, start, nv, lv, data[:valid*a.width])
+				vals := data[:valid*a.phys]
+				if a.phys != a.width {
+					g.narrowed = narrow(g.narrowed[:0], vals, a.phys, a.width)
+					vals = g.narrowed
+				}
+				placeFixed(a, start, nv, lv, vals)
 			} else if err := g.placePlainBytes(a, start, nv, lv, data, valid); err != nil {
 				return err
 			}
@@ -1015,6 +1033,19 @@ func placeFixed(a *colAcc, start, nv int, lv []uint32, vals []byte) {
 	}
 }
 
+// narrow appends the little-endian values of src (from bytes each) to
+// dst with to bytes each (the low ones: short and byte columns are stored
+// as INT32).
+func narrow(dst, src []byte, from, to int) []byte {
+	if from == to {
+		return append(dst, src...)
+	}
+	for i := 0; i+from <= len(src); i += from {
+		dst = append(dst, src[i:i+to]...)
+	}
+	return dst
+}
+
 func placeDictFixed(a *colAcc, start, nv int, lv []uint32, dict []byte, idx []uint32) {
 	w := a.width
 	dst := a.values.Bytes()[start*w : (start+nv)*w]
@@ -1053,6 +1084,17 @@ func placeDictFixed(a *colAcc, start, nv int, lv []uint32, dict []byte, idx []ui
 				j++
 			} else {
 				d32[i] = 0
+			}
+		}
+	default:
+		j := 0
+		for i := 0; i < nv; i++ {
+			if lv == nil || lv[i] == 1 {
+				k := int(idx[j])
+				copy(dst[i*w:(i+1)*w], dict[k*w:(k+1)*w])
+				j++
+			} else {
+				clear(dst[i*w : (i+1)*w])
 			}
 		}
 	}

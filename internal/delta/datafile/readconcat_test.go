@@ -69,7 +69,8 @@ func checkConcat(t *testing.T, st blob.Store, ti TableInfo, adds []*delta.Add) {
 var concatFields = []string{
 	fld("s", "string", true), fld("l", "long", false), fld("i", "integer", true), fld("f", "float", true),
 	fld("d", "double", true), fld("bo", "boolean", true), fld("bi", "binary", true), fld("dt", "date", true),
-	fld("ts", "timestamp", true), fld("tn", "timestamp_ntz", true), fld("p", "string", true),
+	fld("ts", "timestamp", true), fld("tn", "timestamp_ntz", true), fld("sh", "short", true), fld("by", "byte", true),
+	fld("p", "string", true),
 }
 
 // concatRows returns n rows from id base (nulls every 3rd row in nullable
@@ -83,11 +84,11 @@ func concatRows(base, n int, nulls bool) string {
 			b.WriteString(",")
 		}
 		if nulls && id%3 == 0 {
-			fmt.Fprintf(&b, `{"s":null,"l":%d,"i":null,"f":null,"d":null,"bo":null,"bi":null,"dt":null,"ts":null,"tn":null,"p":"x"}`, id)
+			fmt.Fprintf(&b, `{"s":null,"l":%d,"i":null,"f":null,"d":null,"bo":null,"bi":null,"dt":null,"ts":null,"tn":null,"sh":null,"by":null,"p":"x"}`, id)
 			continue
 		}
-		fmt.Fprintf(&b, `{"s":"v%d","l":%d,"i":%d,"f":%d.5,"d":%d.25,"bo":%t,"bi":"AQI=","dt":"2021-09-%02d","ts":"2021-09-08T11:11:%02d.123456Z","tn":"2021-09-08T11:11:%02d.5","p":"x"}`,
-			id%7, id, -id, id, id, id%2 == 0, 1+id%28, id%60, id%60)
+		fmt.Fprintf(&b, `{"s":"v%d","l":%d,"i":%d,"f":%d.5,"d":%d.25,"bo":%t,"bi":"AQI=","dt":"2021-09-%02d","ts":"2021-09-08T11:11:%02d.123456Z","tn":"2021-09-08T11:11:%02d.5","sh":%d,"by":%d,"p":"x"}`,
+			id%7, id, -id, id, id, id%2 == 0, 1+id%28, id%60, id%60, int16(id*7), int8(id))
 	}
 	b.WriteString("]")
 	return b.String()
@@ -171,8 +172,10 @@ func TestReadConcat(t *testing.T) {
 	if _, ok := fileLeafOf(t, st, "tbl/millis.parquet", "ts", as); ok {
 		t.Fatal("millisecond timestamps would be read as microseconds")
 	}
-	if _, ok := fileLeafOf(t, st, "tbl/groups.parquet", "ts", as); !ok {
-		t.Fatal("microsecond timestamps do not take the direct path")
+	for _, c := range []string{"ts", "sh", "by", "s", "bi", "dt"} {
+		if _, ok := fileLeafOf(t, st, "tbl/groups.parquet", c, as); !ok {
+			t.Fatalf("column %s does not take the direct path", c)
+		}
 	}
 
 	// Delta encoding (not decoded directly) in the second column: the
@@ -213,11 +216,11 @@ func TestReadConcat(t *testing.T) {
 	checkConcat(t, st, ti, []*delta.Add{&huge, adds[2]})
 
 	// A table with a column type the direct path does not decode.
-	s2 := mustSchema(t, append([]string{fld("sh", "short", true)}, concatFields...)...)
+	s2 := mustSchema(t, append([]string{fld("dec", "decimal(10,2)", true)}, concatFields...)...)
 	ti2 := TableInfo{Root: "tbl", Schema: s2, PartitionColumns: []string{"p"}, Allocator: mem}
 	as2, _ := ArrowSchema(s2)
 	if _, ok := newConcatReader(ti2, as2, adds); ok {
-		t.Fatal("short column takes the direct path")
+		t.Fatal("decimal column takes the direct path")
 	}
 	checkConcat(t, st, ti2, adds)
 }
