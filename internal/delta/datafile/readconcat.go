@@ -28,9 +28,11 @@ import (
 //
 // Compaction reads many small files: when every file has the same
 // partition values and the table's data columns are flat (byte, short,
-// integer, long, float, double, boolean, string, binary, date, timestamp),
-// the column chunks of files whose Parquet columns hold those types as
-// written (no INT96, no deletion vector, no column mapping) are decoded
+// integer, long, float, double, boolean, string, binary, date, timestamp,
+// decimal), the column chunks of files whose Parquet columns hold those
+// types as written (no INT96, no millisecond timestamps, decimals of the
+// same precision and scale; no deletion vector, no column mapping) are
+// decoded
 // straight into the output buffers, sized once for the whole group: no
 // per-file Arrow records, no concatenation copy. Other files of the group
 // go through Read and are copied in. Otherwise ReadConcat is Read followed
@@ -121,7 +123,7 @@ type colAcc struct {
 	dt      arrow.DataType
 	kind    accKind
 	width   int            // bytes per value in Arrow
-	phys    int            // bytes per value in Parquet (4 for short and byte)
+	phys    int            // bytes per value in Parquet (4 for short and byte; decimals: per file)
 	n       int            // rows so far
 	nulls   int            // nulls so far
 	valid   *memory.Buffer // validity bitmap; nil while there are no nulls
@@ -186,6 +188,8 @@ func newConcatReader(ti TableInfo, outSchema *arrow.Schema, files []*delta.Add) 
 			a.kind, a.width = accFixed, 2
 		case arrow.INT32, arrow.DATE32, arrow.FLOAT32:
 			a.kind, a.width = accFixed, 4
+		case arrow.DECIMAL128:
+			a.kind, a.width = accFixed, 16
 		case arrow.INT64, arrow.FLOAT64, arrow.TIMESTAMP:
 			if ts, ok := a.dt.(*arrow.TimestampType); ok && ts.Unit != arrow.Microsecond {
 				return nil, false
@@ -300,11 +304,15 @@ func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delt
 	defer pf.Close()
 	sch := pf.MetaData().Schema
 	leaves := make([]int, len(g.accs)) // file column per output column; -1 missing
+	forms := make([]physForm, len(g.accs))
 	for i, a := range g.accs {
 		if a == nil {
 			continue
 		}
 		leaf, ok := fileLeaf(sch, a)
+		if ok && leaf >= 0 {
+			forms[i] = physFormOf(sch.Column(leaf), a)
+		}
 		if !ok {
 			// A column in another physical form (INT96, millisecond
 			// timestamps, narrower integers, nested...): Read converts it.
@@ -346,7 +354,7 @@ func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delt
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 			}
-			err = g.readPages(a, pr, maxDef, n)
+			err = g.readPages(a, pr, forms[i], maxDef, n)
 			pr.Close()
 			if errors.Is(err, errPageEncoding) {
 				pf.Close()
@@ -454,6 +462,21 @@ func physicalMatches(col *schema.Column, dt arrow.DataType) bool {
 		return false
 	}
 	none := func() bool { _, ok := lt.(schema.NoLogicalType); return ok }
+	if dt.ID() == arrow.DECIMAL128 {
+		// The same precision and scale only (Read rescales others).
+		t, ok := lt.(schema.DecimalLogicalType)
+		d := dt.(*arrow.Decimal128Type)
+		if !ok || t.Precision() != d.Precision || t.Scale() != d.Scale {
+			return false
+		}
+		switch col.PhysicalType() {
+		case parquet.Types.Int32, parquet.Types.Int64:
+			return true
+		case parquet.Types.FixedLenByteArray:
+			return col.TypeLength() >= 1 && col.TypeLength() <= 16
+		}
+		return false
+	}
 	switch col.PhysicalType() {
 	case parquet.Types.Int32:
 		switch dt.ID() {
@@ -826,7 +849,7 @@ var errPageEncoding = errors.New("page encoding not decoded directly")
 // pages v1 and v2. The values go straight to a's buffers, without the
 // per-page decoders, dictionary conversions and level buffers of
 // file.ColumnChunkReader. Other encodings return errPageEncoding.
-func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n int) error {
+func (g *concatReader) readPages(a *colAcc, pr file.PageReader, form physForm, maxDef int16, n int) error {
 	a.reserve(g, n)
 	if maxDef > 1 {
 		return errPageEncoding
@@ -855,10 +878,10 @@ func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n 
 			dictN = int(p.NumValues())
 			src := p.Data()
 			if a.kind == accFixed {
-				if len(src) < dictN*a.phys || dictN < 0 {
+				if len(src) < dictN*form.width || dictN < 0 {
 					return fmt.Errorf("dictionary page of %d values has %d bytes", dictN, len(src))
 				}
-				dict = narrow(g.dict[:0], src[:dictN*a.phys], a.phys, a.width)
+				dict = form.convert(g.dict[:0], src[:dictN*form.width], a.width)
 			} else {
 				var err error
 				if dict, dictOffs, err = plainByteArrays(g.dict[:0], g.dictOffs[:0], src, dictN); err != nil {
@@ -925,12 +948,12 @@ func (g *concatReader) readPages(a *colAcc, pr file.PageReader, maxDef int16, n 
 		switch enc {
 		case parquet.Encodings.Plain:
 			if a.kind == accFixed {
-				if len(data) < valid*a.phys {
+				if len(data) < valid*form.width {
 					return fmt.Errorf("page of %d values has %d value bytes", valid, len(data))
 				}
-				vals := data[:valid*a.phys]
-				if a.phys != a.width {
-					g.narrowed = narrow(g.narrowed[:0], vals, a.phys, a.width)
+				vals := data[:valid*form.width]
+				if form.width != a.width || form.bigEndian {
+					g.narrowed = form.convert(g.narrowed[:0], vals, a.width)
 					vals = g.narrowed
 				}
 				placeFixed(a, start, nv, lv, vals)
@@ -1033,15 +1056,61 @@ func placeFixed(a *colAcc, start, nv int, lv []uint32, vals []byte) {
 	}
 }
 
-// narrow appends the little-endian values of src (from bytes each) to
-// dst with to bytes each (the low ones: short and byte columns are stored
-// as INT32).
-func narrow(dst, src []byte, from, to int) []byte {
-	if from == to {
+// physForm is how a column's values are stored in one file: width bytes
+// each, little-endian, or big-endian (decimals as FIXED_LEN_BYTE_ARRAY).
+type physForm struct {
+	width     int
+	bigEndian bool
+}
+
+func physFormOf(col *schema.Column, a *colAcc) physForm {
+	switch col.PhysicalType() {
+	case parquet.Types.Int32:
+		return physForm{width: 4}
+	case parquet.Types.Int64:
+		return physForm{width: 8}
+	case parquet.Types.FixedLenByteArray:
+		return physForm{width: col.TypeLength(), bigEndian: true}
+	}
+	return physForm{width: a.phys}
+}
+
+// convert appends the two's complement values of src to dst as
+// little-endian values of to bytes each: the low bytes (short and byte
+// columns are stored as INT32) or sign-extended (decimals stored as INT32,
+// INT64 or big-endian FIXED_LEN_BYTE_ARRAY, read as 16-byte decimal128).
+func (f physForm) convert(dst, src []byte, to int) []byte {
+	from := f.width
+	if from == to && !f.bigEndian {
 		return append(dst, src...)
 	}
 	for i := 0; i+from <= len(src); i += from {
-		dst = append(dst, src[i:i+to]...)
+		v := src[i : i+from]
+		switch {
+		case f.bigEndian:
+			var sign byte
+			if from > 0 && v[0]&0x80 != 0 {
+				sign = 0xff
+			}
+			for k := 0; k < to; k++ {
+				if k < from {
+					dst = append(dst, v[from-1-k])
+				} else {
+					dst = append(dst, sign)
+				}
+			}
+		case from >= to:
+			dst = append(dst, v[:to]...)
+		default:
+			dst = append(dst, v...)
+			sign := byte(0)
+			if v[from-1]&0x80 != 0 {
+				sign = 0xff
+			}
+			for k := from; k < to; k++ {
+				dst = append(dst, sign)
+			}
+		}
 	}
 	return dst
 }

@@ -70,6 +70,7 @@ var concatFields = []string{
 	fld("s", "string", true), fld("l", "long", false), fld("i", "integer", true), fld("f", "float", true),
 	fld("d", "double", true), fld("bo", "boolean", true), fld("bi", "binary", true), fld("dt", "date", true),
 	fld("ts", "timestamp", true), fld("tn", "timestamp_ntz", true), fld("sh", "short", true), fld("by", "byte", true),
+	fld("d9", "decimal(9,2)", true), fld("d18", "decimal(18,3)", true), fld("d38", "decimal(38,6)", true),
 	fld("p", "string", true),
 }
 
@@ -84,11 +85,12 @@ func concatRows(base, n int, nulls bool) string {
 			b.WriteString(",")
 		}
 		if nulls && id%3 == 0 {
-			fmt.Fprintf(&b, `{"s":null,"l":%d,"i":null,"f":null,"d":null,"bo":null,"bi":null,"dt":null,"ts":null,"tn":null,"sh":null,"by":null,"p":"x"}`, id)
+			fmt.Fprintf(&b, `{"s":null,"l":%d,"i":null,"f":null,"d":null,"bo":null,"bi":null,"dt":null,"ts":null,"tn":null,"sh":null,"by":null,"d9":null,"d18":null,"d38":null,"p":"x"}`, id)
 			continue
 		}
-		fmt.Fprintf(&b, `{"s":"v%d","l":%d,"i":%d,"f":%d.5,"d":%d.25,"bo":%t,"bi":"AQI=","dt":"2021-09-%02d","ts":"2021-09-08T11:11:%02d.123456Z","tn":"2021-09-08T11:11:%02d.5","sh":%d,"by":%d,"p":"x"}`,
-			id%7, id, -id, id, id, id%2 == 0, 1+id%28, id%60, id%60, int16(id*7), int8(id))
+		fmt.Fprintf(&b, `{"s":"v%d","l":%d,"i":%d,"f":%d.5,"d":%d.25,"bo":%t,"bi":"AQI=","dt":"2021-09-%02d","ts":"2021-09-08T11:11:%02d.123456Z","tn":"2021-09-08T11:11:%02d.5","sh":%d,"by":%d,"d9":"%d.%02d","d18":"-%d.%03d","d38":"%d%d.%06d","p":"x"}`,
+			id%7, id, -id, id, id, id%2 == 0, 1+id%28, id%60, id%60, int16(id*7), int8(id),
+			id%1000000-500000, id%100, id*1000003, id%1000, id%97, id*1000000007, id%1000000)
 	}
 	b.WriteString("]")
 	return b.String()
@@ -167,12 +169,19 @@ func TestReadConcat(t *testing.T) {
 	if _, ok := fileLeafOf(t, st, "tbl/binary.parquet", "s", as); ok {
 		t.Fatal("an unannotated BYTE_ARRAY column is decoded as a string column")
 	}
+	// Decimals stored as INT32/INT64 (precision <= 18), as other writers do.
+	raw("decint.parquet", dataFields("", nil, true, arrow.Microsecond), concatRows(9050, 40, true), parquet.WithStoreDecimalAsInteger(true))
+	for _, c := range []string{"d9", "d18"} {
+		if _, ok := fileLeafOf(t, st, "tbl/decint.parquet", c, as); !ok {
+			t.Fatalf("integer-stored decimal %s does not take the direct path", c)
+		}
+	}
 	raw("v2.parquet", dataFields("", nil, true, arrow.Microsecond), concatRows(9300, 2000, true),
 		parquet.WithDataPageVersion(parquet.DataPageV2), parquet.WithDataPageSize(4096), parquet.WithDictionaryPageSizeLimit(64))
 	if _, ok := fileLeafOf(t, st, "tbl/millis.parquet", "ts", as); ok {
 		t.Fatal("millisecond timestamps would be read as microseconds")
 	}
-	for _, c := range []string{"ts", "sh", "by", "s", "bi", "dt"} {
+	for _, c := range []string{"ts", "sh", "by", "s", "bi", "dt", "d9", "d18", "d38"} {
 		if _, ok := fileLeafOf(t, st, "tbl/groups.parquet", c, as); !ok {
 			t.Fatalf("column %s does not take the direct path", c)
 		}
@@ -216,11 +225,11 @@ func TestReadConcat(t *testing.T) {
 	checkConcat(t, st, ti, []*delta.Add{&huge, adds[2]})
 
 	// A table with a column type the direct path does not decode.
-	s2 := mustSchema(t, append([]string{fld("dec", "decimal(10,2)", true)}, concatFields...)...)
+	s2 := mustSchema(t, append([]string{fld("arr", `{"type":"array","elementType":"long","containsNull":true}`, true)}, concatFields...)...)
 	ti2 := TableInfo{Root: "tbl", Schema: s2, PartitionColumns: []string{"p"}, Allocator: mem}
 	as2, _ := ArrowSchema(s2)
 	if _, ok := newConcatReader(ti2, as2, adds); ok {
-		t.Fatal("decimal column takes the direct path")
+		t.Fatal("array column takes the direct path")
 	}
 	checkConcat(t, st, ti2, adds)
 }
