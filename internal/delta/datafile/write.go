@@ -10,7 +10,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
@@ -627,70 +626,32 @@ func mostlyDistinct(a arrow.Array) bool {
 	if n-a.NullN() < distinctMin {
 		return false
 	}
-	count := func(seen int, add func(i int) bool) bool {
-		valid := 0
-		for i := 0; i < n; i++ {
-			if a.IsNull(i) {
-				continue
-			}
-			valid++
-			if add(i) {
-				seen++
-			}
-		}
-		return valid >= distinctMin && seen*2 > valid
-	}
 	switch x := a.(type) {
 	case *array.Int64:
-		m := make(map[int64]struct{}, n)
-		return count(0, func(i int) bool {
-			v := x.Value(i)
-			if _, ok := m[v]; ok {
-				return false
-			}
-			m[v] = struct{}{}
-			return true
-		})
+		return distinctHalf(a, n, x.Value)
 	case *array.Int32:
-		m := make(map[int32]struct{}, n)
-		return count(0, func(i int) bool {
-			v := x.Value(i)
-			if _, ok := m[v]; ok {
-				return false
-			}
-			m[v] = struct{}{}
-			return true
-		})
+		return distinctHalf(a, n, x.Value)
 	case *array.String:
-		m := make(map[string]struct{}, n)
-		return count(0, func(i int) bool {
-			v := x.Value(i)
-			if _, ok := m[v]; ok {
-				return false
-			}
-			m[v] = struct{}{}
-			return true
-		})
+		return distinctHalf(a, n, x.Value)
 	case *array.Decimal128:
-		m := make(map[decimal128.Num]struct{}, n)
-		return count(0, func(i int) bool {
-			v := x.Value(i)
-			if _, ok := m[v]; ok {
-				return false
-			}
-			m[v] = struct{}{}
-			return true
-		})
+		return distinctHalf(a, n, x.Value)
 	case *array.Binary:
-		m := make(map[string]struct{}, n)
-		return count(0, func(i int) bool {
-			v := x.Value(i)
-			if _, ok := m[string(v)]; ok {
-				return false
-			}
-			m[string(v)] = struct{}{}
-			return true
-		})
+		return distinctHalf(a, n, func(i int) string { return string(x.Value(i)) })
 	}
 	return false
+}
+
+// distinctHalf reports whether more than half of the non-null values among
+// a's first n (at least distinctMin of them) are distinct.
+func distinctHalf[T comparable](a arrow.Array, n int, value func(int) T) bool {
+	seen := make(map[T]struct{}, n)
+	valid := 0
+	for i := 0; i < n; i++ {
+		if a.IsNull(i) {
+			continue
+		}
+		valid++
+		seen[value(i)] = struct{}{}
+	}
+	return valid >= distinctMin && len(seen)*2 > valid
 }
