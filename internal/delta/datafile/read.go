@@ -167,23 +167,11 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 	}
 	mem := ti.mem()
 
-	var src parquet.ReaderAtSeeker
-	if add.Size > 0 && add.Size <= wholeReadBytes {
-		// One GET instead of a footer read and a ranged read per column
-		// chunk (each a round trip on an object store).
-		data, err := store.Get(ctx, key)
-		if err != nil {
-			return err
-		}
-		src = bytes.NewReader(data)
-	} else {
-		r, err := store.Open(ctx, key)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		src = io.NewSectionReader(r, 0, r.Size())
+	src, closeSrc, err := openSource(ctx, store, key, add.Size)
+	if err != nil {
+		return err
 	}
+	defer closeSrc()
 	pf, err := file.NewParquetReader(src, file.WithReadProps(parquet.NewReaderProperties(mem)))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
@@ -475,4 +463,23 @@ func constantArray(mem memory.Allocator, dt arrow.DataType, v any, n int) (arrow
 // Info is the TableInfo of table t as of snapshot s.
 func Info(t *delta.Table, s *delta.Snapshot) TableInfo {
 	return TableInfo{Root: t.Root(), Schema: s.Schema(), PartitionColumns: s.PartitionColumns(), Config: s.Config()}
+}
+
+// openSource opens a data file of size bytes (add.size, 0 if unknown) for
+// Parquet reading: files up to wholeReadBytes with one GET instead of a
+// footer read and a ranged read per column chunk (each a round trip on an
+// object store), larger ones as ranged reads. closeSrc releases it.
+func openSource(ctx context.Context, store blob.Store, key string, size int64) (src parquet.ReaderAtSeeker, closeSrc func(), err error) {
+	if size > 0 && size <= wholeReadBytes {
+		data, err := store.Get(ctx, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return bytes.NewReader(data), func() {}, nil
+	}
+	r, err := store.Open(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return io.NewSectionReader(r, 0, r.Size()), func() { r.Close() }, nil
 }

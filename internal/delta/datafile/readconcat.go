@@ -1,12 +1,10 @@
 package datafile
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"unsafe"
 
@@ -282,21 +280,11 @@ func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delt
 			err = fmt.Errorf("datafile: read %s: %w", key, err)
 		}
 	}()
-	var src parquet.ReaderAtSeeker
-	if add.Size > 0 && add.Size <= wholeReadBytes {
-		data, err := store.Get(ctx, key)
-		if err != nil {
-			return err
-		}
-		src = bytes.NewReader(data)
-	} else {
-		r, err := store.Open(ctx, key)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		src = io.NewSectionReader(r, 0, r.Size())
+	src, closeSrc, err := openSource(ctx, store, key, add.Size)
+	if err != nil {
+		return err
 	}
+	defer closeSrc()
 	pf, err := file.NewParquetReader(src, file.WithReadProps(parquet.NewReaderProperties(&g.pages)))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
