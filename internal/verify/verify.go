@@ -82,6 +82,18 @@ func Table(ctx context.Context, conn *pgx.Conn, store blob.Store, id change.Tabl
 }
 
 func sourceRows(ctx context.Context, conn *pgx.Conn, id change.TableID) ([]string, []string, error) {
+	rec, cols, err := SourceRecord(ctx, conn, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rec.Release()
+	return render([]arrow.RecordBatch{rec}, cols), cols, nil
+}
+
+// SourceRecord reads a source table into one Arrow record whose columns
+// are Bronze's: PostgreSQL text parsed by Bronze's type rule, names
+// normalised (bronze.FieldName, returned as cols). The caller releases it.
+func SourceRecord(ctx context.Context, conn *pgx.Conn, id change.TableID) (rec arrow.RecordBatch, cols []string, err error) {
 	q := "SELECT * FROM " + pgx.Identifier{id.Schema, id.Name}.Sanitize()
 	rows, err := conn.Query(ctx, q, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
@@ -89,9 +101,8 @@ func sourceRows(ctx context.Context, conn *pgx.Conn, id change.TableID) ([]strin
 	}
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
-	cols := make([]string, len(fds))
+	cols = make([]string, len(fds))
 	types := make([]delta.DataType, len(fds))
-	fields := make([]arrow.Field, len(fds))
 	st := &delta.StructType{}
 	for i, fd := range fds {
 		cols[i] = bronze.FieldName(fd.Name)
@@ -102,7 +113,6 @@ func sourceRows(ctx context.Context, conn *pgx.Conn, id change.TableID) ([]strin
 	if err != nil {
 		return nil, nil, err
 	}
-	copy(fields, as.Fields())
 	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
 	defer b.Release()
 	for rows.Next() {
@@ -119,9 +129,7 @@ func sourceRows(ctx context.Context, conn *pgx.Conn, id change.TableID) ([]strin
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("verify: query %s: %w", id, err)
 	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-	return render([]arrow.RecordBatch{rec}, cols), cols, nil
+	return b.NewRecordBatch(), cols, nil
 }
 
 func silverRows(ctx context.Context, store blob.Store, id change.TableID, cols []string) ([]string, error) {

@@ -39,15 +39,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
-	"github.com/silt-dev/silt/internal/delta"
-	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/delta/interop"
 	"github.com/silt-dev/silt/internal/pgcluster"
 	"github.com/silt-dev/silt/internal/pipeline"
@@ -429,42 +424,12 @@ func dumpTable(ctx context.Context, out, name string) (Table, error) {
 // by Bronze's rule) and writes its normalised rows.
 func dumpSource(ctx context.Context, conn *pgx.Conn, out string, id change.TableID) (Source, error) {
 	var src Source
-	rows, err := conn.Query(ctx, "SELECT * FROM "+pgx.Identifier{id.Schema, id.Name}.Sanitize(), pgx.QueryExecModeSimpleProtocol)
+	rec, cols, err := verify.SourceRecord(ctx, conn, id)
 	if err != nil {
 		return src, err
 	}
-	defer rows.Close()
-	fds := rows.FieldDescriptions()
-	types := make([]delta.DataType, len(fds))
-	st := &delta.StructType{}
-	for i, fd := range fds {
-		name := bronze.FieldName(fd.Name)
-		src.Columns = append(src.Columns, name)
-		types[i] = bronze.DeltaType(change.Column{Name: fd.Name, TypeOID: fd.DataTypeOID, TypeMod: fd.TypeModifier})
-		st.Fields = append(st.Fields, &delta.StructField{Name: name, Type: types[i], Nullable: true})
-	}
-	as, err := datafile.ArrowSchema(st)
-	if err != nil {
-		return src, err
-	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
-	defer b.Release()
-	for rows.Next() {
-		for i, raw := range rows.RawValues() {
-			if raw == nil {
-				b.Field(i).AppendNull()
-				continue
-			}
-			if err := bronze.AppendText(b.Field(i), types[i], raw); err != nil {
-				return src, fmt.Errorf("%s column %s: %w", id, src.Columns[i], err)
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return src, err
-	}
-	rec := b.NewRecordBatch()
 	defer rec.Release()
+	src.Columns = cols
 	norm, err := interop.RecordRows(rec)
 	if err != nil {
 		return src, err
