@@ -3,11 +3,35 @@ package delta
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// cleanedCutoffs remembers, per table (cacheKey) in this process, the
+// cutoff of the last log cleanup that finished. Cleanup runs after every
+// checkpoint (every 10th commit by default), but its cutoff is midnight
+// UTC, so the set of expired files changes at most once a day: commits are
+// never added in the past and checkpoints are written at new versions, so
+// a second run with the same cutoff deletes nothing. Skipping it saves a
+// listing of the whole _delta_log (millions of keys for a Silver table
+// that commits every second and keeps 30 days) on all but one checkpoint a
+// day.
+var cleanedCutoffs sync.Map // cacheKey -> time.Time
+
+// cleanupRuns counts cleanup runs that listed the log (tests).
+var cleanupRuns atomic.Int64
+
+func (t *Table) cleanupKey() (cacheKey, bool) {
+	if t.store == nil || reflect.TypeOf(t.store).Kind() != reflect.Pointer {
+		return cacheKey{}, false
+	}
+	return cacheKey{store: t.store, root: t.root}, true
+}
 
 // CleanupExpiredLogs deletes log files older than delta.logRetentionDuration
 // (default 30 days), the metadata cleanup of PROTOCOL.md: the cutoff is
@@ -22,6 +46,24 @@ func (t *Table) CleanupExpiredLogs(ctx context.Context, snap *Snapshot) error {
 		return err
 	}
 	cutoff := t.now().Add(-retention).UTC().Truncate(24 * time.Hour)
+	key, memo := t.cleanupKey()
+	if memo {
+		if last, ok := cleanedCutoffs.Load(key); ok && !cutoff.After(last.(time.Time)) {
+			return nil
+		}
+	}
+	if err := t.cleanupBefore(ctx, snap, cutoff); err != nil {
+		return err
+	}
+	if memo {
+		cleanedCutoffs.Store(key, cutoff)
+	}
+	return nil
+}
+
+// cleanupBefore is one cleanup run with the given cutoff.
+func (t *Table) cleanupBefore(ctx context.Context, snap *Snapshot, cutoff time.Time) error {
+	cleanupRuns.Add(1)
 	l, err := t.list(ctx)
 	if err != nil {
 		return err

@@ -480,7 +480,15 @@ type CommitInfoEntry struct {
 // History returns up to limit commits (limit <= 0: all retained), newest
 // first.
 func (t *Table) History(ctx context.Context, limit int) ([]CommitInfoEntry, error) {
-	l, err := t.list(ctx)
+	// With a limit, list only the newest commits (a table that commits
+	// every second has millions of log files over its retention).
+	from := int64(0)
+	if limit > 0 {
+		if snap, err := t.Snapshot(ctx); err == nil {
+			from = max(0, snap.Version-int64(limit)+1)
+		}
+	}
+	l, err := t.listFrom(ctx, from)
 	if err != nil {
 		return nil, err
 	}

@@ -919,3 +919,38 @@ func TestPaths(t *testing.T) {
 		t.Errorf("round trip = %q", p)
 	}
 }
+
+// TestCleanupOncePerCutoff: log cleanup lists the whole log only when its
+// cutoff (midnight UTC of now minus the retention) has moved since the last
+// run for the table, not at every checkpoint.
+func TestCleanupOncePerCutoff(t *testing.T) {
+	ctx := context.Background()
+	st, _ := local.New(t.TempDir())
+	st.NoSync = true
+	tab := NewTable(st, "")
+	clock := time.Date(2024, 3, 1, 1, 0, 0, 0, time.UTC)
+	tab.SetClock(func() time.Time { return clock })
+	snap := mustCreate(t, tab, nil, map[string]string{"delta.checkpointInterval": "1"})
+	before := cleanupRuns.Load()
+	for i := 1; i <= 4; i++ {
+		commitAdds(t, tab, snap, addFile(fmt.Sprintf("a%d", i), nil))
+		snap, _ = tab.Snapshot(ctx)
+	}
+	if n := cleanupRuns.Load() - before; n != 1 {
+		t.Errorf("4 checkpoints on one day: %d cleanup runs, want 1", n)
+	}
+	// A table opened again (another Table value, same store and root)
+	// shares what was cleaned.
+	tab2 := NewTable(st, "")
+	tab2.SetClock(func() time.Time { return clock })
+	commitAdds(t, tab2, snap, addFile("b", nil))
+	if n := cleanupRuns.Load() - before; n != 1 {
+		t.Errorf("after a commit through a new Table value: %d cleanup runs, want 1", n)
+	}
+	clock = clock.Add(24 * time.Hour)
+	snap, _ = tab.Snapshot(ctx)
+	commitAdds(t, tab, snap, addFile("c", nil))
+	if n := cleanupRuns.Load() - before; n != 2 {
+		t.Errorf("next day: %d cleanup runs, want 2", n)
+	}
+}
