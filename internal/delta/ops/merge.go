@@ -395,7 +395,7 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 		pending     []arrow.RecordBatch // records before the first drop
 		pendingRows int64
 		dropped     bool // a row of the file goes
-		w           *datafile.Writer
+		w           *asyncWriter
 		keys        = make([]arrow.Array, len(keyCols))
 		buf         []byte
 		cur         []Cell
@@ -415,7 +415,7 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 		copied += r.NumRows()
 		return w.Write(r)
 	}
-	err = datafile.Scan(ctx, t.Store(), ti, []*delta.Add{f}, func(r arrow.RecordBatch) error {
+	err = scanAhead(ctx, t.Store(), ti, f, pipelineDepth, func(r arrow.RecordBatch) error {
 		drops = drops[:0]
 		for j, c := range keyCols {
 			keys[j] = r.Column(c)
@@ -465,12 +465,12 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 			// if no row goes after all.
 		}
 		if w == nil {
-			var err error
-			w, err = datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
+			dw, err := datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
 				TargetFileSize: m.spec.TargetFileSize, DataChange: true, Now: m.spec.Now, Allocator: ti.Allocator})
 			if err != nil {
 				return err
 			}
+			w = newAsyncWriter(dw, pipelineDepth)
 			for i, p := range pending {
 				if err := write(p); err != nil {
 					return err

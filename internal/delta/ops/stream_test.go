@@ -1,11 +1,15 @@
 package ops_test
 
 import (
+	"errors"
 	"sort"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/silt-dev/silt/internal/blob/faulty"
 
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
@@ -104,4 +108,51 @@ func (e *env) rowsIn(s *delta.Snapshot, files []*delta.Add) []row {
 		e.t.Fatal(err)
 	}
 	return out
+}
+
+// TestMergePipelineFailuresFreeEverything: a merge whose data-file write
+// fails midway (the writer runs on its own goroutine) or whose read fails
+// returns the store's error, commits nothing, and frees every Arrow
+// buffer it allocated, including the records decoded ahead.
+func TestMergePipelineFailuresFreeEverything(t *testing.T) {
+	e := newEnv(t, false)
+	const n = 300_000
+	e.seed(n, n) // one file of several read records
+	for _, tc := range []struct {
+		name string
+		rule faulty.StoreRule
+	}{
+		{"write", faulty.StoreRule{Op: faulty.OpPutIfAbsent, KeyContains: ".parquet", Times: 1, Err: faulty.ErrInjected}},
+		{"read", faulty.StoreRule{Op: faulty.OpGet, KeyContains: ".parquet", Times: 1, Err: faulty.ErrInjected}}, // a small file: one Get
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := faulty.NewStore(e.store)
+			fs.Add(tc.rule)
+			tbl := delta.NewTable(fs, "tbl")
+			snap, err := tbl.Snapshot(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+			ur := e.record([]row{{ID: 7, V: "new", LSN: 2}, {ID: n + 1, V: "ins", LSN: 2}})
+			defer ur.Release()
+			ch, err := ops.NewChanges(testSchema, []string{"id"}, nil, ur, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ch.Release()
+			// Small output files: the writer stores files while the
+			// merge is still reading, so the failure hits mid-stream.
+			_, err = ops.Merge(e.ctx, tbl, ops.MergeSpec{Keys: []string{"id"}, Changed: ch.Keys(), Decider: ch,
+				Snapshot: snap, TargetFileSize: 256 << 10, Allocator: mem})
+			if !errors.Is(err, faulty.ErrInjected) {
+				t.Fatalf("merge: %v, want the injected fault", err)
+			}
+			mem.AssertSize(t, 0)
+			if v := e.snapshot().Version; v != snap.Version {
+				t.Fatalf("version %d after a failed merge, want %d", v, snap.Version)
+			}
+		})
+	}
+	check(t, e.rowsAt(-1), want(n))
 }
