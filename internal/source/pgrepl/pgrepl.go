@@ -153,7 +153,8 @@ type Config struct {
 	MaxTxnBytes int64
 	// TxnMemoryLimit is how much of one transaction is held in memory;
 	// beyond it the transaction is spilled to a file in SpillDir and later
-	// delivered in chunks of about TxnMemoryLimit/4. Default 64 MiB.
+	// delivered in chunks of about spillChunkBytes (1 MiB of encoded
+	// changes). Default 64 MiB.
 	TxnMemoryLimit int64
 	// SpillDir holds spill files. Empty disables spilling: a transaction is
 	// then held in memory whole, up to MaxTxnBytes. Leftover spill files
@@ -194,6 +195,16 @@ const (
 	DefaultHeartbeatInterval = 30 * time.Second
 	DefaultLagWarnBytes      = 1 << 30
 )
+
+// spillChunkBytes is the size of one chunk of a spilled transaction, in
+// encoded (spill file) bytes. Everything of a chunk is live at once on the
+// capture side: its bytes, its decoded changes (about 2.5 times as much),
+// and the handler's encoded copy queued for the stream, so it is kept
+// small; a Batch of 1 MiB still carries ~10,000 changes, enough to make the
+// per-batch cost negligible. It does not depend on TxnMemoryLimit: that
+// setting is how much may be held before spilling, not how large the
+// pieces handed on afterwards should be.
+const spillChunkBytes = 1 << 20
 
 var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
@@ -809,7 +820,7 @@ func (r *runner) deliver(ctx context.Context, commit *pgoutput.Commit) error {
 	}
 	b := Batch{CommitLSN: commit.CommitLSN, EndLSN: commit.EndLSN, XID: a.begin.XID, Heartbeat: a.heartbeat && a.empty()}
 	done := a.dropped
-	return a.deliver(commit, int(max(a.memLimit/4, 1<<20)), func(changes []*change.Change, last bool) error {
+	return a.deliver(commit, spillChunkBytes, func(changes []*change.Change, last bool) error {
 		b.Changes, b.Last = changes, last
 		if err := r.h(ctx, &b); err != nil {
 			return &HandlerError{CommitLSN: commit.CommitLSN, XID: b.XID, Err: err}
