@@ -246,6 +246,35 @@ type keyIndex struct {
 	n    int
 	ints map[int64]int32
 	strs map[string]int32
+	// bits is a one-hash filter over ints' keys (about 16 bits per key,
+	// a power of two): a row whose bit is clear is not a changed key, so
+	// most rows of a file (the unchanged ones) cost a multiply and one
+	// load from a table that fits in the CPU cache, not a map probe.
+	bits  []uint64
+	shift uint
+}
+
+// filterBit returns the filter bit of v (see keyIndex.bits).
+func (x *keyIndex) filterBit(v int64) uint64 {
+	return (uint64(v) * 0x9E3779B97F4A7C15) >> x.shift
+}
+
+// mayHave reports whether v can be a changed key (ints only): false means
+// it is not one.
+func (x *keyIndex) mayHave(v int64) bool {
+	b := x.filterBit(v)
+	return x.bits[b>>6]&(1<<(b&63)) != 0
+}
+
+// intKey returns the key index of v (ints only), or -1.
+func (x *keyIndex) intKey(v int64) int {
+	if !x.mayHave(v) {
+		return -1
+	}
+	if k, ok := x.ints[v]; ok {
+		return int(k)
+	}
+	return -1
 }
 
 func newKeyIndex(cols []arrow.Array) (*keyIndex, error) {
@@ -289,6 +318,18 @@ func newKeyIndex(cols []arrow.Array) (*keyIndex, error) {
 		}
 		x.strs[string(buf)] = int32(k)
 	}
+	if x.ints != nil {
+		logBits := uint(12) // at least 4 Kibit
+		for 1<<logBits < 16*len(x.ints) && logBits < 30 {
+			logBits++
+		}
+		x.shift = 64 - logBits
+		x.bits = make([]uint64, (1<<logBits)/64)
+		for v := range x.ints {
+			b := x.filterBit(v)
+			x.bits[b>>6] |= 1 << (b & 63)
+		}
+	}
 	return x, nil
 }
 
@@ -311,10 +352,7 @@ func (x *keyIndex) lookup(cols []arrow.Array, i int, buf *[]byte) int {
 		if !ok {
 			return -1
 		}
-		if k, ok := x.ints[v]; ok {
-			return int(k)
-		}
-		return -1
+		return x.intKey(v)
 	}
 	b := (*buf)[:0]
 	for _, c := range cols {

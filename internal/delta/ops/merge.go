@@ -439,6 +439,9 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 		if a, ok := keys[0].(*array.Int64); ok && m.idx.ints != nil && a.NullN() == 0 {
 			// Hot path: one non-null long key column.
 			for row, v := range a.Int64Values() {
+				if !m.idx.mayHave(v) {
+					continue
+				}
 				if k, ok := m.idx.ints[v]; ok {
 					if err := match(row, int(k)); err != nil {
 						return err
@@ -522,57 +525,62 @@ func keepRows(mem memory.Allocator, recs []arrow.RecordBatch, drops [][]int) (ar
 		return nil, nil
 	}
 	ncols := int(recs[0].NumCols())
-	parts := make([][]arrow.Array, ncols)
-	defer func() {
-		for _, ps := range parts {
-			for _, p := range ps {
-				p.Release()
-			}
-		}
-	}()
+	// Kept row ranges [a, b) of each record.
+	runs := make([][][2]int, len(recs))
 	var total int64
 	for ri, r := range recs {
 		n := int(r.NumRows())
 		next := 0
-		emit := func(a, b int) {
-			if b <= a {
-				return
+		for k := 0; k <= len(drops[ri]); k++ {
+			d := n // after the last drop: the rest
+			if k < len(drops[ri]) {
+				d = drops[ri][k]
 			}
-			for c := 0; c < ncols; c++ {
-				parts[c] = append(parts[c], array.NewSlice(r.Column(c), int64(a), int64(b)))
+			if d > next {
+				runs[ri] = append(runs[ri], [2]int{next, d})
+				total += int64(d - next)
 			}
-			total += int64(b - a)
-		}
-		for _, d := range drops[ri] {
-			emit(next, d)
 			next = d + 1
 		}
-		emit(next, n)
 	}
 	if total == 0 {
 		return nil, nil
 	}
 	cols := make([]arrow.Array, ncols)
-	defer func() {
-		for _, c := range cols {
-			if c != nil {
-				c.Release()
+	defer releaseArrays(cols)
+	for c := 0; c < ncols; c++ {
+		if len(recs) == 1 {
+			if a, ok := keepRuns(mem, recs[0].Column(c), runs[0], int(total)); ok {
+				cols[c] = a
+				continue
 			}
 		}
-	}()
-	for c := 0; c < ncols; c++ {
-		if len(parts[c]) == 1 {
-			parts[c][0].Retain()
-			cols[c] = parts[c][0]
+		var parts []arrow.Array
+		for ri, r := range recs {
+			for _, run := range runs[ri] {
+				parts = append(parts, array.NewSlice(r.Column(c), int64(run[0]), int64(run[1])))
+			}
+		}
+		if len(parts) == 1 {
+			cols[c] = parts[0]
 			continue
 		}
-		a, err := array.Concatenate(parts[c], mem)
+		a, err := array.Concatenate(parts, mem)
+		releaseArrays(parts)
 		if err != nil {
 			return nil, err
 		}
 		cols[c] = a
 	}
 	return array.NewRecordBatch(recs[0].Schema(), cols, total), nil
+}
+
+func releaseArrays(as []arrow.Array) {
+	for _, a := range as {
+		if a != nil {
+			a.Release()
+		}
+	}
 }
 
 // forEach runs fn(0..n-1) on up to conc goroutines and returns the first
