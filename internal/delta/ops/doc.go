@@ -25,6 +25,11 @@
 //     change, conflicts and the merge is planned again on the latest
 //     snapshot (MaxAttempts); concurrent blind appends do not conflict.
 //
+// Each candidate file is read, folded and written as a pipeline: a
+// goroutine decodes up to two records ahead of the fold and another
+// encodes up to two behind it (pipeline.go), so even a table of one large
+// file keeps two cores busy.
+//
 // Deletion vectors are not written: silt's log layer refuses to write to
 // tables that enable them, so every merge is copy-on-write.
 //
@@ -45,7 +50,8 @@
 // The retention is delta.deletedFileRetentionDuration (default 7 days); a
 // shorter one needs Force. DryRun only lists.
 //
-// Memory: Merge holds one candidate file per worker plus the upserted rows;
+// Memory: Merge holds a few records and the open output file per worker
+// (not the candidate file) plus the upserted rows;
 // Optimize holds one bin (about TargetFileSize of Parquet, decoded) per
 // worker, and a whole partition when Z-ordering.
 package ops
