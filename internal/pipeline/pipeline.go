@@ -561,7 +561,11 @@ func (p *Pipeline) silverPass(ctx context.Context, proc *silver.Processor) error
 			}
 			now := time.Now()
 			for _, ct := range res.CommitTimes {
-				p.fresh.add(now.Sub(ct))
+				// The window keeps the latest len(buf) samples: adding more
+				// of one value changes nothing.
+				for range min(ct.N, len(p.fresh.buf)) {
+					p.fresh.add(now.Sub(ct.At))
+				}
 			}
 			p.stats.SilverBatches.Add(1)
 			p.stats.SilverChanges.Add(int64(res.Changes))

@@ -139,7 +139,7 @@ func (p *Processor) processAppend(ctx context.Context, st *delta.Table, ssnap *d
 			if lsn := change.LSN(lsnA.Value(row)); lsn > res.MaxLSN {
 				res.MaxLSN = lsn
 			}
-			res.CommitTimes = append(res.CommitTimes, tsA.Value(row).ToTime(arrow.Microsecond))
+			res.addCommitTime(tsA.Value(row).ToTime(arrow.Microsecond))
 		}
 	}
 	rec := b.NewRecordBatch()

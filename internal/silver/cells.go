@@ -4,7 +4,11 @@ import "github.com/silt-dev/silt/internal/delta/ops"
 
 // keyString renders key cells as one comparable string.
 func keyString(buf []byte, cells []ops.Cell) string {
-	buf = buf[:0]
+	return string(appendKey(buf[:0], cells))
+}
+
+// appendKey appends keyString's bytes to buf.
+func appendKey(buf []byte, cells []ops.Cell) []byte {
 	for i, c := range cells {
 		if i > 0 {
 			buf = append(buf, 0)
@@ -15,5 +19,5 @@ func keyString(buf []byte, cells []ops.Cell) string {
 		}
 		buf = append(buf, c.Arr.ValueStr(c.Row)...)
 	}
-	return string(buf)
+	return buf
 }

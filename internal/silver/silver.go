@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -151,8 +152,25 @@ type Result struct {
 	OptimizeErr error
 	// MaxLSN is the highest commit LSN merged.
 	MaxLSN change.LSN
-	// CommitTimes are the source commit times of the changes merged (for freshness).
-	CommitTimes []time.Time
+	// CommitTimes are the source commit times of the changes merged (for
+	// freshness), one entry per run of changes with the same time (the
+	// rows of one transaction): a 2M-row transaction is one entry.
+	CommitTimes []CommitTimes
+}
+
+// CommitTimes is a run of N merged changes committed at At.
+type CommitTimes struct {
+	At time.Time
+	N  int
+}
+
+// addCommitTime counts one merged change committed at t.
+func (r *Result) addCommitTime(t time.Time) {
+	if n := len(r.CommitTimes); n > 0 && r.CommitTimes[n-1].At.Equal(t) {
+		r.CommitTimes[n-1].N++
+		return
+	}
+	r.CommitTimes = append(r.CommitTimes, CommitTimes{At: t, N: 1})
 }
 
 // Processor runs Silver micro-batches.
@@ -378,11 +396,11 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		return res, nil
 	}
 
-	// Collect changes per key (the folder sorts them by (lsn, pos)); the
-	// map is handed to the folder as is: one copy per batch, not two.
+	// Collect changes per key (the folder sorts them by (lsn, pos)): one
+	// slice in row order, each key's changes linked (keyChanges), so a
+	// batch costs about one foldChange a row, not a slice per key.
 	type chg = foldChange
-	byKey := map[string][]chg{}
-	var keyOrder []string
+	byKey := newKeyChanges(batchRows)
 	var truncAt *chg
 	var kbuf []byte
 	for _, r := range recs {
@@ -413,7 +431,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 			if change.LSN(c.lsn) > res.MaxLSN {
 				res.MaxLSN = change.LSN(c.lsn)
 			}
-			res.CommitTimes = append(res.CommitTimes, time.UnixMicro(int64(tsA.Value(row))))
+			res.addCommitTime(time.UnixMicro(int64(tsA.Value(row))))
 			if c.op == 'T' {
 				if truncAt == nil || change.Less(change.LSN(truncAt.lsn), uint32(truncAt.pos), change.LSN(c.lsn), uint32(c.pos)) {
 					cc := c
@@ -424,17 +442,17 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 			for i, j := range keyIdx {
 				keyCells[i] = ops.Cell{Arr: r.Column(j), Row: row}
 			}
-			k := keyString(kbuf, keyCells)
-			if _, ok := byKey[k]; !ok {
-				keyOrder = append(keyOrder, k)
+			kbuf = appendKey(kbuf[:0], keyCells)
+			if err := byKey.add(kbuf, c); err != nil {
+				return res, fmt.Errorf("silver %s: %w", id, err)
 			}
-			byKey[k] = append(byKey[k], c)
 		}
 	}
+	byKey.done()
 
 	// The changed keys, one row each, in first-seen order.
-	keyArrs, err := changedKeys(keyOrder, func(k string) (arrow.RecordBatch, int) {
-		c := byKey[k][0]
+	keyArrs, err := changedKeys(len(byKey.keys), func(k int) (arrow.RecordBatch, int) {
+		c := &byKey.chgs[byKey.first[k]]
 		return c.rec, c.row
 	}, keyCols)
 	if err != nil {
@@ -453,20 +471,21 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 	now := p.opts.Now()
 	newTombs := map[string]tombstone{}
-	for k, cs := range byKey {
-		for _, c := range cs {
+	for k, key := range byKey.keys {
+		for i := byKey.first[k]; i >= 0; i = byKey.chgs[i].next {
+			c := &byKey.chgs[i]
 			if c.op != 'D' {
 				continue
 			}
-			if t, ok := newTombs[k]; !ok || change.Less(change.LSN(t.lsn), uint32(t.pos), change.LSN(c.lsn), uint32(c.pos)) {
-				newTombs[k] = tombstone{lsn: c.lsn, pos: c.pos, at: now.UnixMicro()}
+			if t, ok := newTombs[key]; !ok || change.Less(change.LSN(t.lsn), uint32(t.pos), change.LSN(c.lsn), uint32(c.pos)) {
+				newTombs[key] = tombstone{lsn: c.lsn, pos: c.pos, at: now.UnixMicro()}
 			}
 		}
 	}
 	if err := tombs.record(ctx, p.store, newTombs, appID, to, p.opts.TombstoneRetention, now); err != nil {
 		return res, fmt.Errorf("silver %s: record tombstones: %w", id, err)
 	}
-	dec := &folder{schema: sschema, keys: keyOrder, changes: byKey, truncAt: nil, res: &res, tombs: tombs}
+	dec := &folder{schema: sschema, keys: byKey.keys, changes: byKey, truncAt: nil, res: &res, tombs: tombs}
 	if truncAt != nil {
 		dec.truncAt = &foldChange{lsn: truncAt.lsn, pos: truncAt.pos}
 	}
@@ -556,7 +575,7 @@ func (p *Processor) tombstones(ctx context.Context, id change.TableID) (*tombsto
 type folder struct {
 	schema  *delta.StructType
 	keys    []string
-	changes map[string][]foldChange
+	changes *keyChanges
 	truncAt *foldChange
 	res     *Result
 	tombs   *tombstones // deleted-key memory (nil: none)
@@ -604,10 +623,69 @@ func (f *folder) sourceColumns(rec arrow.RecordBatch) []int {
 type foldChange struct {
 	lsn       int64
 	pos       int64
-	op        byte
 	rec       arrow.RecordBatch
 	row       int
 	unchanged string
+	next      int32 // the key's next change in keyChanges.chgs (-1: none)
+	op        byte
+}
+
+// keyChanges groups a micro-batch's changes by key without a slice per key
+// (a batch of mostly one change per key paid a slice, a map value and a
+// key string each): the changes sit in chgs in row order, each key's
+// changes linked through foldChange.next from first[k] to last[k]. The
+// index from key bytes to k is only needed while collecting; done drops
+// it before the MERGE.
+type keyChanges struct {
+	index       map[string]int32
+	keys        []string // in first-seen order
+	first, last []int32
+	chgs        []foldChange
+}
+
+// newKeyChanges returns an empty set sized for rows changes (a hint: the
+// Bronze files' numRecords; growing past it is fine).
+func newKeyChanges(rows int64) *keyChanges {
+	rows = min(max(rows, 0), 1<<20)
+	return &keyChanges{index: make(map[string]int32), chgs: make([]foldChange, 0, rows)}
+}
+
+// add appends c as the latest change of the key whose bytes are key.
+func (g *keyChanges) add(key []byte, c foldChange) error {
+	if len(g.chgs) >= math.MaxInt32 {
+		return fmt.Errorf("micro-batch of more than %d changes: lower bronze.flush_bytes", math.MaxInt32)
+	}
+	i := int32(len(g.chgs))
+	c.next = -1
+	g.chgs = append(g.chgs, c)
+	if k, ok := g.index[string(key)]; ok { // no allocation for the lookup
+		g.chgs[g.last[k]].next = i
+		g.last[k] = i
+		return nil
+	}
+	s := string(key)
+	g.index[s] = int32(len(g.keys))
+	g.keys = append(g.keys, s)
+	g.first = append(g.first, i)
+	g.last = append(g.last, i)
+	return nil
+}
+
+// done ends collecting: the key index is dropped.
+func (g *keyChanges) done() { g.index = nil }
+
+// of returns key k's changes in row order: a view of chgs for a key with
+// one change, else a new slice (the caller may reorder it).
+func (g *keyChanges) of(k int) []foldChange {
+	i := g.first[k]
+	if g.chgs[i].next < 0 {
+		return g.chgs[i : i+1 : i+1]
+	}
+	var cs []foldChange
+	for ; i >= 0; i = g.chgs[i].next {
+		cs = append(cs, g.chgs[i])
+	}
+	return cs
 }
 
 func (f *foldChange) before(o *foldChange) bool {
@@ -616,7 +694,7 @@ func (f *foldChange) before(o *foldChange) bool {
 
 // Decide implements ops.Decider.
 func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, error) {
-	cs := f.changes[f.keys[k]]
+	cs := f.changes.of(k)
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].before(&cs[j]) })
 	var state []ops.Cell // nil = no row
 	stLSN, stPos := int64(-1), int64(-1)
@@ -704,15 +782,15 @@ func fieldIndex(s *delta.StructType, name string) int {
 
 // changedKeys builds one array per key column holding each key of order,
 // taken from the row at(key) points at.
-func changedKeys(order []string, at func(string) (arrow.RecordBatch, int), keyCols []string) ([]arrow.Array, error) {
-	if len(order) == 0 {
+func changedKeys(n int, at func(int) (arrow.RecordBatch, int), keyCols []string) ([]arrow.Array, error) {
+	if n == 0 {
 		out := make([]arrow.Array, len(keyCols))
 		for i := range out {
 			out[i] = array.MakeArrayOfNull(memory.DefaultAllocator, arrow.Null, 0)
 		}
 		return out, nil
 	}
-	rec0, _ := at(order[0])
+	rec0, _ := at(0)
 	ix := indexOf(rec0.Schema())
 	bs := make([]array.Builder, len(keyCols))
 	for j, k := range keyCols {
@@ -724,7 +802,7 @@ func changedKeys(order []string, at func(string) (arrow.RecordBatch, int), keyCo
 		defer bs[j].Release()
 	}
 	ixs := map[*arrow.Schema]map[string]int{}
-	for _, k := range order {
+	for k := range n {
 		rec, row := at(k)
 		rix, ok := ixs[rec.Schema()]
 		if !ok {
