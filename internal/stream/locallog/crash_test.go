@@ -267,6 +267,23 @@ func checkAfterCrash(t *testing.T, fs *memFS, r crashRun, what string) {
 // (and, in a second pass, durable state plus a random part of each file's
 // unsynced tail) must reopen to a prefix holding every acknowledged record.
 func TestCrashAtEveryOperation(t *testing.T) {
+	t.Run("pieces=default", testCrashAtEveryOperation)
+	// Every Append of two or three records spans several pieces, so the
+	// syncers hold their fsync across pieces (shard.holdBegin).
+	t.Run("pieces=1record", func(t *testing.T) {
+		smallPieces(t)
+		testCrashAtEveryOperation(t)
+	})
+}
+
+// smallPieces makes Log.Append queue about one test record per piece.
+func smallPieces(t *testing.T) {
+	old := appendPiece
+	appendPiece = 8
+	t.Cleanup(func() { appendPiece = old })
+}
+
+func testCrashAtEveryOperation(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))

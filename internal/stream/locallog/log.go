@@ -256,6 +256,15 @@ func (l *Log) shard(i int) (*lshard, *shard, error) {
 	return ls, nil, nil
 }
 
+// appendPiece is how many bytes (partition keys and data) of a larger
+// Append are routed and framed at a time. Each piece is queued as soon as
+// it is framed, so the flushers write piece k (and the device takes it)
+// while piece k+1 is hashed and framed; the syncers hold their fsync until
+// the last piece is written (shard.holdBegin), so one Append is still one
+// fsync per shard. A variable only so that tests can make every Append
+// span many pieces.
+var appendPiece = 1 << 20
+
 // Append appends entries, each to shard stream.ShardFor(PartitionKey,
 // Shards()). Entries are encoded before Append queues them, so the caller
 // may reuse their memory as soon as Append returns, even with an error.
@@ -276,20 +285,88 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	// Check every entry before anything is queued: a bad entry fails the
+	// whole Append.
+	total := 0
+	for i, e := range entries {
+		if len(e.PartitionKey) > maxKeyLen {
+			return fmt.Errorf("locallog: append: entry %d: partition key is %d bytes, limit %d", i, len(e.PartitionKey), maxKeyLen)
+		}
+		size := len(e.PartitionKey) + len(e.Data)
+		if size > l.opts.MaxRecordBytes {
+			return fmt.Errorf("locallog: append: entry %d: %d bytes, MaxRecordBytes is %d", i, size, l.opts.MaxRecordBytes)
+		}
+		total += size
+	}
+	n := len(l.logical)
+	a := appendState{
+		l:      l,
+		pieces: total > appendPiece,
+		tails:  make([]int64, n),
+		simple: make([]*shard, n),
+	}
+	err := a.run(ctx, entries)
+	for sh, s := range a.simple {
+		if s != nil && a.pieces {
+			s.holdEnd(a.tails[sh])
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for sh, s := range a.simple {
+		if s == nil {
+			continue
+		}
+		if err := s.waitDurable(ctx, a.tails[sh]); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
+		}
+	}
+	return nil
+}
+
+// appendState is one Append queuing its pieces.
+type appendState struct {
+	l      *Log
+	pieces bool     // more than one piece: hold the syncers (shard.holdBegin)
+	tails  []int64  // per logical shard: offset after this Append's last queued record
+	simple []*shard // per logical shard: the physical shard it queued to, if never resharded
+	target []int    // scratch: shard of each entry of a piece
+}
+
+// run routes, frames and queues entries one piece (appendPiece bytes) at
+// a time, in order, so each shard's records stay in order.
+func (a *appendState) run(ctx context.Context, entries []stream.Entry) error {
+	for len(entries) > 0 {
+		k, size := 0, 0
+		for k < len(entries) && (k == 0 || size < appendPiece) {
+			size += len(entries[k].PartitionKey) + len(entries[k].Data)
+			k++
+		}
+		if err := a.piece(ctx, entries[:k]); err != nil {
+			return err
+		}
+		entries = entries[k:]
+	}
+	return nil
+}
+
+func (a *appendState) piece(ctx context.Context, entries []stream.Entry) error {
+	l := a.l
 	n := len(l.logical)
 	type part struct{ recs, frames, payload int }
 	parts := make([]part, n) // per shard; payload (key + data) is what limits count
 	var target []int         // shard of each entry; nil with one shard
 	if n > 1 {
-		target = make([]int, len(entries))
+		if cap(a.target) < len(entries) {
+			a.target = make([]int, len(entries))
+		}
+		target = a.target[:len(entries)]
 	}
 	for i, e := range entries {
-		if len(e.PartitionKey) > maxKeyLen {
-			return fmt.Errorf("locallog: append: entry %d: partition key is %d bytes, limit %d", i, len(e.PartitionKey), maxKeyLen)
-		}
-		if size := len(e.PartitionKey) + len(e.Data); size > l.opts.MaxRecordBytes {
-			return fmt.Errorf("locallog: append: entry %d: %d bytes, MaxRecordBytes is %d", i, size, l.opts.MaxRecordBytes)
-		}
 		sh := 0
 		if target != nil {
 			sh = stream.ShardFor(e.PartitionKey, n)
@@ -300,8 +377,6 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 		p.frames += frameLen(e.PartitionKey, e.Data)
 		p.payload += len(e.PartitionKey) + len(e.Data)
 	}
-	tails := make([]int64, n)
-	simple := make([]*shard, n)
 	var resharded []int
 	for sh, p := range parts {
 		if p.recs == 0 {
@@ -320,26 +395,19 @@ func (l *Log) Append(ctx context.Context, entries []stream.Entry) error {
 			ls.mu.Unlock()
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
+		if a.pieces && a.simple[sh] == nil {
+			s.holdBegin()
+			a.simple[sh] = s
+		}
 		tail, err := s.enqueue(ctx, entries, target, p.recs, p.frames)
 		ls.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
-		tails[sh], simple[sh] = tail, s
+		a.tails[sh], a.simple[sh] = tail, s
 	}
 	for _, sh := range resharded {
 		if err := l.logical[sh].appendResharded(ctx, entries, target); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
-		}
-	}
-	for sh, s := range simple {
-		if s == nil {
-			continue
-		}
-		if err := s.waitDurable(ctx, tails[sh]); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}

@@ -655,6 +655,7 @@ func (l *Log) reshape(ctx context.Context, ls *lshard, close []int, ranges [][2]
 		s.mu.Lock()
 		upto = s.tail
 		s.mu.Unlock()
+		defer s.drain()()
 	}
 	end, err := ls.waitEnd(ctx, upto)
 	if err != nil {

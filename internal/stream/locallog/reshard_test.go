@@ -86,6 +86,14 @@ func reshardStep(ctx context.Context, l *Log, batch int) error {
 // shard holding every acknowledged record, readable in order and
 // appendable.
 func TestCrashDuringReshard(t *testing.T) {
+	t.Run("pieces=default", testCrashDuringReshard)
+	t.Run("pieces=1record", func(t *testing.T) {
+		smallPieces(t)
+		testCrashDuringReshard(t)
+	})
+}
+
+func testCrashDuringReshard(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 3))

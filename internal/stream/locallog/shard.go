@@ -32,6 +32,10 @@ const segSuffix = ".seg"
 // them commits no size change (see File.Allocate).
 const allocStep = 16 << 20
 
+// writePiece is the largest write the flusher issues with DurabilityFsync;
+// after each it starts the piece's write-back (writebackStarter).
+const writePiece = 1 << 20
+
 func shardDir(root string, i int) string { return filepath.Join(root, fmt.Sprintf("shard-%04d", i)) }
 
 func segName(base int64) string { return fmt.Sprintf("%020d%s", base, segSuffix) }
@@ -144,6 +148,14 @@ type shard struct {
 	syncKick chan struct{} // buffered(1)
 	syncIdle chan struct{} // closed (and replaced) whenever the syncer settles chunks
 	syncStop chan struct{} // closed by the flusher when it exits
+	// An Append larger than appendPiece queues its frames piece by piece
+	// (Log.Append), so they are written while later pieces are framed;
+	// the syncer holds its fsync until the last piece is handed over, so
+	// the whole Append still costs one fsync (see holdBegin).
+	holdPieces int   // Appends queuing pieces into this shard now
+	holdUpto   int64 // fsync once handed-over chunks reach this offset
+	syncForce  bool  // the flusher waits in waitSynced: fsync now
+	drains     int   // reshards draining this shard: holds do not apply
 
 	meter *shardMeter // limits and figures (limits.go)
 
@@ -237,6 +249,9 @@ func (l *Log) openPhys(i int, v2 bool, openedAt int64) (*shard, error) {
 		notify:    make(chan struct{}),
 		lastIdx:   -1,
 		meter:     newMeter(l.opts.Limits, l.opts.Now()),
+		syncKick:  make(chan struct{}, 1),
+		syncIdle:  make(chan struct{}),
+		syncStop:  make(chan struct{}),
 	}
 	if err := s.fs.MkdirAll(s.dir); err != nil {
 		return nil, err
@@ -539,9 +554,6 @@ func (s *shard) broadcast() {
 // queue is drained.
 func (s *shard) runFlusher(stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
-	s.syncKick = make(chan struct{}, 1)
-	s.syncIdle = make(chan struct{})
-	s.syncStop = make(chan struct{})
 	syncDone := make(chan struct{})
 	go func() {
 		defer close(syncDone)
@@ -648,8 +660,25 @@ func (s *shard) writeChunk(data []byte, count int64, idx []indexEntry) error {
 	if err := s.reserve(s.wpos + int64(len(data))); err != nil {
 		return err
 	}
-	if _, err := s.w.WriteAt(data, s.wpos); err != nil {
-		return fmt.Errorf("write %s at %d: %w", segName2(s.wbase, s.wlow), s.wpos, err)
+	// With fsync durability, write in pieces and start each piece's
+	// write-back at once, so the device works while the next piece is
+	// copied into the page cache and the fsync only waits for the tail.
+	wb, _ := s.w.(writebackStarter)
+	if s.opts.Durability != DurabilityFsync {
+		wb = nil
+	}
+	for p := 0; p < len(data); {
+		n := len(data) - p
+		if wb != nil {
+			n = min(n, writePiece)
+		}
+		if _, err := s.w.WriteAt(data[p:p+n], s.wpos+int64(p)); err != nil {
+			return fmt.Errorf("write %s at %d: %w", segName2(s.wbase, s.wlow), s.wpos+int64(p), err)
+		}
+		if wb != nil {
+			wb.StartWriteback(s.wpos+int64(p), int64(n))
+		}
+		p += n
 	}
 	s.wpos += int64(len(data))
 	s.walloc = max(s.walloc, s.wpos)
@@ -659,10 +688,7 @@ func (s *shard) writeChunk(data []byte, count int64, idx []indexEntry) error {
 	s.syncQ = append(s.syncQ, h)
 	s.unsynced += h.bytes
 	s.syncMu.Unlock()
-	select {
-	case s.syncKick <- struct{}{}:
-	default:
-	}
+	s.kickSyncer()
 	// Bound what is written but not yet fsynced. A failure found here is
 	// sticky: the next batch sees it.
 	return s.waitSynced(s.opts.MaxPendingBytes)
@@ -738,10 +764,14 @@ func (s *shard) waitSynced(limit int) error {
 		s.syncMu.Lock()
 		done := s.unsynced <= limit && (limit > 0 || len(s.syncQ) == 0 && !s.syncBusy)
 		idle := s.syncIdle
+		if !done {
+			s.syncForce = true // a held fsync must not keep the flusher waiting
+		}
 		s.syncMu.Unlock()
 		if done {
 			break
 		}
+		s.kickSyncer()
 		<-idle
 	}
 	s.mu.Lock()
@@ -755,18 +785,74 @@ func (s *shard) runSyncer() {
 	for {
 		select {
 		case <-s.syncKick:
-			s.syncQueued()
+			s.syncQueued(false)
 		case <-s.syncStop:
-			s.syncQueued()
+			s.syncQueued(true)
 			return
 		}
 	}
 }
 
-func (s *shard) syncQueued() {
+func (s *shard) kickSyncer() {
+	select {
+	case s.syncKick <- struct{}{}:
+	default:
+	}
+}
+
+// holdBegin tells the syncer that an Append is queuing its frames for this
+// shard piece by piece: fsyncing a piece now would only make the Append
+// pay for another fsync, since it waits for its last piece anyway. The
+// syncer holds until holdEnd, and then until the chunks handed over reach
+// upto. Nothing waits longer than that Append's own queuing; the flusher
+// overrides a hold whenever it must wait for the syncer (waitSynced), and
+// Close's last pass and a failed shard ignore it.
+func (s *shard) holdBegin() {
+	s.syncMu.Lock()
+	s.holdPieces++
+	s.syncMu.Unlock()
+}
+
+// holdEnd ends holdBegin, the Append's frames queued up to offset upto.
+// It is called on every path, errors included.
+func (s *shard) holdEnd(upto int64) {
+	s.syncMu.Lock()
+	s.holdPieces--
+	s.holdUpto = max(s.holdUpto, upto)
+	s.syncMu.Unlock()
+	s.kickSyncer()
+}
+
+// drain makes the syncer ignore holds until the returned func is called:
+// a reshard waits, holding the logical shard's append lock, for what is
+// queued to become durable, and an Append holding the syncer cannot queue
+// its last piece before the reshard is done.
+func (s *shard) drain() func() {
+	s.syncMu.Lock()
+	s.drains++
+	s.syncMu.Unlock()
+	s.kickSyncer()
+	return func() {
+		s.syncMu.Lock()
+		s.drains--
+		s.syncMu.Unlock()
+	}
+}
+
+func (s *shard) syncQueued(final bool) {
 	for {
+		s.mu.Lock()
+		err := s.err
+		s.mu.Unlock()
 		s.syncMu.Lock()
 		q := s.syncQ
+		if len(q) > 0 && !final && err == nil && !s.syncForce && s.drains == 0 &&
+			(s.holdPieces > 0 || q[len(q)-1].next < s.holdUpto) {
+			// Held (holdBegin): holdEnd or the next handoff kicks again.
+			s.syncMu.Unlock()
+			return
+		}
+		s.syncForce = false
 		s.syncQ = nil
 		s.syncBusy = len(q) > 0
 		s.syncMu.Unlock()
@@ -774,9 +860,6 @@ func (s *shard) syncQueued() {
 			s.signalSynced()
 			return
 		}
-		s.mu.Lock()
-		err := s.err
-		s.mu.Unlock()
 		if err == nil && s.opts.Durability == DurabilityFsync {
 			// One fsync covers every chunk in q: each was written before
 			// it was handed over.
