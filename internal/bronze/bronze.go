@@ -704,11 +704,16 @@ type recPlan struct {
 }
 
 func newRecBuilder(schema *delta.StructType, partCols []string) (*recBuilder, error) {
+	return newRecBuilderMem(schema, partCols, memory.DefaultAllocator)
+}
+
+// newRecBuilderMem is newRecBuilder with the builders' allocator.
+func newRecBuilderMem(schema *delta.StructType, partCols []string, mem memory.Allocator) (*recBuilder, error) {
 	as, err := datafile.ArrowSchema(schema)
 	if err != nil {
 		return nil, err
 	}
-	rb := &recBuilder{schema: schema, b: array.NewRecordBuilder(memory.DefaultAllocator, as), idx: map[string]int{},
+	rb := &recBuilder{schema: schema, b: array.NewRecordBuilder(mem, as), idx: map[string]int{},
 		partCols: partCols, plans: map[*change.Relation]*recPlan{}}
 	for i, f := range schema.Fields {
 		rb.idx[strings.ToLower(f.Name)] = i

@@ -2,9 +2,14 @@ package bronze
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/silt-dev/silt/internal/blob"
 	"github.com/silt-dev/silt/internal/change"
@@ -59,10 +64,16 @@ func (l *Loader) zstdLevel() int {
 // snapshot chunk's rows are all one relation), still bounded.
 const loadRecordRows = 64 << 10
 
+// loadMem holds the column buffers of snapshot records: a chunk's records
+// are built, written and released one after another, and every chunk of
+// every table has buffers of about the same sizes, so they are reused
+// instead of being allocated, zeroed and collected each time.
+var loadMem = datafile.NewPoolAllocator()
+
 // newLoadBuilder is newRecBuilder with room for loadRecordRows rows in
 // every column, so that the builders do not grow by doubling and copying.
 func newLoadBuilder(schema *delta.StructType, partCols []string) (*recBuilder, error) {
-	rb, err := newRecBuilder(schema, partCols)
+	rb, err := newRecBuilderMem(schema, partCols, loadMem)
 	if err == nil {
 		rb.b.Reserve(loadRecordRows)
 	}
@@ -85,6 +96,9 @@ type LoadChunk struct {
 	version int64
 	ctx     context.Context  // of Begin: the Parquet writer stores files with it
 	rb      *recBuilder      // rows not yet in dw
+	pl      *recPlan         // rb's plan of rel (nil until the first row)
+	pending int              // rows of rb whose shared columns are not appended yet
+	konst   loadConst        // the pending rows' shared columns
 	dw      *datafile.Writer // nil until the first record
 }
 
@@ -133,7 +147,7 @@ func (l *Loader) Begin(ctx context.Context, rel *change.Relation, appID string, 
 // changes are not retained.
 func (c *LoadChunk) Append(rows []*change.Change) error {
 	for _, r := range rows {
-		if err := c.rb.add(r); err != nil {
+		if err := c.addRow(r); err != nil {
 			return fmt.Errorf("bronze: table %s: %w", c.rel.Table, err)
 		}
 		if c.rb.rows >= loadRecordRows {
@@ -145,14 +159,147 @@ func (c *LoadChunk) Append(rows []*change.Change) error {
 	return nil
 }
 
+// loadConst are the Bronze columns every row of a snapshot chunk shares
+// (pgsnap gives them all the same op, LSN, pos, xid and commit time).
+type loadConst struct {
+	lsn, pos, xid uint64
+	commit        time.Time
+}
+
+// addRow appends one row as recBuilder.add does, but for the common case
+// (an op L row of the chunk's relation, no unchanged datum) it appends
+// only the source columns; the shared columns are filled for a run of
+// rows at once by fillConst.
+func (c *LoadChunk) addRow(r *change.Change) error {
+	if r.Op != change.OpLoad || r.Rel != c.rel || hasUnchanged(r.New) {
+		if err := c.fillConst(); err != nil {
+			return err
+		}
+		return c.rb.add(r)
+	}
+	k := loadConst{lsn: uint64(r.LSN), pos: uint64(r.Pos), xid: uint64(r.XID), commit: r.CommitTime}
+	if c.pending > 0 && (k.lsn != c.konst.lsn || k.pos != c.konst.pos || k.xid != c.konst.xid || !k.commit.Equal(c.konst.commit)) {
+		if err := c.fillConst(); err != nil {
+			return err
+		}
+	}
+	c.konst = k
+	if c.pl == nil {
+		pl, err := c.rb.planFor(c.rel)
+		if err != nil {
+			return err
+		}
+		c.pl = pl
+	}
+	b, schema := c.rb.b, c.rb.schema
+	for ci, fi := range c.pl.fields {
+		var d change.Datum
+		if ci < len(r.New) {
+			d = r.New[ci]
+		}
+		var err error
+		switch d.Kind {
+		case change.Binary:
+			switch fb := b.Field(fi).(type) {
+			case *array.Int64Builder:
+				if len(d.Data) != 8 {
+					err = AppendBinary(fb, d.Data)
+				} else {
+					fb.Append(int64(binary.BigEndian.Uint64(d.Data)))
+				}
+			case *array.Int32Builder:
+				if len(d.Data) != 4 {
+					err = AppendBinary(fb, d.Data)
+				} else {
+					fb.Append(int32(binary.BigEndian.Uint32(d.Data)))
+				}
+			default:
+				err = AppendBinary(fb, d.Data)
+			}
+		case change.Text:
+			if sb, ok := b.Field(fi).(*array.StringBuilder); ok {
+				sb.BinaryBuilder.Append(d.Data)
+			} else {
+				err = AppendText(b.Field(fi), schema.Fields[fi].Type, d.Data)
+			}
+		default:
+			b.Field(fi).AppendNull()
+		}
+		if err != nil {
+			return fmt.Errorf("table %s column %q: %w", c.rel.Table, c.rel.Columns[ci].Name, err)
+		}
+	}
+	c.pending++
+	c.rb.rows++
+	return nil
+}
+
+func hasUnchanged(img []change.Datum) bool {
+	for _, d := range img {
+		if d.Kind == change.Unchanged {
+			return true
+		}
+	}
+	return false
+}
+
+// fillConst appends the shared columns of the pending rows (added by
+// addRow's fast path) as emit would for each of them.
+func (c *LoadChunk) fillConst() error {
+	n, rb, k := c.pending, c.rb, c.konst
+	if n == 0 {
+		return nil
+	}
+	c.pending = 0
+	rb.opB.Reserve(n)
+	rb.opB.ReserveData(n * len(opNames['L']))
+	op := []byte(opNames['L'])
+	for i := 0; i < n; i++ {
+		rb.opB.BinaryBuilder.UnsafeAppend(op)
+	}
+	fillInt64(rb.lsnB, int64(k.lsn), n)
+	fillInt64(rb.posB, int64(k.pos), n)
+	fillInt64(rb.xidB, int64(k.xid), n)
+	ts := arrow.Timestamp(k.commit.UnixMicro())
+	rb.tsB.Reserve(n)
+	for i := 0; i < n; i++ {
+		rb.tsB.UnsafeAppend(ts)
+	}
+	rb.unB.AppendNulls(n)
+	if len(rb.partB) > 0 {
+		t := k.commit.UTC()
+		parts := [4]int32{int32(t.Year()), int32(t.Month()), int32(t.Day()), int32(t.Hour())}
+		for pi, pb := range rb.partB {
+			pb.Reserve(n)
+			for i := 0; i < n; i++ {
+				pb.UnsafeAppend(parts[pi])
+			}
+		}
+	}
+	for _, i := range c.pl.missing {
+		rb.b.Field(i).AppendNulls(n)
+	}
+	return nil
+}
+
+func fillInt64(b *array.Int64Builder, v int64, n int) {
+	b.Reserve(n)
+	for i := 0; i < n; i++ {
+		b.UnsafeAppend(v)
+	}
+}
+
 // flushRecord moves the builder's rows into the Parquet writer.
 func (c *LoadChunk) flushRecord() error {
+	if err := c.fillConst(); err != nil {
+		return err
+	}
 	if c.rb.rows == 0 {
 		return nil
 	}
 	if c.dw == nil {
 		ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
-		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel()})
+		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel(), Allocator: loadMem})
 		if err != nil {
 			return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
 		}
@@ -163,7 +310,7 @@ func (c *LoadChunk) flushRecord() error {
 	werr := c.dw.Write(rec)
 	rec.Release()
 	rb, err := newLoadBuilder(c.schema, c.snap.PartitionColumns())
-	c.rb = rb
+	c.rb, c.pl = rb, nil
 	if werr != nil {
 		return fmt.Errorf("bronze: write %s: %w", c.rel.Table, werr)
 	}

@@ -178,6 +178,28 @@ func (n *statNode) updateFast(a arrow.Array) bool {
 		return updateFloats(n, a, x.Float32Values())
 	case *array.Float64:
 		return updateFloats(n, a, x.Float64Values())
+	case *array.Decimal128:
+		n.nulls += int64(x.NullN())
+		if !n.minmax || n.noMinMax || x.NullN() == x.Len() {
+			return true
+		}
+		vals := x.Values()
+		var lo, hi decimal128.Num
+		found := false
+		for i, v := range vals {
+			if x.NullN() > 0 && x.IsNull(i) {
+				continue
+			}
+			if !found {
+				lo, hi, found = v, v, true
+			} else if v.Less(lo) {
+				lo = v
+			} else if hi.Less(v) {
+				hi = v
+			}
+		}
+		n.merge(lo, hi)
+		return true
 	case *array.String:
 		n.nulls += int64(x.NullN())
 		if !n.minmax || n.noMinMax || x.NullN() == x.Len() {

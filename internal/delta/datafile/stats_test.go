@@ -7,6 +7,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/silt-dev/silt/internal/delta"
@@ -26,6 +27,7 @@ func TestStatsFastPathMatchesRowPath(t *testing.T) {
 		{Name: "s", Type: delta.String, Nullable: true},
 		{Name: "d", Type: delta.Date, Nullable: true},
 		{Name: "ts", Type: delta.Timestamp, Nullable: true},
+		{Name: "dec", Type: &delta.DecimalType{Precision: 30, Scale: 2}, Nullable: true},
 	}
 	as, err := ArrowSchema(&delta.StructType{Fields: fields})
 	if err != nil {
@@ -77,6 +79,12 @@ func TestStatsFastPathMatchesRowPath(t *testing.T) {
 						fb.(*array.Date32Builder).Append(arrow.Date32(v))
 					case 8:
 						fb.(*array.TimestampBuilder).Append(arrow.Timestamp(v * 1000))
+					case 9:
+						d := decimal128.FromI64(v)
+						if rng.Intn(4) == 0 { // beyond 64 bits
+							d = d.Mul(decimal128.FromI64(math.MaxInt64))
+						}
+						fb.(*array.Decimal128Builder).Append(d)
 					}
 				}
 			}
