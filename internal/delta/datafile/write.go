@@ -554,7 +554,7 @@ func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
 		case arrow.TIMESTAMP:
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
 		default:
-			if i < len(first) && mostlyDistinct(first[i]) {
+			if i < len(first) && (mostlyDistinct(first[i]) || constant(first[i])) {
 				opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
 			}
 		}
@@ -649,6 +649,15 @@ func mostlyDistinct(a arrow.Array) bool {
 		return distinctHalf(a, n, func(i int) string { return string(x.Value(i)) })
 	}
 	return false
+}
+
+// constant reports whether a has no nulls and one value in every row (of
+// the types constantColumns knows) and at least distinctMin rows: such a
+// column (a snapshot chunk's _silt_op, _silt_lsn, ...) is cheaper written
+// plain, where zstd folds the repeats at memory speed, than through a
+// dictionary that hashes every value.
+func constant(a arrow.Array) bool {
+	return a.Len() >= distinctMin && a.NullN() == 0 && constantColumns([]arrow.Array{a}, []int{0})
 }
 
 // increasing reports whether v is strictly increasing (so all distinct).
