@@ -274,6 +274,21 @@ func AppendText(b array.Builder, t delta.DataType, text []byte) error {
 var BinaryOIDs = map[uint32]bool{oidBool: true, oidInt2: true, oidInt4: true, oidInt8: true,
 	oidFloat4: true, oidFloat8: true, oidDate: true, oidTimestamp: true, oidTimestampTZ: true}
 
+// ReadsBinary reports whether a snapshot reads column c in PostgreSQL's
+// binary format (AppendBinary): the types of BinaryOIDs, and numeric
+// columns whose Delta type is a decimal (constrained, at most 38 digits;
+// an unconstrained numeric is a string column and keeps its text).
+func ReadsBinary(c change.Column) bool {
+	if BinaryOIDs[c.TypeOID] {
+		return true
+	}
+	if c.TypeOID == oidNumeric {
+		_, _, ok := decimalFor(c.TypeMod)
+		return ok
+	}
+	return false
+}
+
 // pgEpochDays and pgEpochMicros are PostgreSQL's epoch (2000-01-01) in
 // days and microseconds since the Unix epoch.
 const (
@@ -370,11 +385,119 @@ func AppendBinary(b array.Builder, v []byte) error {
 			}
 			return nil
 		}
+	case *array.Decimal128Builder:
+		dt, ok := bb.Type().(*arrow.Decimal128Type)
+		if !ok {
+			return fmt.Errorf("decimal builder of type %s", bb.Type())
+		}
+		n, null, err := numericBinary(v, int(dt.Precision), int(dt.Scale))
+		switch {
+		case err != nil:
+			return err
+		case null:
+			bb.AppendNull()
+		default:
+			bb.Append(n)
+		}
+		return nil
 	default:
 		return fmt.Errorf("no binary reader for arrow builder %T", b)
 	}
 	return fmt.Errorf("binary value of %d bytes does not fit %T", len(v), b)
 }
+
+// numericBinary reads numeric's binary send format (int16 ndigits, int16
+// weight, uint16 sign, int16 dscale, then ndigits base-10000 digits, the
+// first one times 10000^weight) as decimal(precision, scale), with
+// AppendText's rules for the value's text form: NaN is null (true), the
+// infinities and values that do not fit are errors, and so is a value
+// with more than scale fractional digits (dscale, as the text shows them).
+func numericBinary(v []byte, precision, scale int) (decimal128.Num, bool, error) {
+	be := binary.BigEndian
+	if len(v) < 8 {
+		return decimal128.Num{}, false, fmt.Errorf("binary numeric of %d bytes", len(v))
+	}
+	ndigits, weight, sign, dscale := int(int16(be.Uint16(v))), int(int16(be.Uint16(v[2:]))), be.Uint16(v[4:]), int(int16(be.Uint16(v[6:])))
+	if ndigits < 0 || len(v) != 8+2*ndigits {
+		return decimal128.Num{}, false, fmt.Errorf("binary numeric of %d bytes with %d digits", len(v), ndigits)
+	}
+	switch sign {
+	case 0x0000, 0x4000:
+	case 0xC000:
+		return decimal128.Num{}, true, nil // NaN, as AppendText
+	case 0xD000:
+		return decimal128.Num{}, false, fmt.Errorf("invalid numeric \"Infinity\"")
+	case 0xF000:
+		return decimal128.Num{}, false, fmt.Errorf("invalid numeric \"-Infinity\"")
+	default:
+		return decimal128.Num{}, false, fmt.Errorf("binary numeric with sign %#x", sign)
+	}
+	if dscale > scale {
+		return decimal128.Num{}, false, fmt.Errorf("numeric with %d fractional digits has more than %d", dscale, scale)
+	}
+	digits := v[8:]
+	// Fast path: every digit's place fits int64 (at most 18 digits left of
+	// the unscaled value's end).
+	if ndigits == 0 || 4*(weight+1)+scale <= 18 {
+		var u int64
+		for i := 0; i < ndigits; i++ {
+			d := int64(be.Uint16(digits[2*i:]))
+			if d > 9999 {
+				return decimal128.Num{}, false, fmt.Errorf("binary numeric digit %d", d)
+			}
+			e := 4*(weight-i) + scale
+			if e >= 0 {
+				u += d * pow10i64[e]
+			} else if e > -4 {
+				p := pow10i64[-e]
+				if d%p != 0 {
+					return decimal128.Num{}, false, fmt.Errorf("numeric has more than %d fractional digits", scale)
+				}
+				u += d / p
+			} else if d != 0 {
+				return decimal128.Num{}, false, fmt.Errorf("numeric has more than %d fractional digits", scale)
+			}
+		}
+		if u >= pow10i64[min(precision, 18)] && precision <= 18 {
+			return decimal128.Num{}, false, fmt.Errorf("numeric of %d digits does not fit decimal(%d,%d)", len(strconv.FormatInt(u, 10)), precision, scale)
+		}
+		if sign == 0x4000 {
+			u = -u
+		}
+		return decimal128.FromI64(u), false, nil
+	}
+	u := new(big.Int)
+	ten := big.NewInt(10)
+	for i := 0; i < ndigits; i++ {
+		d := int64(be.Uint16(digits[2*i:]))
+		if d > 9999 {
+			return decimal128.Num{}, false, fmt.Errorf("binary numeric digit %d", d)
+		}
+		e := 4*(weight-i) + scale
+		switch {
+		case d == 0:
+		case e >= 0:
+			if e > 40 {
+				return decimal128.Num{}, false, fmt.Errorf("numeric of more than 38 digits does not fit decimal(%d,%d)", precision, scale)
+			}
+			u.Add(u, new(big.Int).Mul(big.NewInt(d), new(big.Int).Exp(ten, big.NewInt(int64(e)), nil)))
+		case e > -4 && d%pow10i64[-e] == 0:
+			u.Add(u, big.NewInt(d/pow10i64[-e]))
+		default:
+			return decimal128.Num{}, false, fmt.Errorf("numeric has more than %d fractional digits", scale)
+		}
+	}
+	if nd := len(u.String()); u.Sign() != 0 && nd > precision {
+		return decimal128.Num{}, false, fmt.Errorf("numeric of %d digits does not fit decimal(%d,%d)", nd, precision, scale)
+	}
+	if sign == 0x4000 {
+		u.Neg(u)
+	}
+	return decimal128.FromBigInt(u), false, nil
+}
+
+// pow10i64[i] is 10^i.
+var pow10i64 = [19]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
 
 // parseInt parses a base-10 integer that fits bits, without allocating.
 func parseInt(b []byte, bits int) (int64, error) {

@@ -275,7 +275,7 @@ func (w *chunkWriter) Commit(ctx context.Context) error {
 func (w *chunkWriter) Release() { w.c.Release() }
 
 // ReadsBinary implements pgsnap.BinaryChunkWriter.
-func (w *chunkWriter) ReadsBinary(oid uint32) bool { return bronze.BinaryOIDs[oid] }
+func (w *chunkWriter) ReadsBinary(c change.Column) bool { return bronze.ReadsBinary(c) }
 
 // WaitDurable implements pgsnap.Sink: it waits until the Bronze watermark
 // covers the mark.

@@ -165,9 +165,9 @@ type ChunkWriter interface {
 // reads those columns in binary.
 type BinaryChunkWriter interface {
 	ChunkWriter
-	// ReadsBinary reports whether the writer reads type oid's binary form
+	// ReadsBinary reports whether the writer reads column c's binary form
 	// into exactly the value its text form gives.
-	ReadsBinary(oid uint32) bool
+	ReadsBinary(c change.Column) bool
 }
 
 // Export is the snapshot a new slot exported (see pgrepl.ExportedSnapshot).
@@ -882,7 +882,7 @@ func (w *worker) copyChunk(ctx context.Context, ref chunkRef) (mark Mark, rows i
 	bw, _ := cw.(BinaryChunkWriter)
 	for i, c := range rel.Columns {
 		kind[i] = change.Text
-		if bw != nil && bw.ReadsBinary(c.TypeOID) {
+		if bw != nil && bw.ReadsBinary(c) {
 			if formats == nil {
 				formats = make([]int16, ncol)
 			}
