@@ -5,12 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,11 +33,12 @@ const largeTxnRows = 2_000_000
 // delivered in chunks) and appended to a local stream in a child process
 // whose peak RSS (VmHWM) must stay under 512 MiB. A second child runs the
 // whole pipeline (capture, appender, Bronze, Silver) on the same slot
-// content with memory_limit 384 MiB, as a user with a 512 MiB budget would
-// configure it; its peak RSS must stay under 512 MiB too
-// (SILT_LARGE_TXN_FULL_LIMIT=<MiB> changes the bound,
-// SILT_LARGE_TXN_MEMORY_LIMIT=<MiB> the setting, 0 for none: then only the
-// structures' own bounds hold the peak, see the printed figures).
+// content with DEFAULT settings: no memory_limit (and GOMEMLIMIT, GOGC
+// removed from its environment), as a user who sets nothing runs it; its
+// peak RSS must stay under 512 MiB too, held there only by the structures'
+// own bounds. It prints the peak RSS and the peak live heap (after GC) per
+// run (SILT_LARGE_TXN_FULL_LIMIT=<MiB> changes the bound,
+// SILT_LARGE_TXN_MEMORY_LIMIT=<MiB> sets memory_limit for a comparison).
 func TestLargeTransactionBoundedMemory(t *testing.T) {
 	if raceEnabled {
 		t.Skip("RSS under the race detector is meaningless; run without -race")
@@ -57,7 +62,14 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 
 	run := func(mode string) map[string]int64 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestLargeTransactionChild$", "-test.v", "-test.timeout=10m")
-		cmd.Env = append(os.Environ(), "SILT_LARGE_TXN_CHILD="+mode, "SILT_LARGE_TXN_DSN="+db.DSN, "SILT_LARGE_TXN_SUFFIX="+db.Suffix)
+		// Default settings: the runtime's own GC knobs are not inherited.
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "GOMEMLIMIT=") && !strings.HasPrefix(kv, "GOGC=") {
+				env = append(env, kv)
+			}
+		}
+		cmd.Env = append(env, "SILT_LARGE_TXN_CHILD="+mode, "SILT_LARGE_TXN_DSN="+db.DSN, "SILT_LARGE_TXN_SUFFIX="+db.Suffix)
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -87,17 +99,21 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	start = time.Now()
 	capture := run("capture")
 	peak := capture["SILT_PEAK_RSS_KIB"]
-	fmt.Printf("large transaction: %d rows, capture (spill, chunks) + stream append in %s, peak RSS %.1f MiB\n",
-		largeTxnRows, time.Since(start).Round(time.Millisecond), float64(peak)/1024)
+	fmt.Printf("large transaction: %d rows, capture (spill, chunks) + stream append in %s, peak RSS %.1f MiB, peak live heap %.1f MiB\n",
+		largeTxnRows, time.Since(start).Round(time.Millisecond), float64(peak)/1024, float64(capture["SILT_PEAK_LIVE_KIB"])/1024)
 	if peak >= 512<<10 {
 		t.Errorf("capture peak RSS %d KiB, want < 512 MiB", peak)
 	}
 	start = time.Now()
 	full := run("pipeline")
 	fpeak := full["SILT_PEAK_RSS_KIB"]
-	fmt.Printf("large transaction: %d rows, whole pipeline (capture+appender+bronze+silver, memory_limit %d MiB) in %s (bronze done after %.1fs, silver after %.1fs), peak RSS %.1f MiB (after bronze %.1f MiB)\n",
-		largeTxnRows, full["SILT_MEMORY_LIMIT_MIB"], time.Since(start).Round(time.Millisecond), float64(full["SILT_BRONZE_MS"])/1000, float64(full["SILT_SILVER_MS"])/1000,
-		float64(fpeak)/1024, float64(full["SILT_BRONZE_RSS_KIB"])/1024)
+	setting := "default settings, no memory limit"
+	if m := full["SILT_MEMORY_LIMIT_MIB"]; m > 0 {
+		setting = fmt.Sprintf("Go memory limit %d MiB", m)
+	}
+	fmt.Printf("large transaction: %d rows, whole pipeline (capture+appender+bronze+silver, %s) in %s (bronze done after %.1fs, silver after %.1fs), peak RSS %.1f MiB (after bronze %.1f MiB), peak live heap %.1f MiB\n",
+		largeTxnRows, setting, time.Since(start).Round(time.Millisecond), float64(full["SILT_BRONZE_MS"])/1000, float64(full["SILT_SILVER_MS"])/1000,
+		float64(fpeak)/1024, float64(full["SILT_BRONZE_RSS_KIB"])/1024, float64(full["SILT_PEAK_LIVE_KIB"])/1024)
 	lim := int64(512)
 	if v, err := strconv.ParseInt(os.Getenv("SILT_LARGE_TXN_FULL_LIMIT"), 10, 64); err == nil && v > 0 {
 		lim = v
@@ -119,16 +135,21 @@ func TestLargeTransactionChild(t *testing.T) {
 		return
 	}
 	cfg.Bronze.FlushInterval.Duration = time.Second
-	cfg.MemoryLimit = 384 << 20
 	if v, err := strconv.ParseInt(os.Getenv("SILT_LARGE_TXN_MEMORY_LIMIT"), 10, 64); err == nil && v >= 0 {
 		cfg.MemoryLimit = config.ByteSize(v << 20)
 	}
-	fmt.Printf("SILT_MEMORY_LIMIT_MIB=%d\n", cfg.MemoryLimit>>20)
 	// The server is silent for seconds while it decodes 2M rows: the
 	// default (60s) receive timeout, not the fault tests' short one.
 	cfg.Source.ReceiveTimeout.Duration = 60 * time.Second
 	start := time.Now()
+	live := sampleLiveHeap()
+	defer live.stop()
 	r := cdcStart(t, cfg, nil)
+	// The limit the runtime runs with (memory_limit, or 90% of a cgroup
+	// limit; none here unless the machine's container has one).
+	if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
+		fmt.Printf("SILT_MEMORY_LIMIT_MIB=%d\n", lim>>20)
+	}
 	// Sample RSS with the pipeline's progress, so the peak can be placed
 	// in a stage (capture, Bronze, Silver overlap in time).
 	stopSampler := make(chan struct{})
@@ -182,7 +203,50 @@ func TestLargeTransactionChild(t *testing.T) {
 	close(stopSampler)
 	fmt.Printf("sampled peak RSS %s\n", <-sampled)
 	fmt.Printf("SILT_SPILLED=%d\n", r.p.SourceStats().SpilledTxns)
+	fmt.Printf("SILT_PEAK_LIVE_KIB=%d\n", live.stop()>>10)
 	fmt.Printf("SILT_PEAK_RSS_KIB=%d\n", vmHWM(t))
+}
+
+// liveHeap samples the runtime's live heap (marked by the last GC,
+// /gc/heap/live:bytes) every 20ms: the peak is what the process needed,
+// whatever GOGC made RSS grow to on top of it.
+type liveHeap struct {
+	done chan struct{}
+	peak chan uint64
+	once sync.Once
+	max  uint64
+}
+
+func sampleLiveHeap() *liveHeap {
+	l := &liveHeap{done: make(chan struct{}), peak: make(chan uint64, 1)}
+	go func() {
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		var peak uint64
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(s)
+			if s[0].Value.Kind() == metrics.KindUint64 {
+				peak = max(peak, s[0].Value.Uint64())
+			}
+			select {
+			case <-l.done:
+				l.peak <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return l
+}
+
+// stop ends sampling and returns the peak live heap in bytes.
+func (l *liveHeap) stop() uint64 {
+	l.once.Do(func() {
+		close(l.done)
+		l.max = <-l.peak
+	})
+	return l.max
 }
 
 // procStatus reads one KiB figure of /proc/self/status (0 if absent).
@@ -222,6 +286,8 @@ func vmHWM(t *testing.T) int64 {
 func captureOnly(t *testing.T, cfg *config.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	live := sampleLiveHeap()
+	defer live.stop()
 	src, err := pgrepl.Open(ctx, pgrepl.Config{DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
 		Tables: []change.TableID{items}, SpillDir: filepath.Join(cfg.Stream.Dir, "spill"), HeartbeatInterval: -1, ReceiveTimeout: time.Minute})
 	if err != nil {
@@ -261,5 +327,6 @@ func captureOnly(t *testing.T, cfg *config.Config) {
 		t.Fatalf("capture: %v after %d rows", err, rows)
 	}
 	fmt.Printf("SILT_SPILLED=%d\n", src.Stats().SpilledTxns)
+	fmt.Printf("SILT_PEAK_LIVE_KIB=%d\n", live.stop()>>10)
 	fmt.Printf("SILT_PEAK_RSS_KIB=%d\n", vmHWM(t))
 }
