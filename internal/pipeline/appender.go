@@ -27,8 +27,8 @@ type appendJob struct {
 // carries at most appendBatchBytes.
 const (
 	appendQueueJobs  = 256
-	appendQueueBytes = 32 << 20
-	appendBatchBytes = 8 << 20
+	appendQueueBytes = 16 << 20
+	appendBatchBytes = 4 << 20
 )
 
 // runAppender appends queued jobs to the stream in order, batching every
