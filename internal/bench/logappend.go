@@ -16,6 +16,26 @@ import (
 	"github.com/silt-dev/silt/internal/stream/locallog"
 )
 
+// The shapes of the log append scenario.
+//
+// The default shape is the way silt itself appends: the pipeline's appender
+// (internal/pipeline/appender.go) is ONE goroutine that batches every
+// waiting transaction into one Append of up to 8 MiB (pipeline's
+// appendBatchBytes), with one Append in flight at a time. So by default one
+// appender appends batches of pipelineAppendBytes of records, and the
+// group commit is as large as silt makes it.
+//
+// The second line, manyAppenders x manyBatch, is many small producers
+// each waiting for its own small batch: only ~330 KiB wait for each fsync,
+// so it measures the per-fsync cost rather than the bandwidth; it is
+// printed so that a regression there shows too. --log-appenders and
+// --log-batch change the first shape.
+const (
+	pipelineAppendBytes = 8 << 20
+	manyAppenders       = 16
+	manyBatch           = 100
+)
+
 // logRounds is how many times the log and both raw baselines run, one
 // after the other; the figures are medians, so one disturbed run on a
 // shared machine does not decide the result.
@@ -65,6 +85,9 @@ type LogAppendResult struct {
 // batches of batch, logRounds times, each round after the two raw
 // baselines of the same bytes (see LogAppendResult).
 func (e *env) runLogAppend(ctx context.Context, records int64, recordBytes, appenders, batch, shards int) (LogAppendResult, error) {
+	if batch <= 0 {
+		batch = max(pipelineAppendBytes/max(recordBytes, 1), 1)
+	}
 	res := LogAppendResult{Records: records, RecordBytes: recordBytes, Appenders: appenders, Batch: batch, Shards: shards, Rounds: logRounds}
 	dir, err := e.dataDir("log")
 	if err != nil {

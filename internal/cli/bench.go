@@ -60,7 +60,7 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 			o := bench.Options{Mode: "quick", InsertDrain: 200_000, InsertTxn: 1000,
 				E2E:          bench.E2EOptions{DrainChanges: 100_000, Rates: []int{5000, 20000, 0}, RateDuration: 10 * time.Second},
 				SnapshotRows: 500_000, SnapshotConn: 4, Shards: 2,
-				LogRecords: 1_000_000, LogRecordB: 200, LogAppenders: 16, LogBatch: 100,
+				LogRecords: 1_000_000, LogRecordB: 200, LogAppenders: 1, LogBatch: 0,
 				WorkDir: workDir, Out: out}
 			dro := bench.DeltaOpsOptions{Python: deltaPython, Script: deltaScript, Rows: 1_000_000, Keys: 10_000,
 				SmallFiles: 500, SmallRows: 1000, Scenarios: "uniform"}
@@ -162,8 +162,8 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 	f.DurationVar(&rateDur, "rate-duration", 0, "how long each offered rate runs (quick 10s, full 60s)")
 	f.IntVar(&snapRows, "snapshot-rows", 0, "initial snapshot table rows (quick 500000, full 5000000)")
 	f.IntVar(&logRecords, "log-records", 0, "embedded log append records of 200 B (quick 1000000, full 5000000)")
-	f.IntVar(&logAppenders, "log-appenders", 0, "embedded log: goroutines appending at once (default 16)")
-	f.IntVar(&logBatch, "log-batch", 0, "embedded log: records per Append call (default 100)")
+	f.IntVar(&logAppenders, "log-appenders", 0, "embedded log: goroutines appending at once (default 1, as the pipeline; a second line always shows 16 x 100)")
+	f.IntVar(&logBatch, "log-batch", 0, "embedded log: records per Append call (default 8 MiB of records, the pipeline's largest Append)")
 	f.StringVar(&deltaPython, "deltaops-python", "", "Python with deltalake for the delta-rs comparison (e.g. .venv/bin/python); empty skips it")
 	f.StringVar(&deltaScript, "deltaops-script", "bench/deltaops/bench.py", "the delta-rs comparison script")
 	f.IntVar(&deltaRows, "delta-rows", 0, "MERGE target rows (quick 1000000, full 10000000)")

@@ -337,40 +337,97 @@ type appendState struct {
 	target []int    // scratch: shard of each entry of a piece
 }
 
+// pieceLen is how many entries from the start of entries make a piece.
+func pieceLen(entries []stream.Entry) int {
+	k, size := 0, 0
+	for k < len(entries) && (k == 0 || size < appendPiece) {
+		size += len(entries[k].PartitionKey) + len(entries[k].Data)
+		k++
+	}
+	return k
+}
+
 // run routes, frames and queues entries one piece (appendPiece bytes) at
-// a time, in order, so each shard's records stay in order.
+// a time, in order, so each shard's records stay in order. With several
+// pieces and shards, a helper goroutine routes (hashes the partition keys
+// of) the next piece while this one frames the current one.
 func (a *appendState) run(ctx context.Context, entries []stream.Entry) error {
-	for len(entries) > 0 {
-		k, size := 0, 0
-		for k < len(entries) && (k == 0 || size < appendPiece) {
-			size += len(entries[k].PartitionKey) + len(entries[k].Data)
-			k++
+	n := len(a.l.logical)
+	if !a.pieces || n == 1 {
+		for len(entries) > 0 {
+			k := pieceLen(entries)
+			if err := a.piece(ctx, entries[:k], nil); err != nil {
+				return err
+			}
+			entries = entries[k:]
 		}
-		if err := a.piece(ctx, entries[:k]); err != nil {
+		return nil
+	}
+	type routed struct {
+		entries []stream.Entry
+		target  []int
+	}
+	next := make(chan routed)
+	free := make(chan []int, 2) // target buffers going back to the router
+	free <- nil
+	free <- nil
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(next)
+		for len(entries) > 0 {
+			var t []int
+			select {
+			case t = <-free:
+			case <-stop:
+				return
+			}
+			k := pieceLen(entries)
+			t = slices.Grow(t[:0], k)[:k]
+			for i, e := range entries[:k] {
+				t[i] = stream.ShardFor(e.PartitionKey, n)
+			}
+			select {
+			case next <- routed{entries[:k], t}:
+			case <-stop:
+				return
+			}
+			entries = entries[k:]
+		}
+	}()
+	for r := range next {
+		if err := a.piece(ctx, r.entries, r.target); err != nil {
 			return err
 		}
-		entries = entries[k:]
+		free <- r.target
 	}
 	return nil
 }
 
-func (a *appendState) piece(ctx context.Context, entries []stream.Entry) error {
+// piece queues entries to their shards. target holds each entry's shard,
+// or is nil: then piece routes them itself.
+func (a *appendState) piece(ctx context.Context, entries []stream.Entry, target []int) error {
 	l := a.l
 	n := len(l.logical)
 	type part struct{ recs, frames, payload int }
 	parts := make([]part, n) // per shard; payload (key + data) is what limits count
-	var target []int         // shard of each entry; nil with one shard
-	if n > 1 {
+	route := target == nil && n > 1
+	if route {
 		if cap(a.target) < len(entries) {
 			a.target = make([]int, len(entries))
 		}
 		target = a.target[:len(entries)]
 	}
+	if n == 1 {
+		target = nil // shard of each entry; nil with one shard
+	}
 	for i, e := range entries {
 		sh := 0
+		if route {
+			target[i] = stream.ShardFor(e.PartitionKey, n)
+		}
 		if target != nil {
-			sh = stream.ShardFor(e.PartitionKey, n)
-			target[i] = sh
+			sh = target[i]
 		}
 		p := &parts[sh]
 		p.recs++

@@ -533,6 +533,7 @@ func (s *shard) cutActive(pos, n, end int64) error {
 	g.next -= n
 	s.end, s.wend, s.tail = g.next, g.next, g.next
 	s.wpos, s.walloc = pos, pos
+	s.wbFrom = min(s.wbFrom, pos&^(pageSize-1))
 	for len(g.index) > 0 && g.index[len(g.index)-1].pos >= pos {
 		g.index = g.index[:len(g.index)-1]
 	}

@@ -36,6 +36,10 @@ const allocStep = 16 << 20
 // after each it starts the piece's write-back (writebackStarter).
 const writePiece = 1 << 20
 
+// pageSize is the page size write-back ranges are aligned to; the common
+// 4 KiB also works, merely less exactly, where pages are larger.
+const pageSize = 4 << 10
+
 func shardDir(root string, i int) string { return filepath.Join(root, fmt.Sprintf("shard-%04d", i)) }
 
 func segName(base int64) string { return fmt.Sprintf("%020d%s", base, segSuffix) }
@@ -122,6 +126,7 @@ type shard struct {
 	err     error         // sticky write failure
 	qbuf    []byte        // frames waiting for the flusher
 	qrecs   int64         // records in qbuf
+	qmarks  []frameMark   // v1: frame starts in qbuf, markInterval apart
 	tail    int64         // offset after the last queued record
 	space   chan struct{} // closed (and replaced) when the flusher takes the queue
 	notify  chan struct{} // closed (and replaced) when end advances, on failure and on close
@@ -133,8 +138,10 @@ type shard struct {
 	wpos    int64        // bytes written to w
 	wend    int64        // offset of the next record to write
 	walloc  int64        // bytes of w reserved by Allocate (its file size); >= wpos
+	wbFrom  int64        // write-back of w is started below this (writebackStarter)
 	lastIdx int64        // position of the active segment's last index entry; -1: none
 	fbuf    []byte       // frames taken from qbuf, being written
+	fmarks  []frameMark  // qmarks taken with them
 	idxBuf  []indexEntry // scratch for writeFrames
 	syncs   atomic.Int64 // fsyncs of segment data, for benchmarks
 	syncNs  atomic.Int64 // time spent in them
@@ -400,6 +407,7 @@ func (s *shard) recoverActive(g *segment) error {
 	s.wlow = g.low
 	s.wpos = valid
 	s.walloc = valid
+	s.wbFrom = valid &^ (pageSize - 1)
 	s.wend = g.next
 	s.end = g.next
 	s.tail = g.next
@@ -441,9 +449,14 @@ func (s *shard) enqueue(ctx context.Context, entries []stream.Entry, target []in
 		s.mu.Lock()
 	}
 	s.qbuf = slices.Grow(s.qbuf, size)
+	k := s.qrecs
 	for i, e := range entries {
 		if target == nil || target[i] == s.id {
+			if m := len(s.qmarks); m == 0 || len(s.qbuf)-s.qmarks[m-1].pos >= markInterval {
+				s.qmarks = append(s.qmarks, frameMark{recs: k, pos: len(s.qbuf)})
+			}
 			s.qbuf = appendFrame(s.qbuf, e.PartitionKey, e.Data)
+			k++
 		}
 	}
 	s.qrecs += int64(n)
@@ -594,6 +607,8 @@ func (s *shard) flushQueued() {
 			return
 		}
 		s.fbuf, s.qbuf = s.qbuf, s.fbuf[:0]
+		s.fmarks, s.qmarks = s.qmarks, s.fmarks[:0]
+		recs := s.qrecs
 		s.qrecs = 0
 		close(s.space)
 		s.space = make(chan struct{})
@@ -603,7 +618,7 @@ func (s *shard) flushQueued() {
 		// After a failure queued frames are dropped: their Appends get
 		// the sticky error.
 		if failed == nil {
-			if err := s.writeFrames(s.fbuf); err != nil {
+			if err := s.writeFrames(s.fbuf, s.fmarks, recs); err != nil {
 				s.fail(fmt.Errorf("shard failed: %w", err))
 			}
 		}
@@ -615,12 +630,38 @@ func (s *shard) flushQueued() {
 	}
 }
 
-// writeFrames appends frames to the active segment, rolling to a new
-// segment where the size limit says so, and hands them to the syncer.
-func (s *shard) writeFrames(buf []byte) error {
-	var count int64 // records in buf[start:p]
+// frameMark is a frame start in a queue buffer: its byte position and the
+// number of records before it in the buffer.
+type frameMark struct {
+	recs int64
+	pos  int
+}
+
+// markInterval is the spacing of frameMarks: index entries (indexInterval
+// apart) are picked among them, so the flusher need not walk every frame
+// header of a batch, a chain of dependent loads through memory another
+// core just wrote.
+const markInterval = 4 << 10
+
+// writeFrames appends frames (recs records; marks, when not empty, their
+// frameMarks) to the active segment, rolling to a new segment where the
+// size limit says so, and hands them to the syncer.
+func (s *shard) writeFrames(buf []byte, marks []frameMark, recs int64) error {
 	idx := s.idxBuf[:0]
 	defer func() { s.idxBuf = idx[:0] }()
+	if len(marks) > 0 && !s.v2 && s.wpos+int64(len(buf)) <= s.opts.SegmentBytes {
+		// No roll inside buf: the records and index entries are known
+		// without looking at the frames. An index entry may land up to
+		// markInterval after indexInterval; Read copes with any spacing.
+		for _, m := range marks {
+			if at := s.wpos + int64(m.pos); s.lastIdx < 0 || at-s.lastIdx >= indexInterval {
+				idx = append(idx, indexEntry{off: s.wend + m.recs, pos: at})
+				s.lastIdx = at
+			}
+		}
+		return s.writeChunk(buf, recs, idx)
+	}
+	var count int64 // records in buf[start:p]
 	start := 0
 	for p := 0; p < len(buf); {
 		n := frameHeaderLen + int(binary.LittleEndian.Uint32(buf[p:]))
@@ -660,9 +701,12 @@ func (s *shard) writeChunk(data []byte, count int64, idx []indexEntry) error {
 	if err := s.reserve(s.wpos + int64(len(data))); err != nil {
 		return err
 	}
-	// With fsync durability, write in pieces and start each piece's
-	// write-back at once, so the device works while the next piece is
-	// copied into the page cache and the fsync only waits for the tail.
+	// With fsync durability, write in pieces and start write-back of each
+	// writePiece of whole pages as soon as it is written, so the device
+	// works while the next piece is copied into the page cache and the
+	// fsync only waits for the tail. The page the writer is still filling
+	// is left alone: a write into a page under write-back may have to wait
+	// for it, which costs small group commits more than the hint gains.
 	wb, _ := s.w.(writebackStarter)
 	if s.opts.Durability != DurabilityFsync {
 		wb = nil
@@ -672,13 +716,15 @@ func (s *shard) writeChunk(data []byte, count int64, idx []indexEntry) error {
 		if wb != nil {
 			n = min(n, writePiece)
 		}
-		if _, err := s.w.WriteAt(data[p:p+n], s.wpos+int64(p)); err != nil {
-			return fmt.Errorf("write %s at %d: %w", segName2(s.wbase, s.wlow), s.wpos+int64(p), err)
-		}
-		if wb != nil {
-			wb.StartWriteback(s.wpos+int64(p), int64(n))
+		at := s.wpos + int64(p)
+		if _, err := s.w.WriteAt(data[p:p+n], at); err != nil {
+			return fmt.Errorf("write %s at %d: %w", segName2(s.wbase, s.wlow), at, err)
 		}
 		p += n
+		if done := (at + int64(n)) &^ (pageSize - 1); wb != nil && done-s.wbFrom >= writePiece {
+			wb.StartWriteback(s.wbFrom, done-s.wbFrom)
+			s.wbFrom = done
+		}
 	}
 	s.wpos += int64(len(data))
 	s.walloc = max(s.walloc, s.wpos)
@@ -957,7 +1003,7 @@ func (s *shard) roll() error {
 		f.Close()
 		return fmt.Errorf("roll: close %s: %w", segName2(s.wbase, s.wlow), err)
 	}
-	s.w, s.wbase, s.wlow, s.wpos, s.walloc, s.lastIdx = f, s.wend, low, 0, 0, -1
+	s.w, s.wbase, s.wlow, s.wpos, s.walloc, s.lastIdx, s.wbFrom = f, s.wend, low, 0, 0, -1, 0
 	s.mu.Lock()
 	s.segs = append(s.segs, &segment{base: s.wend, low: low, next: s.wend, indexed: true, modTime: s.opts.Now()})
 	s.mu.Unlock()
