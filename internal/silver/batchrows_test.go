@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/silver"
 )
 
@@ -58,5 +60,67 @@ func TestSilverMaxRowsPerBatch(t *testing.T) {
 	}
 	if n := h.silver(); n != 1 {
 		t.Fatalf("default options: %d batches, want 1", n)
+	}
+}
+
+// TestSilverMaxBytesPerBatch: the same rule by the Bronze files' bytes (a
+// wide table reaches it long before the row bound).
+func TestSilverMaxBytesPerBatch(t *testing.T) {
+	h := newHarness(t)
+	id := 0
+	commit := func(n int) { // one Bronze commit of n inserts
+		var cs []*change.Change
+		for i := 0; i < n; i++ {
+			id++
+			cs = append(cs, &change.Change{Op: change.OpInsert, New: []change.Datum{txt(fmt.Sprint(id)), txt("v"), null}})
+		}
+		h.txn(cs...)
+		h.bronze()
+	}
+	for range 5 {
+		commit(3)
+	}
+	commit(30) // merged alone
+	// Sizes of the 3-row commits (versions 1-5): a bound of twice the
+	// largest holds any two of them, never three.
+	bt := delta.NewTable(h.store, bronze.TablePath(rel.Table))
+	var largest, smallest int64
+	for v := int64(1); v <= 5; v++ {
+		acts, err := bt.ReadCommit(context.Background(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, a := range acts {
+			if a.Add != nil {
+				n += a.Add.Size
+			}
+		}
+		largest = max(largest, n)
+		if smallest == 0 || n < smallest {
+			smallest = n
+		}
+	}
+	if 3*smallest <= 2*largest {
+		t.Fatalf("3-row commits of %d to %d bytes: too different for this test", smallest, largest)
+	}
+	p := silver.New(h.store, silver.Options{MaxBytesPerBatch: 2 * largest})
+	var got []string
+	for {
+		res, err := p.Process(context.Background(), rel.Table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ToVersion < 0 {
+			break
+		}
+		got = append(got, fmt.Sprintf("v%d-%d:%d", res.FromVersion, res.ToVersion, res.Changes))
+	}
+	want := "[v0-2:6 v3-4:6 v5-5:3 v6-6:30]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("batches %v, want %s", got, want)
+	}
+	if rows := h.rows(); len(rows) != 45 {
+		t.Fatalf("silver has %d rows, want 45", len(rows))
 	}
 }

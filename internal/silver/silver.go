@@ -72,6 +72,14 @@ type Options struct {
 	// flush_bytes).
 	// Default DefaultMaxRowsPerBatch.
 	MaxRowsPerBatch int64
+	// MaxBytesPerBatch bounds it by the Bronze files' size too (the same
+	// rule: the commit that would take the batch past it starts the next
+	// one; a single larger commit is merged whole). Rows alone do not bound
+	// the memory of a wide table: 256Ki rows of 2 KiB are 512 MiB. The
+	// files are compressed, so this is a bound on the decoded size only up
+	// to the compression ratio, which is lowest (about 2-4) for wide rows
+	// of text, where it matters. Default DefaultMaxBytesPerBatch.
+	MaxBytesPerBatch int64
 	// TargetFileSize of new Silver files and of OPTIMIZE's output (default
 	// 128 MiB).
 	TargetFileSize int64
@@ -133,6 +141,11 @@ const DefaultOptimizeEvery = 10
 // 60-80 MiB live however large the backlog or the source transaction.
 const DefaultMaxRowsPerBatch = 256 << 10
 
+// DefaultMaxBytesPerBatch is Options.MaxBytesPerBatch's default: 32 MiB of
+// Bronze Parquet, about 64-128 MiB of decoded wide rows; narrow rows
+// (compressed 10-20 times) reach DefaultMaxRowsPerBatch first.
+const DefaultMaxBytesPerBatch = 32 << 20
+
 // Result describes one micro-batch.
 type Result struct {
 	Table          change.TableID
@@ -189,6 +202,9 @@ func New(store blob.Store, opts Options) *Processor {
 	}
 	if opts.MaxRowsPerBatch == 0 {
 		opts.MaxRowsPerBatch = DefaultMaxRowsPerBatch
+	}
+	if opts.MaxBytesPerBatch == 0 {
+		opts.MaxBytesPerBatch = DefaultMaxBytesPerBatch
 	}
 	if opts.TombstoneRetention == 0 {
 		opts.TombstoneRetention = 24 * time.Hour
@@ -316,32 +332,35 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	res.FromVersion, res.ToVersion = from, to
 
 	// Bronze files added by versions from..to (Bronze is append-only), up
-	// to MaxRowsPerBatch rows (whole commits: the txn version is a commit).
+	// to MaxRowsPerBatch rows and MaxBytesPerBatch file bytes (whole
+	// commits: the txn version is a commit).
 	var files []*delta.Add
-	var batchRows int64
+	var batchRows, batchBytes int64
 	for v := from; v <= to; v++ {
 		acts, err := bt.ReadCommit(ctx, v)
 		if err != nil {
 			return res, fmt.Errorf("silver %s: read bronze version %d: %w", id, v, err)
 		}
 		var vfiles []*delta.Add
-		var vrows int64
+		var vrows, vbytes int64
 		for _, a := range acts {
 			if a.Add != nil && a.Add.DataChange {
 				vfiles = append(vfiles, a.Add)
 				vrows += addRows(a.Add)
+				vbytes += a.Add.Size
 			}
 			if a.Remove != nil && a.Remove.DataChange {
 				return res, fmt.Errorf("silver %s: bronze version %d removes data (%s); Bronze must stay append-only: restore the file or rebuild Silver from scratch", id, v, a.Remove.Path)
 			}
 		}
-		if v > from && batchRows+vrows > p.opts.MaxRowsPerBatch {
+		if v > from && (batchRows+vrows > p.opts.MaxRowsPerBatch || batchBytes+vbytes > p.opts.MaxBytesPerBatch) {
 			to = v - 1 // the next batch starts with it
 			res.ToVersion = to
 			break
 		}
 		files = append(files, vfiles...)
 		batchRows += vrows
+		batchBytes += vbytes
 	}
 	bschema := bsnap.Schema()
 	keyCols := strings.Split(bsnap.Config()[bronze.ConfPrimaryKey], ",")
