@@ -16,37 +16,53 @@ import (
 // write + fsync rate measured in the same run on the same directory, and
 // the ratio (goal: at least 0.7).
 //
-// Each iteration appends 64 MiB of 1 KiB records from 16 appenders in
-// batches of 256 (a capture stream under load: many transactions in
-// flight), one shard, DurabilityFsync; then writes the same bytes raw in
-// 1 MiB writes with one fsync at the end: the disk's sequential ceiling,
-// which no log that fsyncs each group commit can beat.
+// Each iteration appends 64 MiB of 1 KiB records, DurabilityFsync, then
+// writes the same bytes raw in 1 MiB writes with one fsync at the end: the
+// disk's sequential ceiling, which no log that fsyncs each group commit
+// can beat. Shapes:
+//
+//   - pipeline: one appender, Appends of 8 MiB, one in flight: what
+//     silt's pipeline does (internal/pipeline/appender.go batches every
+//     waiting transaction into one Append of up to 8 MiB);
+//   - 16x256: many producers each waiting for its own batch of 256 (the
+//     group commit then holds what they have in flight at once).
+//
+// With 2 shards every record's partition key is hashed (MD5) to route it.
 //
 //	go test -run XXX -bench AppendVsDisk -benchtime 3x ./internal/stream/locallog/
 func BenchmarkAppendVsDisk(b *testing.B) {
-	for _, pending := range []int{16 << 20, 64 << 20} {
-		b.Run(fmt.Sprintf("pending=%dMiB", pending>>20), func(b *testing.B) {
-			benchVsDisk(b, pending)
+	for _, c := range []struct {
+		name             string
+		appenders, batch int
+		shards           int
+	}{
+		{"pipeline/shards=1", 1, 8 << 10, 1},
+		{"pipeline/shards=2", 1, 8 << 10, 2},
+		{"16x256/shards=1", 16, 256, 1},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchVsDisk(b, c.appenders, c.batch, c.shards)
 		})
 	}
 }
 
-func benchVsDisk(b *testing.B, pending int) {
+func benchVsDisk(b *testing.B, appenders, batch, shards int) {
 	const (
-		total     = 64 << 20
-		recBytes  = 1024
-		appenders = 16
-		batch     = 256
+		total    = 64 << 20
+		recBytes = 1024
 	)
-	key := []byte("public.readings\x0012345")
-	data := make([]byte, recBytes-len(key))
-	frame := frameLen(key, data)
+	data := make([]byte, recBytes-len("public.readings\x0012345"))
+	frame := frameLen([]byte("public.readings\x0012345"), data)
 	perAppender := total / frame / appenders
+	keys := make([][]byte, batch)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "public.readings\x00%05d", i%100000)
+	}
 	var logTime, rawTime time.Duration
 	var syncs, syncNs int64
 	for range b.N {
 		dir := b.TempDir()
-		l, err := Open(filepath.Join(dir, "log"), Options{Logger: quietLogger(), MaxPendingBytes: pending})
+		l, err := Open(filepath.Join(dir, "log"), Options{Logger: quietLogger(), Shards: shards})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -59,7 +75,7 @@ func benchVsDisk(b *testing.B, pending int) {
 				defer wg.Done()
 				e := make([]stream.Entry, batch)
 				for i := range e {
-					e[i] = stream.Entry{PartitionKey: key, Data: data}
+					e[i] = stream.Entry{PartitionKey: keys[i], Data: data}
 				}
 				for n := perAppender; n > 0; n -= batch {
 					if err := l.Append(ctx, e[:min(n, batch)]); err != nil {
@@ -71,8 +87,10 @@ func benchVsDisk(b *testing.B, pending int) {
 		}
 		wg.Wait()
 		logTime += time.Since(start)
-		syncs += l.shards[0].syncs.Load()
-		syncNs += l.shards[0].syncNs.Load()
+		for _, s := range l.physical() {
+			syncs += s.syncs.Load()
+			syncNs += s.syncNs.Load()
+		}
 		l.Close()
 		rawTime += rawWrite(b, filepath.Join(dir, "raw"), int64(perAppender*appenders*frame), true)
 	}

@@ -77,6 +77,23 @@
 // reopening recovers from what reached the disk. Records of one Append that
 // go to different shards are not atomic across shards.
 //
+// A large Append (the pipeline makes them up to 8 MiB) is a pipeline of its
+// own: it is routed and framed in pieces of appendPiece (1 MiB) bytes, a
+// helper goroutine hashing the next piece's partition keys while the
+// current one is framed, and each piece is queued at once, so the flushers
+// write piece k while piece k+1 is framed. The flusher writes in pieces of
+// at most 1 MiB and starts write-back of every whole MiB of pages as soon
+// as it is written (sync_file_range SYNC_FILE_RANGE_WRITE on Linux, a
+// hint; fdatasync stays the only durability point), so the device works
+// during the Append instead of only in its fsync. The syncers hold their
+// fsync while an Append is between pieces and until its last piece is
+// written (shard.holdBegin), so such an Append still costs one fsync per
+// shard; the flusher overrides a hold when it must wait for the syncer, a
+// reshard's drain overrides it (the holder cannot queue its next piece
+// while the reshard holds the append lock), and Close's last pass ignores
+// it. The flusher picks index entries among frame positions the enqueuer
+// records every 4 KiB (frameMark) instead of walking every frame header.
+//
 // With DurabilityFsync the active segment's disk space is reserved ahead of
 // the writer (File.Allocate, fallocate on Linux, allocStep at a time up to
 // SegmentBytes), so a group commit's fdatasync has no file size to commit;
