@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/silt-dev/silt/internal/pipeline"
 	"github.com/silt-dev/silt/internal/stream"
 	"github.com/silt-dev/silt/internal/stream/locallog"
 )
@@ -20,10 +21,10 @@ import (
 //
 // The default shape is the way silt itself appends: the pipeline's appender
 // (internal/pipeline/appender.go) is ONE goroutine that batches every
-// waiting transaction into one Append of up to 8 MiB (pipeline's
-// appendBatchBytes), with one Append in flight at a time. So by default one
-// appender appends batches of pipelineAppendBytes of records, and the
-// group commit is as large as silt makes it.
+// waiting transaction into one Append of up to pipeline.AppendBatchBytes
+// (4 MiB), with one Append in flight at a time. So by default one appender
+// appends batches of that many bytes of records, and the group commit is
+// as large as silt makes it.
 //
 // The second line, manyAppenders x manyBatch, is many small producers
 // each waiting for its own small batch: only ~330 KiB wait for each fsync,
@@ -31,9 +32,8 @@ import (
 // printed so that a regression there shows too. --log-appenders and
 // --log-batch change the first shape.
 const (
-	pipelineAppendBytes = 8 << 20
-	manyAppenders       = 16
-	manyBatch           = 100
+	manyAppenders = 16
+	manyBatch     = 100
 )
 
 // logRounds is how many times the log and both raw baselines run, one
@@ -86,7 +86,7 @@ type LogAppendResult struct {
 // baselines of the same bytes (see LogAppendResult).
 func (e *env) runLogAppend(ctx context.Context, records int64, recordBytes, appenders, batch, shards int) (LogAppendResult, error) {
 	if batch <= 0 {
-		batch = max(pipelineAppendBytes/max(recordBytes, 1), 1)
+		batch = max(pipeline.AppendBatchBytes/max(recordBytes, 1), 1)
 	}
 	res := LogAppendResult{Records: records, RecordBytes: recordBytes, Appenders: appenders, Batch: batch, Shards: shards, Rounds: logRounds}
 	dir, err := e.dataDir("log")

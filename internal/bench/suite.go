@@ -26,7 +26,7 @@ type Options struct {
 	LogRecords   int64
 	LogRecordB   int
 	LogAppenders int
-	LogBatch     int              // 0: an 8 MiB Append, as the pipeline's appender makes
+	LogBatch     int              // 0: Appends of pipeline.AppendBatchBytes, as the pipeline's appender makes
 	DeltaOps     *DeltaOpsOptions // nil: not run
 	DeltaOpsWhy  string           // printed when DeltaOps is nil
 	Conduit      string           // Conduit binary; empty: not run

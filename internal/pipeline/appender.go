@@ -40,6 +40,11 @@ const (
 // drained, or on the first error.
 // queueWeight is a job's weight in the queue's byte semaphore (a job larger
 // than the whole budget takes all of it, so it still fits).
+// AppendBatchBytes is the most one stream Append of the appender carries,
+// for benchmarks that append the way the pipeline does (silt bench --only
+// log).
+const AppendBatchBytes = appendBatchBytes
+
 func queueWeight(n int) int64 { return min(max(int64(n), 1), appendQueueBytes) }
 
 func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) error {

@@ -21,9 +21,9 @@ import (
 // disk's sequential ceiling, which no log that fsyncs each group commit
 // can beat. Shapes:
 //
-//   - pipeline: one appender, Appends of 8 MiB, one in flight: what
+//   - pipeline: one appender, Appends of 4 MiB, one in flight: what
 //     silt's pipeline does (internal/pipeline/appender.go batches every
-//     waiting transaction into one Append of up to 8 MiB);
+//     waiting transaction into one Append of up to 4 MiB);
 //   - 16x256: many producers each waiting for its own batch of 256 (the
 //     group commit then holds what they have in flight at once).
 //
@@ -36,8 +36,8 @@ func BenchmarkAppendVsDisk(b *testing.B) {
 		appenders, batch int
 		shards           int
 	}{
-		{"pipeline/shards=1", 1, 8 << 10, 1},
-		{"pipeline/shards=2", 1, 8 << 10, 2},
+		{"pipeline/shards=1", 1, 4 << 10, 1},
+		{"pipeline/shards=2", 1, 4 << 10, 2},
 		{"16x256/shards=1", 16, 256, 1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
