@@ -78,7 +78,7 @@ func BenchmarkLoadChunk(b *testing.B) {
 }
 
 // BenchmarkLoadChunkBinary writes snapshot chunks of `silt bench`'s
-// snapshot table as pgsnap reads them (the BinaryOIDs columns in binary,
+// snapshot table as pgsnap reads them (the ReadsBinary columns in binary,
 // the others as text) and the size the bench's chunks have: wall and CPU
 // (user+system of the process) ns per row, and stored bytes per row.
 func BenchmarkLoadChunkBinary(b *testing.B) {
@@ -102,7 +102,7 @@ func BenchmarkLoadChunkBinary(b *testing.B) {
 			bin(4, uint64(g%100000)),
 			{Kind: change.Text, Data: []byte(fmt.Sprintf("name-%d-%032x", g, uint64(g)*0x9e3779b97f4a7c15))},
 			bin(8, uint64(us)),
-			{Kind: change.Text, Data: []byte(strconv.FormatFloat(float64(g%1000000)/100, 'f', 2, 64))},
+			numericBin(int64(g%1000000), 2),
 			bin(8, math.Float64bits(float64(g)/7)),
 		}}
 	}
@@ -151,4 +151,31 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// numericBin is numeric's binary send format of unscaled / 10^scale.
+func numericBin(unscaled int64, scale int) change.Datum {
+	sign := uint16(0)
+	if unscaled < 0 {
+		sign, unscaled = 0x4000, -unscaled
+	}
+	// base-10000 digits of the value shifted so that the last digit holds
+	// the fraction's 4 places (scale <= 4)
+	v := unscaled
+	for i := scale; i < 4; i++ {
+		v *= 10
+	}
+	var digits []uint16
+	for ; v > 0; v /= 10000 {
+		digits = append([]uint16{uint16(v % 10000)}, digits...)
+	}
+	weight := len(digits) - 2 // the last digit is the fraction
+	out := binary.BigEndian.AppendUint16(nil, uint16(len(digits)))
+	out = binary.BigEndian.AppendUint16(out, uint16(int16(weight)))
+	out = binary.BigEndian.AppendUint16(out, sign)
+	out = binary.BigEndian.AppendUint16(out, uint16(scale))
+	for _, d := range digits {
+		out = binary.BigEndian.AppendUint16(out, d)
+	}
+	return change.Datum{Kind: change.Binary, Data: out}
 }

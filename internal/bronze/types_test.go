@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/silt-dev/silt/internal/change"
@@ -252,5 +253,16 @@ func TestParseDecimalSmallAgrees(t *testing.T) {
 	}
 	if checked < 1000 {
 		t.Fatalf("the small parser answered only %d times", checked)
+	}
+}
+
+// TestNumericBinaryBench: the benchmarks' numericBin reads back as the
+// value it encodes.
+func TestNumericBinaryBench(t *testing.T) {
+	for _, u := range []int64{0, 1, 99, 100, 12345, 999999, -5, -100000, 123456789012} {
+		n, null, err := numericBinary(numericBin(u, 2).Data, 18, 2)
+		if err != nil || null || n != decimal128.FromI64(u) {
+			t.Errorf("%d: got %v %v %v", u, n, null, err)
+		}
 	}
 }
