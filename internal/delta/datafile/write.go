@@ -42,6 +42,12 @@ type WriteOptions struct {
 	DataChange bool
 	// Allocator for Arrow and Parquet buffers; nil means memory.DefaultAllocator.
 	Allocator memory.Allocator
+	// PlainConstants writes a column that is constant in a file's first
+	// rows plain instead of dictionary-encoded: cheaper in CPU (no hashing
+	// of every value), but the open page of such a column holds its plain
+	// values (up to a page, 1 MiB) until it is compressed. For snapshot
+	// chunks, whose Bronze metadata columns are all constant.
+	PlainConstants bool
 }
 
 func (o *WriteOptions) defaults() {
@@ -554,7 +560,7 @@ func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
 		case arrow.TIMESTAMP:
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
 		default:
-			if i < len(first) && (mostlyDistinct(first[i]) || constant(first[i])) {
+			if i < len(first) && (mostlyDistinct(first[i]) || w.opts.PlainConstants && constant(first[i])) {
 				opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
 			}
 		}
