@@ -163,6 +163,7 @@ type shard struct {
 	holdUpto   int64 // fsync once handed-over chunks reach this offset
 	syncForce  bool  // the flusher waits in waitSynced: fsync now
 	drains     int   // reshards draining this shard: holds do not apply
+	syncedTo   int64 // next offset of the last chunk the syncer took
 
 	meter *shardMeter // limits and figures (limits.go)
 
@@ -892,14 +893,21 @@ func (s *shard) syncQueued(final bool) {
 		s.mu.Unlock()
 		s.syncMu.Lock()
 		q := s.syncQ
+		// An Append that finished queuing (holdUpto) is fsynced as soon as
+		// its last chunk is handed over, even while a later one is still
+		// queuing pieces: the later one's pieces written so far come along.
+		finished := s.holdUpto > s.syncedTo
 		if len(q) > 0 && !final && err == nil && !s.syncForce && s.drains == 0 &&
-			(s.holdPieces > 0 || q[len(q)-1].next < s.holdUpto) {
+			(q[len(q)-1].next < s.holdUpto || s.holdPieces > 0 && !finished) {
 			// Held (holdBegin): holdEnd or the next handoff kicks again.
 			s.syncMu.Unlock()
 			return
 		}
 		s.syncForce = false
 		s.syncQ = nil
+		if len(q) > 0 {
+			s.syncedTo = q[len(q)-1].next
+		}
 		s.syncBusy = len(q) > 0
 		s.syncMu.Unlock()
 		if len(q) == 0 {
