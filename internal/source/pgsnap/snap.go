@@ -428,28 +428,45 @@ func (s *Snapshot) connect(ctx context.Context, name string) error {
 	if s.cfg.Password != "" {
 		pcfg.Password = s.cfg.Password
 	}
-	for i := 0; i < n; i++ {
-		conn, err := pgx.ConnectConfig(ctx, pcfg)
+	// The first connection exports the snapshot if there is no name yet;
+	// the others connect and import it at once (each connection costs a
+	// round trip or more, and the copy waits for all of them).
+	first := 0
+	if name == "" {
+		conn, err := s.connectOne(ctx, pcfg, "")
+		if conn != nil {
+			s.conns = append(s.conns, conn)
+		}
 		if err != nil {
 			s.Close()
-			return fmt.Errorf("snapshot: connect: %w", connectLost(err))
+			return err
 		}
-		s.conns = append(s.conns, conn)
-		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&name); err != nil {
 			s.Close()
-			return fmt.Errorf("snapshot: begin: %w", lost(conn, err))
+			return fmt.Errorf("snapshot: export: %w", lost(conn, err))
 		}
-		if i == 0 && name == "" {
-			if err := conn.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&name); err != nil {
-				s.Close()
-				return fmt.Errorf("snapshot: export: %w", lost(conn, err))
-			}
-			continue
+		first = 1
+	}
+	conns := make([]*pgx.Conn, n-first)
+	errs := make([]error, n-first)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], errs[i] = s.connectOne(ctx, pcfg, name)
+		}()
+	}
+	wg.Wait()
+	for _, c := range conns {
+		if c != nil {
+			s.conns = append(s.conns, c)
 		}
-		// The name comes from the server; quote it anyway.
-		if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(name, "'", "''")+"'"); err != nil {
+	}
+	for _, err := range errs {
+		if err != nil {
 			s.Close()
-			return fmt.Errorf("snapshot: import snapshot %s: %w", name, lost(conn, err))
+			return err
 		}
 	}
 	v, _ := strconv.Atoi(s.conns[0].PgConn().ParameterStatus("server_version_num"))
@@ -460,6 +477,27 @@ func (s *Snapshot) connect(ctx context.Context, name string) error {
 	}
 	s.pg15 = v >= 150000
 	return nil
+}
+
+// connectOne opens one worker connection in a REPEATABLE READ READ ONLY
+// transaction, importing snapshot name unless it is empty. On an error
+// after connecting it returns the connection too (for Close).
+func (s *Snapshot) connectOne(ctx context.Context, pcfg *pgx.ConnConfig, name string) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: connect: %w", connectLost(err))
+	}
+	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		return conn, fmt.Errorf("snapshot: begin: %w", lost(conn, err))
+	}
+	if name == "" {
+		return conn, nil
+	}
+	// The name comes from the server; quote it anyway.
+	if _, err := conn.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(name, "'", "''")+"'"); err != nil {
+		return conn, fmt.Errorf("snapshot: import snapshot %s: %w", name, lost(conn, err))
+	}
+	return conn, nil
 }
 
 // Close ends the worker transactions and connections. It is idempotent.
