@@ -662,10 +662,11 @@ type keyChanges struct {
 	chgs        []foldChange
 }
 
-// newKeyChanges returns an empty set sized for rows changes (a hint: the
-// Bronze files' numRecords; growing past it is fine).
+// newKeyChanges returns an empty set with room for rows changes (the
+// Bronze files' numRecords, at most DefaultMaxRowsPerBatch: the files may
+// hold snapshot rows this pass skips; growing past it is fine).
 func newKeyChanges(rows int64) *keyChanges {
-	rows = min(max(rows, 0), 1<<20)
+	rows = min(max(rows, 0), DefaultMaxRowsPerBatch)
 	return &keyChanges{index: make(map[string]int32), chgs: make([]foldChange, 0, rows)}
 }
 
