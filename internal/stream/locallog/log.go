@@ -384,9 +384,7 @@ func (a *appendState) run(ctx context.Context, entries []stream.Entry) error {
 			}
 			k := pieceLen(entries)
 			t = slices.Grow(t[:0], k)[:k]
-			for i, e := range entries[:k] {
-				t[i] = stream.ShardFor(e.PartitionKey, n)
-			}
+			stream.ShardsFor(entries[:k], n, t)
 			select {
 			case next <- routed{entries[:k], t}:
 			case <-stop:
@@ -417,15 +415,13 @@ func (a *appendState) piece(ctx context.Context, entries []stream.Entry, target 
 			a.target = make([]int, len(entries))
 		}
 		target = a.target[:len(entries)]
+		stream.ShardsFor(entries, n, target)
 	}
 	if n == 1 {
 		target = nil // shard of each entry; nil with one shard
 	}
 	for i, e := range entries {
 		sh := 0
-		if route {
-			target[i] = stream.ShardFor(e.PartitionKey, n)
-		}
 		if target != nil {
 			sh = target[i]
 		}
