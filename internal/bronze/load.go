@@ -299,7 +299,7 @@ func (c *LoadChunk) flushRecord() error {
 	}
 	if c.dw == nil {
 		ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
-		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel(), Allocator: loadMem, PlainConstants: true})
+		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel(), Allocator: loadMem, SnapshotEncodings: true})
 		if err != nil {
 			return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
 		}

@@ -161,7 +161,8 @@ func TestLoaderSchemaBehind(t *testing.T) {
 
 // TestLoaderMatchesBuildRecord: a chunk written by the Loader (binary and
 // text datums, nulls, a run of rows with other shared columns, records
-// built one after another from reused pooled buffers) reads back exactly
+// built one after another from reused pooled buffers, increasing columns
+// delta-encoded, from -infinity to infinity) reads back exactly
 // as the Writer's buildRecord turns the same changes into Bronze rows.
 func TestLoaderMatchesBuildRecord(t *testing.T) {
 	ctx := context.Background()
@@ -189,9 +190,16 @@ func TestLoaderMatchesBuildRecord(t *testing.T) {
 			bin(8, uint64(int64(k)*1_000_003)), txt(fmt.Sprintf("%d.%02d", k, k%100)), bin(8, math.Float64bits(float64(k)/3)),
 			bin(1, uint64(k%2)), bin(4, uint64(k)), bin(2, uint64(k%300)), txt(fmt.Sprintf("\\x%04x", k%65536))}
 		for ci := 1; ci < len(img); ci++ {
-			if (k+ci)%(7+ci) == 0 {
+			if (k+ci)%(7+ci) == 0 && ci != 3 {
 				img[ci] = null
 			}
+		}
+		minTS := int64(math.MinInt64)
+		switch k { // increasing timestamps (DELTA_BINARY_PACKED) from -infinity to infinity: deltas wrap
+		case 0:
+			img[3] = bin(8, uint64(minTS))
+		case n - 1:
+			img[3] = bin(8, uint64(math.MaxInt64))
 		}
 		lsn, pos := change.LSN(99), uint32(5)
 		if k > loadRecordRows+100 && k < loadRecordRows+5000 { // another run of shared columns

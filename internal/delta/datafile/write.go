@@ -42,12 +42,15 @@ type WriteOptions struct {
 	DataChange bool
 	// Allocator for Arrow and Parquet buffers; nil means memory.DefaultAllocator.
 	Allocator memory.Allocator
-	// PlainConstants writes a column that is constant in a file's first
-	// rows plain instead of dictionary-encoded: cheaper in CPU (no hashing
-	// of every value), but the open page of such a column holds its plain
-	// values (up to a page, 1 MiB) until it is compressed. For snapshot
-	// chunks, whose Bronze metadata columns are all constant.
-	PlainConstants bool
+	// SnapshotEncodings picks encodings for files of rows read in bulk (a
+	// snapshot chunk), from each column's first rows: a constant column is
+	// written plain instead of dictionary-encoded (cheaper in CPU: no
+	// hashing of every value; zstd folds the repeats, but the open page
+	// holds plain values, up to a page, 1 MiB, until it is compressed), and
+	// a strictly increasing integer or timestamp column (serial keys,
+	// insertion times) DELTA_BINARY_PACKED (a few bits per value: less to
+	// compress and to store).
+	SnapshotEncodings bool
 }
 
 func (o *WriteOptions) defaults() {
@@ -559,8 +562,15 @@ func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false), parquet.WithStatsFor(f.Name, false))
 		case arrow.TIMESTAMP:
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
+			if w.opts.SnapshotEncodings && i < len(first) && sortedInts(first[i]) {
+				opts = append(opts, parquet.WithEncodingFor(f.Name, parquet.Encodings.DeltaBinaryPacked))
+			}
 		default:
-			if i < len(first) && (mostlyDistinct(first[i]) || w.opts.PlainConstants && constant(first[i])) {
+			if w.opts.SnapshotEncodings && i < len(first) && sortedInts(first[i]) {
+				opts = append(opts, parquet.WithDictionaryFor(f.Name, false), parquet.WithEncodingFor(f.Name, parquet.Encodings.DeltaBinaryPacked))
+				continue
+			}
+			if i < len(first) && (mostlyDistinct(first[i]) || w.opts.SnapshotEncodings && constant(first[i])) {
 				opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
 			}
 		}
@@ -664,6 +674,30 @@ func mostlyDistinct(a arrow.Array) bool {
 // dictionary that hashes every value.
 func constant(a arrow.Array) bool {
 	return a.Len() >= distinctMin && a.NullN() == 0 && constantColumns([]arrow.Array{a}, []int{0})
+}
+
+// sortedInts reports whether a's first values (at least distinctMin, no
+// nulls) are strictly increasing integers or timestamps.
+func sortedInts(a arrow.Array) bool {
+	if a.Len() < distinctMin || a.NullN() != 0 {
+		return false
+	}
+	n := min(a.Len(), distinctSample)
+	switch x := a.(type) {
+	case *array.Int64:
+		return increasing(x.Int64Values()[:n])
+	case *array.Int32:
+		return increasing(x.Int32Values()[:n])
+	case *array.Timestamp:
+		v := x.TimestampValues()[:n]
+		for i := 1; i < len(v); i++ {
+			if v[i] <= v[i-1] {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // increasing reports whether v is strictly increasing (so all distinct).
