@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/decimal256"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -65,6 +66,14 @@ func (c *conformer) conform(d arrow.ArrayData, t delta.DataType, target arrow.Da
 	if arrow.TypeEqual(src, target) {
 		d.Retain()
 		return d, nil
+	}
+	if src.ID() == arrow.DICTIONARY {
+		u, err := unpackDictionary(c.mem, d)
+		if err != nil {
+			return nil, err
+		}
+		defer u.Release()
+		return c.conform(u, t, target)
 	}
 	if target.ID() == arrow.NULL || src.ID() == arrow.NULL {
 		return nullData(c.mem, target, d.Offset()+d.Len(), d.Offset(), d.Len()), nil
@@ -519,4 +528,74 @@ func abs64(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// unpackDictionary returns the values of a dictionary<int32, string or
+// binary> array (as read with pqarrow's ReadDict) as a plain string or
+// binary array: the sizes are summed, then every value is copied once into
+// buffers of the final size.
+func unpackDictionary(mem memory.Allocator, d arrow.ArrayData) (arrow.ArrayData, error) {
+	dt := d.DataType().(*arrow.DictionaryType)
+	vt := dt.ValueType
+	if dt.IndexType.ID() != arrow.INT32 || (vt.ID() != arrow.STRING && vt.ID() != arrow.BINARY) {
+		return nil, fmt.Errorf("cannot read dictionary %s", dt)
+	}
+	n, off := d.Len(), d.Offset()
+	dict := d.Dictionary()
+	var idx []int32
+	if n > 0 {
+		idx = arrow.Int32Traits.CastFromBytes(d.Buffers()[1].Bytes())[off : off+n]
+	}
+	dictOffs := arrow.Int32Traits.CastFromBytes(dict.Buffers()[1].Bytes())[dict.Offset():]
+	var dictData []byte
+	if b := dict.Buffers()[2]; b != nil {
+		dictData = b.Bytes()
+	}
+	// The null count of a sliced ArrayData may be unknown (-1): count it.
+	var validBits []byte
+	nulls := 0
+	if vb := d.Buffers()[0]; vb != nil && n > 0 {
+		validBits = vb.Bytes()
+		nulls = n - bitutil.CountSetBits(validBits, off, n)
+		if nulls == 0 {
+			validBits = nil
+		}
+	}
+	valid := func(i int) bool { return validBits == nil || bitutil.BitIsSet(validBits, off+i) }
+	size := 0
+	for i, k := range idx {
+		if valid(i) {
+			if k < 0 || int(k) >= dict.Len() {
+				return nil, fmt.Errorf("%w: dictionary index %d of a dictionary of %d values", ErrCorruptFile, k, dict.Len())
+			}
+			size += int(dictOffs[k+1] - dictOffs[k])
+		}
+	}
+	if size > math.MaxInt32 {
+		return nil, fmt.Errorf("%d bytes of values in one record", size)
+	}
+	offsBuf := memory.NewResizableBuffer(mem)
+	offsBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
+	offs := arrow.Int32Traits.CastFromBytes(offsBuf.Bytes())
+	data := memory.NewResizableBuffer(mem)
+	data.Resize(size)
+	dst := data.Bytes()
+	pos := int32(0)
+	for i, k := range idx {
+		offs[i] = pos
+		if valid(i) {
+			pos += int32(copy(dst[pos:], dictData[dictOffs[k]:dictOffs[k+1]]))
+		}
+	}
+	offs[n] = pos
+	var validity *memory.Buffer
+	if validBits != nil {
+		validity = memory.NewResizableBuffer(mem)
+		validity.Resize(int(bitutil.BytesForBits(int64(n))))
+		bitutil.CopyBitmap(validBits, off, n, validity.Bytes(), 0)
+		defer validity.Release()
+	}
+	defer offsBuf.Release()
+	defer data.Release()
+	return array.NewData(vt, n, []*memory.Buffer{validity, offsBuf, data}, nil, nulls, 0), nil
 }

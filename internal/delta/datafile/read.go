@@ -179,7 +179,7 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 	defer pf.Close()
 	// Small files get buffers of their size, not of a whole batch.
 	batchRows := min(readBatchRows, max(pf.NumRows(), 1))
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: batchRows}, mem)
+	fr, err := pqarrow.NewFileReader(pf, dictReadProps(pf, batchRows), mem)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)
 	}
@@ -333,6 +333,32 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 		return fmt.Errorf("%w: read %d rows, footer says %d", ErrCorruptFile, rowStart, total)
 	}
 	return nil
+}
+
+// dictReadProps are the read properties of pf: top-level BYTE_ARRAY
+// columns whose every column chunk starts with a dictionary page are read
+// as Arrow dictionaries (indices into the page's values) and unpacked by
+// conform in one pass (unpackDictionary), instead of pqarrow appending
+// every value to a binary builder.
+func dictReadProps(pf *file.Reader, batchRows int64) pqarrow.ArrowReadProperties {
+	props := pqarrow.ArrowReadProperties{BatchSize: batchRows}
+	md := pf.MetaData()
+	sch := md.Schema
+	for i := 0; i < sch.NumColumns(); i++ {
+		col := sch.Column(i)
+		if col.PhysicalType() != parquet.Types.ByteArray || col.MaxRepetitionLevel() != 0 || len(col.ColumnPath()) != 1 {
+			continue
+		}
+		dict := md.NumRowGroups() > 0
+		for r := 0; r < md.NumRowGroups() && dict; r++ {
+			cc, err := md.RowGroup(r).ColumnChunk(i)
+			dict = err == nil && cc.HasDictionaryPage()
+		}
+		if dict {
+			props.SetReadDict(i, true)
+		}
+	}
+	return props
 }
 
 func appendLeaves(out []int, f *pqarrow.SchemaField) []int {
