@@ -28,7 +28,7 @@ type appendJob struct {
 const (
 	appendQueueJobs  = 256
 	appendQueueBytes = 16 << 20
-	appendBatchBytes = 4 << 20
+	appendBatchBytes = 8 << 20
 )
 
 // runAppender appends queued jobs to the stream in order, batching every
