@@ -79,9 +79,10 @@
 //
 // A large Append (the pipeline makes them up to 4 MiB) is a pipeline of its
 // own: it is routed and framed in pieces of appendPiece (1 MiB) bytes, a
-// helper goroutine hashing the next piece's partition keys while the
-// current one is framed, and each piece is queued at once, so the flushers
-// write piece k while piece k+1 is framed. The flusher writes in pieces of
+// helper goroutine hashing the next piece's partition keys (eight at a
+// time, stream.ShardsFor) while the current one is framed, and each piece
+// is queued at once, so the flushers write piece k while piece k+1 is
+// framed. The flusher writes in pieces of
 // at most 1 MiB and starts write-back of every whole MiB of pages as soon
 // as it is written (sync_file_range SYNC_FILE_RANGE_WRITE on Linux, a
 // hint; fdatasync stays the only durability point), so the device works
