@@ -47,9 +47,9 @@ type WriteOptions struct {
 	// written plain instead of dictionary-encoded (cheaper in CPU: no
 	// hashing of every value; zstd folds the repeats, but the open page
 	// holds plain values, up to a page, 1 MiB, until it is compressed), and
-	// a strictly increasing integer or timestamp column (serial keys,
-	// insertion times) DELTA_BINARY_PACKED (a few bits per value: less to
-	// compress and to store).
+	// a non-decreasing integer or timestamp column (serial keys,
+	// insertion times, constants) DELTA_BINARY_PACKED (a few bits per
+	// value: less to compress and to store).
 	SnapshotEncodings bool
 }
 
@@ -677,7 +677,9 @@ func constant(a arrow.Array) bool {
 }
 
 // sortedInts reports whether a's first values (at least distinctMin, no
-// nulls) are strictly increasing integers or timestamps.
+// nulls) are non-decreasing integers or timestamps (increasing keys and
+// times, constant columns): DELTA_BINARY_PACKED stores them in a few bits
+// a value (zero for a constant).
 func sortedInts(a arrow.Array) bool {
 	if a.Len() < distinctMin || a.NullN() != 0 {
 		return false
@@ -685,19 +687,22 @@ func sortedInts(a arrow.Array) bool {
 	n := min(a.Len(), distinctSample)
 	switch x := a.(type) {
 	case *array.Int64:
-		return increasing(x.Int64Values()[:n])
+		return nondecreasing(x.Int64Values()[:n])
 	case *array.Int32:
-		return increasing(x.Int32Values()[:n])
+		return nondecreasing(x.Int32Values()[:n])
 	case *array.Timestamp:
-		v := x.TimestampValues()[:n]
-		for i := 1; i < len(v); i++ {
-			if v[i] <= v[i-1] {
-				return false
-			}
-		}
-		return true
+		return nondecreasing(x.TimestampValues()[:n])
 	}
 	return false
+}
+
+func nondecreasing[T int32 | int64 | arrow.Timestamp](v []T) bool {
+	for i := 1; i < len(v); i++ {
+		if v[i] < v[i-1] {
+			return false
+		}
+	}
+	return true
 }
 
 // increasing reports whether v is strictly increasing (so all distinct).
