@@ -1,13 +1,17 @@
 package ops_test
 
 import (
+	"bytes"
 	"errors"
+	"slices"
 	"sort"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/silt-dev/silt/internal/blob/faulty"
 
@@ -47,6 +51,29 @@ func TestMergeStreamsLargeFile(t *testing.T) {
 	}
 	delete(w, n-2)
 	check(t, e.rowsAt(-1), w)
+	// The rewritten file keeps the ascending ids DELTA_BINARY_PACKED.
+	var big *delta.Add
+	for _, f := range e.snapshot().Files() {
+		if big == nil || f.Size > big.Size {
+			big = f
+		}
+	}
+	data, err := e.store.Get(e.ctx, "tbl/"+big.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := pf.MetaData().RowGroup(0).ColumnChunk(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cc.Encodings(), parquet.Encodings.DeltaBinaryPacked) {
+		t.Fatalf("rewritten file's id column encodings %v, want DELTA_BINARY_PACKED", cc.Encodings())
+	}
+	pf.Close()
 	// Changes in the first and the middle record.
 	ups = []row{{ID: 0, Part: 0, V: "first", LSN: 3}, {ID: 150_000, Part: 0, V: "mid", LSN: 3}}
 	if _, err = e.merge(e.snapshot(), []string{"lsn"}, ups, nil, nil); err != nil {
