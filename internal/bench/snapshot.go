@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +34,11 @@ type SnapshotResult struct {
 	TablesPar   int       `json:"snapshot_tables_parallel"`
 	ChunksPer   int       `json:"snapshot_chunks_per_table"`
 	ChunkRows   int64     `json:"snapshot_chunk_rows"`
+	// PostgreSQL's CPU seconds (the cluster's postmaster and all its
+	// children, exited ones included) during the first COPY run and
+	// during silt's copy; 0 when /proc could not tell.
+	PGCopyCPU float64 `json:"pg_copy_cpu_seconds"`
+	PGSiltCPU float64 `json:"pg_silt_cpu_seconds"`
 }
 
 // runSnapshot fills a table with rows rows, reads it with `chunks`
@@ -69,10 +77,17 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	}
 	fmt.Fprintf(e.out, "snapshot: filled in %.1fs, %d blocks\n", time.Since(t0).Seconds(), res.Blocks)
 
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return res, err
+	}
+	postmaster := parentPID(backend)
+	pg0 := clusterCPU(postmaster)
 	c1, err := copyBinary(ctx, dsn, "bench.snap", res.Blocks, chunks)
 	if err != nil {
 		return res, err
 	}
+	res.PGCopyCPU = clusterCPU(postmaster) - pg0
 	fmt.Fprintf(e.out, "snapshot: COPY binary -> /dev/null, %d connections: %.2fs\n", chunks, c1.Seconds())
 
 	dataDir, err := e.dataDir("snap")
@@ -92,6 +107,7 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	cfg.Silver.Interval.Duration = time.Hour // Bronze is what is measured
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 
+	pg0 = clusterCPU(postmaster)
 	m := startMeter()
 	start := time.Now()
 	p, err := pipeline.Open(ctx, cfg, logger)
@@ -115,6 +131,7 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 		}
 	}
 	res.SiltUse = m.stop()
+	res.PGSiltCPU = clusterCPU(postmaster) - pg0
 	stop()
 	<-done
 	p.Close()
@@ -131,6 +148,8 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	res.Ratio = res.SiltRate / res.CopyRate
 	fmt.Fprintf(e.out, "snapshot: COPY again %.2fs (mean %.0f rows/s); silt -> Bronze %.2fs (%.0f rows/s), ratio %.2f; %.1f CPU s, peak RSS %.0f MiB\n",
 		c2.Seconds(), res.CopyRate, res.SiltSecs, res.SiltRate, res.Ratio, res.SiltUse.CPUSeconds, res.SiltUse.PeakRSSMiB)
+	fmt.Fprintf(e.out, "snapshot: CPU µs per row: silt %.2f + PostgreSQL %.2f during silt's copy; PostgreSQL %.2f during the first COPY\n",
+		res.SiltUse.CPUSeconds/float64(rows)*1e6, res.PGSiltCPU/float64(rows)*1e6, res.PGCopyCPU/float64(rows)*1e6)
 	return res, nil
 }
 
@@ -166,4 +185,58 @@ func copyBinary(ctx context.Context, dsn, table string, blocks int64, n int) (ti
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// parentPID returns pid's parent from /proc (0 if unknown).
+func parentPID(pid int) int {
+	f := procStat(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// clusterCPU is the CPU seconds of PostgreSQL's postmaster and its
+// children: the postmaster's own and reaped children's time (utime,
+// stime, cutime, cstime) plus every live child's utime and stime.
+func clusterCPU(postmaster int) float64 {
+	if postmaster <= 1 {
+		return 0
+	}
+	const hz = 100 // USER_HZ
+	ticks := func(f []string, from, to int) float64 {
+		var t float64
+		for i := from; i <= to && i < len(f); i++ {
+			v, _ := strconv.ParseFloat(f[i], 64)
+			t += v
+		}
+		return t
+	}
+	total := ticks(procStat(postmaster), 11, 14)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f := procStat(pid); len(f) > 14 && f[1] == strconv.Itoa(postmaster) {
+			total += ticks(f, 11, 12)
+		}
+	}
+	return total / hz
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name
+// (field 3, state, is index 0).
+func procStat(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }
