@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -276,11 +277,33 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	})
 }
 
-// smallPieces makes Log.Append queue about one test record per piece.
+// smallPieces makes Log.Append queue about one test record per piece, and
+// wait after each piece until the flushers have written it, so the
+// syncers really hold written, unsynced pieces (a crash can land there).
 func smallPieces(t *testing.T) {
-	old := appendPiece
-	appendPiece = 8
-	t.Cleanup(func() { appendPiece = old })
+	oldPiece, oldAfter := appendPiece, afterPiece
+	appendPiece, afterPiece = 8, waitWritten
+	t.Cleanup(func() { appendPiece, afterPiece = oldPiece, oldAfter })
+}
+
+// waitWritten waits until every shard's queued frames are written (handed
+// to the syncer or synced), the shard failed, or the log closed.
+func waitWritten(l *Log) {
+	for _, s := range l.physical() {
+		for {
+			s.mu.Lock()
+			tail, queued, stop := s.tail, len(s.qbuf), s.err != nil || s.closed
+			durable := s.end >= tail
+			s.mu.Unlock()
+			s.syncMu.Lock()
+			written := durable || s.syncedTo >= tail || len(s.syncQ) > 0 && s.syncQ[len(s.syncQ)-1].next >= tail
+			s.syncMu.Unlock()
+			if stop || queued == 0 && written {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
 }
 
 func testCrashAtEveryOperation(t *testing.T) {

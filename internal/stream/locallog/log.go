@@ -265,6 +265,10 @@ func (l *Log) shard(i int) (*lshard, *shard, error) {
 // span many pieces.
 var appendPiece = 1 << 20
 
+// afterPiece, when set (tests only), runs after each piece of a
+// multi-piece Append is queued.
+var afterPiece func(*Log)
+
 // Append appends entries, each to shard stream.ShardFor(PartitionKey,
 // Shards()). Entries are encoded before Append queues them, so the caller
 // may reuse their memory as soon as Append returns, even with an error.
@@ -466,6 +470,9 @@ func (a *appendState) piece(ctx context.Context, entries []stream.Entry, target 
 			}
 			return fmt.Errorf("locallog: append to shard %d: %w", sh, err)
 		}
+	}
+	if a.pieces && afterPiece != nil {
+		afterPiece(l)
 	}
 	return nil
 }
