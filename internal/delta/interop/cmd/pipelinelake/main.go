@@ -200,7 +200,7 @@ func run(ctx context.Context, out string) error {
 	}
 	cfg.Source.KeylessTables = map[string]string{"public.keyless_log": config.KeylessAppend}
 	cfg.Source.StatusInterval.Duration = 300 * time.Millisecond
-	cfg.Source.SnapshotChunkRows = 1000 // several snapshot chunks (blind appends) per table
+	cfg.Source.SnapshotChunkRows = 1250 // several snapshot chunks (blind appends) per table, public.types's over 1024 rows (DELTA_BINARY_PACKED ascending columns)
 	cfg.Source.SnapshotTablesParallel = 2
 	cfg.Source.SnapshotChunksPerTable = 2
 	cfg.Stream.Shards = 2
