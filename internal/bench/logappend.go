@@ -22,7 +22,7 @@ import (
 // The default shape is the way silt itself appends: the pipeline's appender
 // (internal/pipeline/appender.go) is ONE goroutine that batches every
 // waiting transaction into one Append of up to pipeline.AppendBatchBytes
-// (4 MiB), with one Append in flight at a time. So by default one appender
+// (8 MiB), with one Append in flight at a time. So by default one appender
 // appends batches of that many bytes of records, and the group commit is
 // as large as silt makes it.
 //

@@ -163,7 +163,7 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 	f.IntVar(&snapRows, "snapshot-rows", 0, "initial snapshot table rows (quick 500000, full 5000000)")
 	f.IntVar(&logRecords, "log-records", 0, "embedded log append records of 200 B (quick 1000000, full 5000000)")
 	f.IntVar(&logAppenders, "log-appenders", 0, "embedded log: goroutines appending at once (default 1, as the pipeline; a second line always shows 16 x 100)")
-	f.IntVar(&logBatch, "log-batch", 0, "embedded log: records per Append call (default: the pipeline's largest Append, 4 MiB of records)")
+	f.IntVar(&logBatch, "log-batch", 0, "embedded log: records per Append call (default: the pipeline's largest Append, pipeline.AppendBatchBytes (8 MiB) of records)")
 	f.StringVar(&deltaPython, "deltaops-python", "", "Python with deltalake for the delta-rs comparison (e.g. .venv/bin/python); empty skips it")
 	f.StringVar(&deltaScript, "deltaops-script", "bench/deltaops/bench.py", "the delta-rs comparison script")
 	f.IntVar(&deltaRows, "delta-rows", 0, "MERGE target rows (quick 1000000, full 10000000)")
