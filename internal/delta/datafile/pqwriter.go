@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
@@ -58,6 +59,8 @@ type columnsWriter struct {
 	nullable []bool
 	ctxs     []context.Context // per column: pqarrow's write context is not shareable
 	defs     [][]int16         // per column: definition levels scratch
+	dicts    []*dictColumn     // per column: silt's dictionary encoding (nil: pqarrow's)
+	mem      memory.Allocator
 	conc     int
 	closed   bool
 }
@@ -80,10 +83,15 @@ func newColumnsWriter(schema *arrow.Schema, w io.Writer, props *parquet.WriterPr
 	}
 	n := len(schema.Fields())
 	cw := &columnsWriter{wr: wr, maxRows: props.MaxRowGroupLength(), nullable: make([]bool, n),
-		ctxs: make([]context.Context, n), defs: make([][]int16, n), conc: conc}
+		ctxs: make([]context.Context, n), defs: make([][]int16, n), dicts: make([]*dictColumn, n), mem: props.Allocator(), conc: conc}
 	for i, f := range schema.Fields() {
 		cw.nullable[i] = f.Nullable
 		cw.ctxs[i] = pqarrow.NewArrowWriteContext(context.Background(), &arrProps)
+		path := pqschema.Column(i).Path()
+		if id := f.Type.ID(); (id == arrow.STRING || id == arrow.BINARY) && props.DictionaryEnabledFor(path) &&
+			!props.DictionaryCostFallbackEnabledFor(path) {
+			cw.dicts[i] = newDictColumn(props.DictionaryPageSizeLimit(), id == arrow.BINARY)
+		}
 	}
 	return cw, nil
 }
@@ -97,6 +105,9 @@ func (w *columnsWriter) WriteBuffered(rec arrow.RecordBatch) error {
 	n := rec.NumRows()
 	for off := int64(0); off < n || w.rgw == nil; {
 		if w.rgw == nil || w.rgRows >= w.maxRows {
+			if err := w.flushDicts(); err != nil {
+				return err
+			}
 			rgw, err := w.wr.AppendBufferedRowGroupChecked()
 			if err != nil {
 				return err
@@ -176,15 +187,40 @@ func (w *columnsWriter) writeColumn(i int, col arrow.Array, off, size int64) (er
 			err = fmt.Errorf("internal error: %v", r)
 		}
 	}()
-	cw, err := w.rgw.Column(i)
-	if err != nil {
-		return err
-	}
 	arr := col
 	if off != 0 || size != int64(col.Len()) {
 		arr = array.NewSlice(col, off, off+size)
 		defer arr.Release()
 	}
+	cw, err := w.rgw.Column(i)
+	if err != nil {
+		return err
+	}
+	if d := w.dicts[i]; d != nil {
+		k := d.add(arr)
+		if k == arr.Len() {
+			return nil
+		}
+		if d.pending() { // the dictionary is full: pqarrow takes over
+			p := d.denseArray(w.mem)
+			err := w.writeArrow(i, cw, p)
+			p.Release()
+			if err != nil {
+				return err
+			}
+		}
+		if k > 0 {
+			rest := array.NewSlice(arr, int64(k), int64(arr.Len()))
+			defer rest.Release()
+			arr = rest
+		}
+	}
+	return w.writeArrow(i, cw, arr)
+}
+
+// writeArrow hands arr (a whole column or a slice of it) to pqarrow.
+func (w *columnsWriter) writeArrow(i int, cw file.ColumnChunkWriter, arr arrow.Array) error {
+	size := int64(arr.Len())
 	var def []int16
 	if w.nullable[i] {
 		if int64(cap(w.defs[i])) < size {
@@ -208,9 +244,75 @@ func (w *columnsWriter) writeColumn(i int, col arrow.Array, off, size int64) (er
 	return pqarrow.WriteArrowToColumn(w.ctxs[i], cw, arr, def, nil, w.nullable[i])
 }
 
+// flushDict writes column i's pending dictionary-encoded rows and, when
+// its dictionary outgrew the page limit, leaves the rest of the row group
+// to pqarrow.
+func (w *columnsWriter) flushDict(i int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	d := w.dicts[i]
+	if !d.pending() {
+		return nil
+	}
+	cw, err := w.rgw.Column(i)
+	if err != nil {
+		return err
+	}
+	ends := d.pages(cw.Properties().DataPageSize(), int(cw.Properties().WriteBatchSize()))
+	arr := d.array(w.mem)
+	defer arr.Release()
+	flusher, _ := cw.(interface{ FlushCurrentPage() error })
+	start := 0
+	for k, end := range ends {
+		s := array.NewSlice(arr, int64(start), int64(end))
+		err := w.writeArrow(i, cw, s)
+		s.Release()
+		if err != nil {
+			return err
+		}
+		if k < len(ends)-1 && flusher != nil {
+			if err := flusher.FlushCurrentPage(); err != nil {
+				return err
+			}
+		}
+		start = end
+	}
+	return nil
+}
+
+// flushDicts writes the open row group's pending dictionary-encoded rows
+// and starts the dictionaries afresh (before the row group closes).
+func (w *columnsWriter) flushDicts() error {
+	if w.rgw == nil {
+		return nil
+	}
+	for i, d := range w.dicts {
+		if d == nil {
+			continue
+		}
+		if err := w.flushDict(i); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+		d.reset()
+	}
+	return nil
+}
+
 // TotalCompressedBytes is the file's size so far (closed row groups plus
-// the open one's compressed pages).
-func (w *columnsWriter) TotalCompressedBytes() int64 { return w.wr.TotalCompressedBytes() }
+// the open one's compressed pages, plus at most what the pending
+// dictionary-encoded rows will add).
+func (w *columnsWriter) TotalCompressedBytes() int64 {
+	n := w.wr.TotalCompressedBytes()
+	for _, d := range w.dicts {
+		if d != nil {
+			n += d.estimate()
+		}
+	}
+	return n
+}
 
 // Close writes the open row group and the footer.
 func (w *columnsWriter) Close() error {
@@ -218,5 +320,9 @@ func (w *columnsWriter) Close() error {
 		return nil
 	}
 	w.closed = true
+	if err := w.flushDicts(); err != nil {
+		w.wr.Close()
+		return err
+	}
 	return w.wr.Close()
 }

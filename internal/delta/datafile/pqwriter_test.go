@@ -18,11 +18,9 @@ import (
 	"github.com/silt-dev/silt/internal/delta"
 )
 
-// TestColumnsWriterMatchesPqarrow: the parallel column encoder writes the
-// same file as pqarrow.FileWriter for the same records (nulls, required
-// columns, several row groups, dictionary fallback; writes above and below
-// parallelMinRows).
-func TestColumnsWriterMatchesPqarrow(t *testing.T) {
+// columnsTestRecords are records for the columns writer tests (nulls,
+// required columns, strings with few and with many distinct values).
+func columnsTestRecords() (*arrow.Schema, []arrow.RecordBatch) {
 	schema := arrow.NewSchema([]arrow.Field{
 		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
 		{Name: "g", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
@@ -31,6 +29,8 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 		{Name: "b", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
 		{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
 		{Name: "d", Type: &arrow.Decimal128Type{Precision: 10, Scale: 2}, Nullable: true},
+		{Name: "bin", Type: arrow.BinaryTypes.Binary, Nullable: true},
+		{Name: "req", Type: arrow.BinaryTypes.String},
 	}, nil)
 	var recs []arrow.RecordBatch
 	for r := 0; r < 4; r++ {
@@ -38,8 +38,9 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 		for i := 0; i < 6000; i++ {
 			id := int64(r*6000 + i)
 			b.Field(0).(*array.Int64Builder).Append(id)
+			b.Field(8).(*array.StringBuilder).Append(fmt.Sprintf("r-%d", id%(int64(r)*3+2)))
 			if id%7 == 0 {
-				for c := 1; c < len(b.Fields()); c++ {
+				for c := 1; c < 8; c++ {
 					b.Field(c).AppendNull()
 				}
 				continue
@@ -50,32 +51,96 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 			b.Field(4).(*array.BooleanBuilder).Append(id%3 == 0)
 			b.Field(5).(*array.TimestampBuilder).Append(arrow.Timestamp(id * 1000))
 			b.Field(6).(*array.Decimal128Builder).AppendValueFromString(fmt.Sprintf("%d.%02d", id, id%100))
+			b.Field(7).(*array.BinaryBuilder).Append([]byte{byte(id % 11), 0, byte(id % 3)})
 		}
 		recs = append(recs, b.NewRecordBatch())
 		b.Release()
 	}
+	return schema, recs
+}
+
+// describeParquet renders a file's rows and, per column chunk, encodings,
+// value count and statistics; with layout also offsets and sizes.
+func describeParquet(t *testing.T, b []byte, layout bool) string {
+	t.Helper()
+	pf, err := file.NewParquetReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	var out strings.Builder
+	md := pf.MetaData()
+	fmt.Fprintf(&out, "rows %d groups %d\n", md.NumRows, md.NumRowGroups())
+	for g := 0; g < md.NumRowGroups(); g++ {
+		rg := md.RowGroup(g)
+		for c := 0; c < rg.NumColumns(); c++ {
+			cc, err := rg.ColumnChunk(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			encs := fmt.Sprint(cc.Encodings())
+			st, _ := cc.Statistics()
+			stats := ""
+			if st != nil {
+				stats = fmt.Sprintf("%d %x %x", st.NullCount(), st.EncodeMin(), st.EncodeMax())
+			}
+			if layout {
+				fmt.Fprintf(&out, "%d/%d: off %d dict %d size %d/%d ", g, c, cc.DataPageOffset(), cc.DictionaryPageOffset(),
+					cc.TotalCompressedSize(), cc.TotalUncompressedSize())
+			}
+			fmt.Fprintf(&out, "%d/%d: dict page %v n %d %s %s\n", g, c, cc.HasDictionaryPage(), cc.NumValues(), encs, stats)
+		}
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Release()
+	for c := 0; c < int(tbl.NumCols()); c++ {
+		for _, ch := range tbl.Column(c).Data().Chunks() {
+			fmt.Fprintf(&out, "%s\n", ch)
+		}
+	}
+	return out.String()
+}
+
+func columnsTestProps() *parquet.WriterProperties {
+	return parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithDataPageSize(4096), parquet.WithDictionaryPageSizeLimit(4096),
+		parquet.WithMaxRowGroupLength(10000), parquet.WithStats(true), parquet.WithCreatedBy("silt"),
+		parquet.WithDictionaryFor("v", false))
+}
+
+func encodeColumnsTest(t *testing.T, fw pqFile, buf *bytes.Buffer, recs []arrow.RecordBatch) []byte {
+	t.Helper()
+	for _, r := range recs {
+		if err := fw.WriteBuffered(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestColumnsWriterMatchesPqarrow: the parallel column encoder, with
+// pqarrow's dictionary encoding for every column, writes the same file as
+// pqarrow.FileWriter for the same records (nulls, required columns,
+// several row groups, dictionary fallback; writes above and below
+// parallelMinRows).
+func TestColumnsWriterMatchesPqarrow(t *testing.T) {
+	schema, recs := columnsTestRecords()
 	defer func() {
 		for _, r := range recs {
 			r.Release()
 		}
 	}()
-	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithDataPageSize(4096), parquet.WithDictionaryPageSizeLimit(4096),
-		parquet.WithMaxRowGroupLength(10000), parquet.WithStats(true), parquet.WithCreatedBy("silt"),
-		parquet.WithDictionaryFor("v", false))
-	aprops := pqarrow.NewArrowWriterProperties()
-	encode := func(fw pqFile, buf *bytes.Buffer) []byte {
-		t.Helper()
-		for _, r := range recs {
-			if err := fw.WriteBuffered(r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := fw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
+	props, aprops := columnsTestProps(), pqarrow.NewArrowWriterProperties()
 	var b1, b2 bytes.Buffer
 	fw1, err := pqarrow.NewFileWriter(schema, &b1, props, aprops)
 	if err != nil {
@@ -85,58 +150,77 @@ func TestColumnsWriterMatchesPqarrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, got := encode(fw1, &b1), encode(fw2, &b2)
+	clear(fw2.dicts) // pqarrow's encoder for every column
+	want, got := encodeColumnsTest(t, fw1, &b1, recs), encodeColumnsTest(t, fw2, &b2, recs)
 	// pqarrow's own output is not byte-stable (the footer's page encoding
 	// stats come from a map), so compare what the footer says per column
 	// chunk and the rows.
 	if len(want) != len(got) {
 		t.Fatalf("parallel encoder wrote %d bytes, pqarrow %d", len(got), len(want))
 	}
-	describe := func(b []byte) string {
-		t.Helper()
+	if w, g := describeParquet(t, want, true), describeParquet(t, got, true); w != g {
+		t.Fatalf("parallel encoder's file differs from pqarrow's:\n%s\nvs\n%s", g[:min(len(g), 3000)], w[:min(len(w), 3000)])
+	}
+}
+
+// TestColumnsWriterDictionaryColumns: with silt's own dictionary encoding
+// of string and binary columns (dictColumn), the file has the rows, the
+// encodings, the dictionary pages and the column chunk statistics of
+// pqarrow's (including a column whose dictionary outgrows the page limit
+// and falls back to plain), and data pages of about pqarrow's size.
+func TestColumnsWriterDictionaryColumns(t *testing.T) {
+	schema, recs := columnsTestRecords()
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	props, aprops := columnsTestProps(), pqarrow.NewArrowWriterProperties()
+	var b1, b2 bytes.Buffer
+	fw1, err := pqarrow.NewFileWriter(schema, &b1, props, aprops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw2, err := newColumnsWriter(schema, &b2, props, aprops, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []int{3, 7, 8} {
+		if fw2.dicts[c] == nil {
+			t.Fatalf("column %d is not dictionary-encoded by silt", c)
+		}
+	}
+	want, got := encodeColumnsTest(t, fw1, &b1, recs), encodeColumnsTest(t, fw2, &b2, recs)
+	w, g := describeParquet(t, want, false), describeParquet(t, got, false)
+	if w != g {
+		t.Fatalf("file differs from pqarrow's:\n%s\nvs\n%s", g[:min(len(g), 4000)], w[:min(len(w), 4000)])
+	}
+	if !strings.Contains(g, "2/3: dict page true") || !strings.Contains(g, "PLAIN") {
+		t.Fatalf("expected a dictionary and a plain fallback in column s:\n%s", g[:min(len(g), 3000)])
+	}
+	pages := func(b []byte, col int) []int {
 		pf, err := file.NewParquetReader(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pf.Close()
-		var out strings.Builder
-		md := pf.MetaData()
-		fmt.Fprintf(&out, "rows %d groups %d\n", md.NumRows, md.NumRowGroups())
-		for g := 0; g < md.NumRowGroups(); g++ {
-			rg := md.RowGroup(g)
-			for c := 0; c < rg.NumColumns(); c++ {
-				cc, err := rg.ColumnChunk(c)
-				if err != nil {
-					t.Fatal(err)
-				}
-				encs := fmt.Sprint(cc.Encodings())
-				st, _ := cc.Statistics()
-				stats := ""
-				if st != nil {
-					stats = fmt.Sprintf("%d %x %x", st.NullCount(), st.EncodeMin(), st.EncodeMax())
-				}
-				fmt.Fprintf(&out, "%d/%d: off %d dict %d size %d/%d n %d %s %s\n", g, c, cc.DataPageOffset(), cc.DictionaryPageOffset(),
-					cc.TotalCompressedSize(), cc.TotalUncompressedSize(), cc.NumValues(), encs, stats)
+		var n []int
+		for rg := 0; rg < pf.NumRowGroups(); rg++ {
+			pr, err := pf.RowGroup(rg).GetColumnPageReader(col)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for pr.Next() {
+				n = append(n, int(pr.Page().NumValues()))
 			}
 		}
-		fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tbl, err := fr.ReadTable(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tbl.Release()
-		for c := 0; c < int(tbl.NumCols()); c++ {
-			for _, ch := range tbl.Column(c).Data().Chunks() {
-				fmt.Fprintf(&out, "%s\n", ch)
-			}
-		}
-		return out.String()
+		return n
 	}
-	if w, g := describe(want), describe(got); w != g {
-		t.Fatalf("parallel encoder's file differs from pqarrow's:\n%s\nvs\n%s", g[:min(len(g), 3000)], w[:min(len(w), 3000)])
+	for _, c := range []int{3, 7, 8} {
+		pw, pg := pages(want, c), pages(got, c)
+		if len(pg) < len(pw)*3/4 || len(pg) > len(pw)*4/3+1 {
+			t.Errorf("column %d: %d pages %v, pqarrow %d %v", c, len(pg), pg, len(pw), pw)
+		}
 	}
 }
 
