@@ -267,6 +267,83 @@ func TestMostlyDistinctColumnsSkipDictionary(t *testing.T) {
 	}
 }
 
+// TestSortedRunsDeltaBinaryPacked: rows concatenated from files each
+// sorted by id (runs of 1000) get a DELTA_BINARY_PACKED id column with
+// SortedRuns, and a plain one without; a column that descends every 100
+// rows stays dictionary-encoded; the rows read back the same.
+func TestSortedRunsDeltaBinaryPacked(t *testing.T) {
+	st := newStore(t)
+	schema := &delta.StructType{Fields: []*delta.StructField{
+		{Name: "id", Type: delta.Long, Nullable: true},
+		{Name: "grp", Type: delta.Integer, Nullable: true},
+		{Name: "ts", Type: delta.TimestampNTZ, Nullable: true},
+	}}
+	as, _ := ArrowSchema(schema)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
+	defer b.Release()
+	for f := 0; f < 20; f++ {
+		base := int64((f*7919)%20) * 1000 // runs in shuffled order
+		for i := int64(0); i < 1000; i++ {
+			b.Field(0).(*array.Int64Builder).Append(base + i)
+			b.Field(1).(*array.Int32Builder).Append(int32(i % 100))
+			b.Field(2).(*array.TimestampBuilder).Append(arrow.Timestamp((base + i) * 1e6))
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	ti := TableInfo{Schema: schema}
+	encodings := func(opts WriteOptions) ([]string, string) {
+		t.Helper()
+		opts.DataChange = true
+		adds, err := Write(ctx, st, ti, rec, opts)
+		if err != nil || len(adds) != 1 {
+			t.Fatal(adds, err)
+		}
+		data, err := st.Get(ctx, adds[0].Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pf, err := file.NewParquetReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pf.Close()
+		var encs []string
+		for c := 0; c < 3; c++ {
+			cc, err := pf.MetaData().RowGroup(0).ColumnChunk(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			encs = append(encs, fmt.Sprint(cc.Encodings()))
+		}
+		recs, err := Read(ctx, st, ti, adds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		for _, r := range recs {
+			fmt.Fprint(&out, r)
+			r.Release()
+		}
+		return encs, out.String()
+	}
+	runs, rowsRuns := encodings(WriteOptions{SnapshotEncodings: true, SortedRuns: true})
+	plain, rowsPlain := encodings(WriteOptions{SnapshotEncodings: true})
+	t.Logf("SortedRuns: %v; without: %v", runs, plain)
+	if !strings.Contains(runs[0], "DELTA_BINARY_PACKED") || !strings.Contains(runs[2], "DELTA_BINARY_PACKED") {
+		t.Errorf("id and ts are sorted runs of 1000 but are written %v", runs)
+	}
+	if strings.Contains(runs[1], "DELTA_BINARY_PACKED") || !strings.Contains(runs[1], "DICTIONARY") {
+		t.Errorf("grp descends every 100 rows but is written %s", runs[1])
+	}
+	if strings.Contains(plain[0], "DELTA_BINARY_PACKED") {
+		t.Errorf("without SortedRuns id is written %s", plain[0])
+	}
+	if rowsRuns != rowsPlain || !strings.Contains(rowsRuns, "19999") {
+		t.Fatal("rows differ between the encodings")
+	}
+}
+
 // TestReadWholeOrRanged: a file reads the same through one Get (small
 // files) and through ranged reads.
 func TestReadWholeOrRanged(t *testing.T) {

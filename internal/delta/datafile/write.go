@@ -51,6 +51,12 @@ type WriteOptions struct {
 	// insertion times, constants) DELTA_BINARY_PACKED (a few bits per
 	// value: less to compress and to store).
 	SnapshotEncodings bool
+	// SortedRuns, with SnapshotEncodings, also writes DELTA_BINARY_PACKED
+	// an integer or timestamp column whose first rows are non-decreasing
+	// runs of sortedRunMin rows on average: rows concatenated from files
+	// each sorted by the column (OPTIMIZE compacting a stream's files,
+	// whose keys, sequence numbers and times ascend within each file).
+	SortedRuns bool
 }
 
 func (o *WriteOptions) defaults() {
@@ -562,11 +568,11 @@ func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false), parquet.WithStatsFor(f.Name, false))
 		case arrow.TIMESTAMP:
 			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
-			if w.opts.SnapshotEncodings && i < len(first) && sortedInts(first[i]) {
+			if w.opts.SnapshotEncodings && i < len(first) && w.sorted(first[i]) {
 				opts = append(opts, parquet.WithEncodingFor(f.Name, parquet.Encodings.DeltaBinaryPacked))
 			}
 		default:
-			if w.opts.SnapshotEncodings && i < len(first) && sortedInts(first[i]) {
+			if w.opts.SnapshotEncodings && i < len(first) && w.sorted(first[i]) {
 				opts = append(opts, parquet.WithDictionaryFor(f.Name, false), parquet.WithEncodingFor(f.Name, parquet.Encodings.DeltaBinaryPacked))
 				continue
 			}
@@ -694,6 +700,46 @@ func sortedInts(a arrow.Array) bool {
 		return nondecreasing(x.TimestampValues()[:n])
 	}
 	return false
+}
+
+// sorted reports whether a is written DELTA_BINARY_PACKED: sortedInts, or
+// with SortedRuns sortedRuns.
+func (w *Writer) sorted(a arrow.Array) bool {
+	return sortedInts(a) || w.opts.SortedRuns && sortedRuns(a)
+}
+
+// sortedRunMin is the average run length sortedRuns asks for: at most one
+// descent every sortedRunMin rows keeps most of DELTA_BINARY_PACKED's
+// 32-value miniblocks free of the large delta a descent costs.
+const sortedRunMin = 512
+
+// sortedRuns reports whether a's first values (at least distinctMin, no
+// nulls; integers or timestamps) descend at most once every sortedRunMin
+// rows, and not all are equal (a constant column is sortedInts').
+func sortedRuns(a arrow.Array) bool {
+	if a.Len() < distinctMin || a.NullN() != 0 {
+		return false
+	}
+	n := min(a.Len(), distinctSample)
+	switch x := a.(type) {
+	case *array.Int64:
+		return descents(x.Int64Values()[:n]) <= n/sortedRunMin
+	case *array.Int32:
+		return descents(x.Int32Values()[:n]) <= n/sortedRunMin
+	case *array.Timestamp:
+		return descents(x.TimestampValues()[:n]) <= n/sortedRunMin
+	}
+	return false
+}
+
+func descents[T int32 | int64 | arrow.Timestamp](v []T) int {
+	d := 0
+	for i := 1; i < len(v); i++ {
+		if v[i] < v[i-1] {
+			d++
+		}
+	}
+	return d
 }
 
 func nondecreasing[T int32 | int64 | arrow.Timestamp](v []T) bool {

@@ -326,7 +326,8 @@ func rewriteBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin 
 		rec = sorted
 	}
 	return datafile.Write(ctx, t.Store(), ti, rec, datafile.WriteOptions{
-		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
+		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator,
+		SnapshotEncodings: true, SortedRuns: true})
 }
 
 // A compaction group is the consecutive files of a bin one reader turns
@@ -381,7 +382,8 @@ func numRecords(f *delta.Add) int64 {
 // encodes, so memory is a few groups plus the open output file.
 func compactBin(ctx context.Context, t *delta.Table, ti datafile.TableInfo, bin []*delta.Add, opts *OptimizeOptions) (adds []*delta.Add, err error) {
 	w, err := datafile.NewWriter(ctx, t.Store(), ti, datafile.WriteOptions{
-		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator})
+		TargetFileSize: opts.TargetFileSize, DataChange: false, Now: opts.Now, Allocator: opts.Allocator,
+		SnapshotEncodings: true, SortedRuns: true})
 	if err != nil {
 		return nil, err
 	}
