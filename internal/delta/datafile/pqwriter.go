@@ -104,7 +104,7 @@ func (w *columnsWriter) WriteBuffered(rec arrow.RecordBatch) error {
 	}
 	n := rec.NumRows()
 	for off := int64(0); off < n || w.rgw == nil; {
-		if w.rgw == nil || w.rgRows >= w.maxRows {
+		if w.rgw == nil || w.rgRows >= w.maxRows || w.dictPending() >= dictPendingMax {
 			if err := w.flushDicts(); err != nil {
 				return err
 			}
@@ -122,6 +122,23 @@ func (w *columnsWriter) WriteBuffered(rec arrow.RecordBatch) error {
 		off += size
 	}
 	return nil
+}
+
+// dictPendingMax bounds the bytes of dictionary indices the open row group
+// holds (4 a row per string or binary column, until the row group
+// closes): past it the row group closes early, so a wide table's
+// string columns do not hold 4 bytes a row each for up to a million rows.
+var dictPendingMax = 32 << 20
+
+// dictPending is the bytes of indices the dictionary columns hold.
+func (w *columnsWriter) dictPending() int {
+	n := 0
+	for _, d := range w.dicts {
+		if d != nil {
+			n += 4 * len(d.idx)
+		}
+	}
+	return n
 }
 
 // parallelMinRows: smaller writes encode their columns on the caller's

@@ -267,6 +267,39 @@ func TestMostlyDistinctColumnsSkipDictionary(t *testing.T) {
 	}
 }
 
+// TestColumnsWriterDictPendingBound: when the dictionary columns' pending
+// indices pass dictPendingMax, the row group closes early; the rows are
+// all there.
+func TestColumnsWriterDictPendingBound(t *testing.T) {
+	schema, recs := columnsTestRecords()
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	defer func(old int) { dictPendingMax = old }(dictPendingMax)
+	dictPendingMax = 3 * 4 * 5000 // 5000 rows of the three dictionary columns
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithStats(true))
+	var buf bytes.Buffer
+	fw, err := newColumnsWriter(schema, &buf, props, pqarrow.NewArrowWriterProperties(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := describeParquet(t, encodeColumnsTest(t, fw, &buf, recs), false)
+	if !strings.HasPrefix(got, "rows 24000 groups 4\n") {
+		t.Fatalf("want 24000 rows in 4 row groups (one a record of 6000 rows):\n%s", got[:min(len(got), 2000)])
+	}
+	var b2 bytes.Buffer
+	fw2, err := pqarrow.NewFileWriter(schema, &b2, props, pqarrow.NewArrowWriterProperties())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := describeParquet(t, encodeColumnsTest(t, fw2, &b2, recs), false)
+	if i := strings.Index(got, "[0 1 2"); i < 0 || got[i:] != want[strings.Index(want, "[0 1 2"):] {
+		t.Fatal("rows differ from pqarrow's")
+	}
+}
+
 // TestSortedRunsDeltaBinaryPacked: rows concatenated from files each
 // sorted by id (runs of 1000) get a DELTA_BINARY_PACKED id column with
 // SortedRuns, and a plain one without; a column that descends every 100
