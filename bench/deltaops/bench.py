@@ -162,6 +162,16 @@ def summary(path):
             "sum_lsn": pc.sum(t["lsn"]).as_py(), "notes": pc.count_distinct(t["note"]).as_py()}
 
 
+def live_mb(path):
+    """MiB of the data files in the table's latest version."""
+    from deltalake import DeltaTable
+
+    from urllib.parse import unquote, urlparse
+
+    uris = DeltaTable(str(path)).file_uris()
+    return sum(Path(unquote(urlparse(u).path) if "://" in u else u).stat().st_size for u in uris) / (1 << 20)
+
+
 def repeated(n, fresh, run_silt, run_rs, check):
     """Runs both engines n times on fresh copies, alternating which goes
     first (the machine's load drifts), and returns each engine's median run
@@ -281,6 +291,9 @@ def main():
                         lambda: run_json([py, __file__, "_rs_optimize", str(rs_o)]), check_small)
     print(f"OPTIMIZE: {prep['files']} files of {a.small_rows} rows; silt {silt['files_removed']} -> {silt['files_added']} files, "
           f"delta-rs {rs['files_removed']} -> {rs['files_added']} files; same rows; silt runs {fmt_runs(silt)}, delta-rs runs {fmt_runs(rs)}")
+    # Both write zstd level 3; encodings are each engine's own (silt: e.g.
+    # DELTA_BINARY_PACKED for columns ascending in runs, see DESIGN.md).
+    print(f"OPTIMIZE output (last run): silt {live_mb(silt_o):.2f} MiB, delta-rs {live_mb(rs_o):.2f} MiB")
     results.append((f"OPTIMIZE ({prep['files']} files)", silt, rs, {"files": prep["files"], "rows": prep["rows"]}))
 
     print(f"\nload average now {os.getloadavg()[0]:.1f}")
