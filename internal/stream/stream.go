@@ -10,9 +10,7 @@ package stream
 import (
 	"context"
 	"crypto/md5"
-	"encoding/binary"
 	"errors"
-	"math/bits"
 )
 
 // ErrClosed is returned after Close.
@@ -61,13 +59,7 @@ func ShardFor(partitionKey []byte, n int) int {
 		return 0
 	}
 	sum := md5.Sum(partitionKey)
-	hi := binary.BigEndian.Uint64(sum[:8])
-	lo := binary.BigEndian.Uint64(sum[8:])
-	// (hi*2^64 + lo) * n = hHi*2^128 + (hLo + lHi)*2^64 + lLo; we want the 2^128 digit.
-	hHi, hLo := bits.Mul64(hi, uint64(n))
-	lHi, _ := bits.Mul64(lo, uint64(n))
-	_, carry := bits.Add64(hLo, lHi, 0)
-	return int(hHi + carry)
+	return shardOfSum(&sum, n)
 }
 
 // ErrTooLarge is returned by Append for an entry larger than the log
