@@ -31,6 +31,15 @@ const (
 	appendBatchBytes = 8 << 20
 )
 
+// AppendBatchBytes is the most one stream Append of the appender carries,
+// for benchmarks that append the way the pipeline does (silt bench --only
+// log).
+const AppendBatchBytes = appendBatchBytes
+
+// queueWeight is a job's weight in the queue's byte semaphore (a job larger
+// than the whole budget takes all of it, so it still fits).
+func queueWeight(n int) int64 { return min(max(int64(n), 1), appendQueueBytes) }
+
 // runAppender appends queued jobs to the stream in order, batching every
 // job that is waiting into one Append (one group-commit fsync per shard
 // instead of one per transaction). After each Append it queues the acks of
@@ -38,15 +47,6 @@ const (
 // batch (conservative: a transaction is acknowledged once Bronze holds
 // everything up to the end of its batch). It returns when jobs is closed and
 // drained, or on the first error.
-// queueWeight is a job's weight in the queue's byte semaphore (a job larger
-// than the whole budget takes all of it, so it still fits).
-// AppendBatchBytes is the most one stream Append of the appender carries,
-// for benchmarks that append the way the pipeline does (silt bench --only
-// log).
-const AppendBatchBytes = appendBatchBytes
-
-func queueWeight(n int) int64 { return min(max(int64(n), 1), appendQueueBytes) }
-
 func (p *Pipeline) runAppender(ctx context.Context, jobs <-chan *appendJob) error {
 	shards := p.log.Shards()
 	var batch []*appendJob
