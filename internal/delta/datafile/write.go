@@ -682,54 +682,38 @@ func constant(a arrow.Array) bool {
 	return a.Len() >= distinctMin && a.NullN() == 0 && constantColumns([]arrow.Array{a}, []int{0})
 }
 
-// sortedInts reports whether a's first values (at least distinctMin, no
-// nulls) are non-decreasing integers or timestamps (increasing keys and
-// times, constant columns): DELTA_BINARY_PACKED stores them in a few bits
-// a value (zero for a constant).
-func sortedInts(a arrow.Array) bool {
-	if a.Len() < distinctMin || a.NullN() != 0 {
-		return false
-	}
-	n := min(a.Len(), distinctSample)
-	switch x := a.(type) {
-	case *array.Int64:
-		return nondecreasing(x.Int64Values()[:n])
-	case *array.Int32:
-		return nondecreasing(x.Int32Values()[:n])
-	case *array.Timestamp:
-		return nondecreasing(x.TimestampValues()[:n])
-	}
-	return false
-}
-
-// sorted reports whether a is written DELTA_BINARY_PACKED: sortedInts, or
-// with SortedRuns sortedRuns.
+// sorted reports whether a is written DELTA_BINARY_PACKED: its first
+// values (at least distinctMin, no nulls) are non-decreasing integers or
+// timestamps (increasing keys and times, constant columns), which
+// DELTA_BINARY_PACKED stores in a few bits a value (zero for a constant),
+// or, with SortedRuns, they descend at most once every sortedRunMin rows.
 func (w *Writer) sorted(a arrow.Array) bool {
-	return sortedInts(a) || w.opts.SortedRuns && sortedRuns(a)
+	d, n, ok := intDescents(a)
+	return ok && (d == 0 || w.opts.SortedRuns && d <= n/sortedRunMin)
 }
 
-// sortedRunMin is the average run length sortedRuns asks for: at most one
+// sortedRunMin is the average run length SortedRuns asks for: at most one
 // descent every sortedRunMin rows keeps most of DELTA_BINARY_PACKED's
 // 32-value miniblocks free of the large delta a descent costs.
 const sortedRunMin = 512
 
-// sortedRuns reports whether a's first values (at least distinctMin, no
-// nulls; integers or timestamps) descend at most once every sortedRunMin
-// rows, and not all are equal (a constant column is sortedInts').
-func sortedRuns(a arrow.Array) bool {
+// intDescents counts the descents among a's first n values (at most
+// distinctSample); ok is false unless a is an integer or timestamp column
+// of at least distinctMin rows, no nulls.
+func intDescents(a arrow.Array) (d, n int, ok bool) {
 	if a.Len() < distinctMin || a.NullN() != 0 {
-		return false
+		return 0, 0, false
 	}
-	n := min(a.Len(), distinctSample)
+	n = min(a.Len(), distinctSample)
 	switch x := a.(type) {
 	case *array.Int64:
-		return descents(x.Int64Values()[:n]) <= n/sortedRunMin
+		return descents(x.Int64Values()[:n]), n, true
 	case *array.Int32:
-		return descents(x.Int32Values()[:n]) <= n/sortedRunMin
+		return descents(x.Int32Values()[:n]), n, true
 	case *array.Timestamp:
-		return descents(x.TimestampValues()[:n]) <= n/sortedRunMin
+		return descents(x.TimestampValues()[:n]), n, true
 	}
-	return false
+	return 0, 0, false
 }
 
 func descents[T int32 | int64 | arrow.Timestamp](v []T) int {
@@ -740,15 +724,6 @@ func descents[T int32 | int64 | arrow.Timestamp](v []T) int {
 		}
 	}
 	return d
-}
-
-func nondecreasing[T int32 | int64 | arrow.Timestamp](v []T) bool {
-	for i := 1; i < len(v); i++ {
-		if v[i] < v[i-1] {
-			return false
-		}
-	}
-	return true
 }
 
 // increasing reports whether v is strictly increasing (so all distinct).
