@@ -407,22 +407,19 @@ func (a *appendState) run(ctx context.Context, entries []stream.Entry) error {
 }
 
 // piece queues entries to their shards. target holds each entry's shard,
-// or is nil: then piece routes them itself.
+// or is nil: then piece routes them itself. With one shard target stays
+// nil.
 func (a *appendState) piece(ctx context.Context, entries []stream.Entry, target []int) error {
 	l := a.l
 	n := len(l.logical)
 	type part struct{ recs, frames, payload int }
 	parts := make([]part, n) // per shard; payload (key + data) is what limits count
-	route := target == nil && n > 1
-	if route {
+	if target == nil && n > 1 {
 		if cap(a.target) < len(entries) {
 			a.target = make([]int, len(entries))
 		}
 		target = a.target[:len(entries)]
 		stream.ShardsFor(entries, n, target)
-	}
-	if n == 1 {
-		target = nil // shard of each entry; nil with one shard
 	}
 	for i, e := range entries {
 		sh := 0
