@@ -439,11 +439,8 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 		if a, ok := keys[0].(*array.Int64); ok && m.idx.ints != nil && a.NullN() == 0 {
 			// Hot path: one non-null long key column.
 			for row, v := range a.Int64Values() {
-				if !m.idx.mayHave(v) {
-					continue
-				}
-				if k, ok := m.idx.ints[v]; ok {
-					if err := match(row, int(k)); err != nil {
+				if k := m.idx.intKey(v); k >= 0 {
+					if err := match(row, k); err != nil {
 						return err
 					}
 				}
