@@ -504,7 +504,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	if err := tombs.record(ctx, p.store, newTombs, appID, to, p.opts.TombstoneRetention, now); err != nil {
 		return res, fmt.Errorf("silver %s: record tombstones: %w", id, err)
 	}
-	dec := &folder{schema: sschema, keys: byKey.keys, changes: byKey, truncAt: nil, res: &res, tombs: tombs}
+	dec := &folder{schema: sschema, changes: byKey, truncAt: nil, res: &res, tombs: tombs}
 	if truncAt != nil {
 		dec.truncAt = &foldChange{lsn: truncAt.lsn, pos: truncAt.pos}
 	}
@@ -593,8 +593,7 @@ func (p *Processor) tombstones(ctx context.Context, id change.TableID) (*tombsto
 // starts from no row would consult it before applying an older change.
 type folder struct {
 	schema  *delta.StructType
-	keys    []string
-	changes *keyChanges
+	changes *keyChanges // keys and their changes
 	truncAt *foldChange
 	res     *Result
 	tombs   *tombstones // deleted-key memory (nil: none)
@@ -724,7 +723,7 @@ func (f *folder) Decide(k int, cur []ops.Cell, out []ops.Cell) (ops.Outcome, err
 		stLSN, stPos = cellInt(cur[lsnCol]), cellInt(cur[posCol])
 	} else if f.tombs != nil {
 		// No row: if the key was deleted, changes at or before the delete are stale.
-		if t, ok := f.tombs.get(f.keys[k]); ok && (f.truncAt == nil || !change.Less(change.LSN(t.lsn), uint32(t.pos), change.LSN(f.truncAt.lsn), uint32(f.truncAt.pos))) {
+		if t, ok := f.tombs.get(f.changes.keys[k]); ok && (f.truncAt == nil || !change.Less(change.LSN(t.lsn), uint32(t.pos), change.LSN(f.truncAt.lsn), uint32(f.truncAt.pos))) {
 			stLSN, stPos = t.lsn, t.pos
 		}
 	}
