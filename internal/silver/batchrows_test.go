@@ -18,31 +18,13 @@ import (
 func TestSilverMaxRowsPerBatch(t *testing.T) {
 	h := newHarness(t)
 	id := 0
-	commit := func(n int) { // one Bronze commit of n inserts
-		var cs []*change.Change
-		for i := 0; i < n; i++ {
-			id++
-			cs = append(cs, &change.Change{Op: change.OpInsert, New: []change.Datum{txt(fmt.Sprint(id)), txt("v"), null}})
-		}
-		h.txn(cs...)
-		h.bronze()
-	}
+	commit := func(n int) { insertCommit(h, &id, n) }
 	for range 5 {
 		commit(3)
 	}
 	commit(10) // larger than the bound on its own
 	p := silver.New(h.store, silver.Options{MaxRowsPerBatch: 7})
-	var got []string
-	for {
-		res, err := p.Process(context.Background(), rel.Table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.ToVersion < 0 {
-			break
-		}
-		got = append(got, fmt.Sprintf("v%d-%d:%d", res.FromVersion, res.ToVersion, res.Changes))
-	}
+	got := batches(t, p)
 	// Version 0 creates the table; versions 1-5 hold 3 rows each, 6 holds 10.
 	want := "[v0-2:6 v3-4:6 v5-5:3 v6-6:10]"
 	if fmt.Sprint(got) != want {
@@ -68,15 +50,7 @@ func TestSilverMaxRowsPerBatch(t *testing.T) {
 func TestSilverMaxBytesPerBatch(t *testing.T) {
 	h := newHarness(t)
 	id := 0
-	commit := func(n int) { // one Bronze commit of n inserts
-		var cs []*change.Change
-		for i := 0; i < n; i++ {
-			id++
-			cs = append(cs, &change.Change{Op: change.OpInsert, New: []change.Datum{txt(fmt.Sprint(id)), txt("v"), null}})
-		}
-		h.txn(cs...)
-		h.bronze()
-	}
+	commit := func(n int) { insertCommit(h, &id, n) }
 	for range 5 {
 		commit(3)
 	}
@@ -105,6 +79,32 @@ func TestSilverMaxBytesPerBatch(t *testing.T) {
 		t.Fatalf("3-row commits of %d to %d bytes: too different for this test", smallest, largest)
 	}
 	p := silver.New(h.store, silver.Options{MaxBytesPerBatch: 2 * largest})
+	got := batches(t, p)
+	want := "[v0-2:6 v3-4:6 v5-5:3 v6-6:30]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("batches %v, want %s", got, want)
+	}
+	if rows := h.rows(); len(rows) != 45 {
+		t.Fatalf("silver has %d rows, want 45", len(rows))
+	}
+}
+
+// insertCommit makes one Bronze commit of n inserts, ids counting on
+// from *id.
+func insertCommit(h *harness, id *int, n int) {
+	var cs []*change.Change
+	for i := 0; i < n; i++ {
+		*id++
+		cs = append(cs, &change.Change{Op: change.OpInsert, New: []change.Datum{txt(fmt.Sprint(*id)), txt("v"), null}})
+	}
+	h.txn(cs...)
+	h.bronze()
+}
+
+// batches runs p's micro-batches of rel.Table until there is nothing left
+// and returns them as "vFROM-TO:CHANGES".
+func batches(t *testing.T, p *silver.Processor) []string {
+	t.Helper()
 	var got []string
 	for {
 		res, err := p.Process(context.Background(), rel.Table)
@@ -112,15 +112,8 @@ func TestSilverMaxBytesPerBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		if res.ToVersion < 0 {
-			break
+			return got
 		}
 		got = append(got, fmt.Sprintf("v%d-%d:%d", res.FromVersion, res.ToVersion, res.Changes))
-	}
-	want := "[v0-2:6 v3-4:6 v5-5:3 v6-6:30]"
-	if fmt.Sprint(got) != want {
-		t.Fatalf("batches %v, want %s", got, want)
-	}
-	if rows := h.rows(); len(rows) != 45 {
-		t.Fatalf("silver has %d rows, want 45", len(rows))
 	}
 }
