@@ -77,7 +77,7 @@
 // reopening recovers from what reached the disk. Records of one Append that
 // go to different shards are not atomic across shards.
 //
-// A large Append (the pipeline makes them up to 4 MiB) is a pipeline of its
+// A large Append (the pipeline makes them up to 8 MiB) is a pipeline of its
 // own: it is routed and framed in pieces of appendPiece (1 MiB) bytes, a
 // helper goroutine hashing the next piece's partition keys (eight at a
 // time, stream.ShardsFor) while the current one is framed, and each piece
