@@ -172,16 +172,12 @@ type loadConst struct {
 // rows at once by fillConst.
 func (c *LoadChunk) addRow(r *change.Change) error {
 	if r.Op != change.OpLoad || r.Rel != c.rel || hasUnchanged(r.New) {
-		if err := c.fillConst(); err != nil {
-			return err
-		}
+		c.fillConst()
 		return c.rb.add(r)
 	}
 	k := loadConst{lsn: uint64(r.LSN), pos: uint64(r.Pos), xid: uint64(r.XID), commit: r.CommitTime}
 	if c.pending > 0 && (k.lsn != c.konst.lsn || k.pos != c.konst.pos || k.xid != c.konst.xid || !k.commit.Equal(c.konst.commit)) {
-		if err := c.fillConst(); err != nil {
-			return err
-		}
+		c.fillConst()
 	}
 	c.konst = k
 	if c.pl == nil {
@@ -245,10 +241,10 @@ func hasUnchanged(img []change.Datum) bool {
 
 // fillConst appends the shared columns of the pending rows (added by
 // addRow's fast path) as emit would for each of them.
-func (c *LoadChunk) fillConst() error {
+func (c *LoadChunk) fillConst() {
 	n, rb, k := c.pending, c.rb, c.konst
 	if n == 0 {
-		return nil
+		return
 	}
 	c.pending = 0
 	rb.opB.Reserve(n)
@@ -279,7 +275,6 @@ func (c *LoadChunk) fillConst() error {
 	for _, i := range c.pl.missing {
 		rb.b.Field(i).AppendNulls(n)
 	}
-	return nil
 }
 
 func fillInt64(b *array.Int64Builder, v int64, n int) {
@@ -291,9 +286,7 @@ func fillInt64(b *array.Int64Builder, v int64, n int) {
 
 // flushRecord moves the builder's rows into the Parquet writer.
 func (c *LoadChunk) flushRecord() error {
-	if err := c.fillConst(); err != nil {
-		return err
-	}
+	c.fillConst()
 	if c.rb.rows == 0 {
 		return nil
 	}
