@@ -1108,41 +1108,9 @@ func placeDictFixed(a *colAcc, start, nv int, lv []uint32, dict []byte, idx []ui
 	dst := a.values.Bytes()[start*w : (start+nv)*w]
 	switch w {
 	case 8:
-		d64 := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dst))), nv)
-		v64 := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dict))), len(dict)/8)
-		if lv == nil {
-			for i, k := range idx {
-				d64[i] = v64[k]
-			}
-			return
-		}
-		j := 0
-		for i, d := range lv {
-			if d == 1 {
-				d64[i] = v64[idx[j]]
-				j++
-			} else {
-				d64[i] = 0
-			}
-		}
+		placeDictWords[uint64](dst, nv, lv, dict, idx)
 	case 4:
-		d32 := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(dst))), nv)
-		v32 := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(dict))), len(dict)/4)
-		if lv == nil {
-			for i, k := range idx {
-				d32[i] = v32[k]
-			}
-			return
-		}
-		j := 0
-		for i, d := range lv {
-			if d == 1 {
-				d32[i] = v32[idx[j]]
-				j++
-			} else {
-				d32[i] = 0
-			}
-		}
+		placeDictWords[uint32](dst, nv, lv, dict, idx)
 	default:
 		j := 0
 		for i := 0; i < nv; i++ {
@@ -1153,6 +1121,27 @@ func placeDictFixed(a *colAcc, start, nv int, lv []uint32, dict []byte, idx []ui
 			} else {
 				clear(dst[i*w : (i+1)*w])
 			}
+		}
+	}
+}
+
+// placeDictWords is placeDictFixed for values of one machine word T.
+func placeDictWords[T uint32 | uint64](dst []byte, nv int, lv []uint32, dict []byte, idx []uint32) {
+	d := unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(dst))), nv)
+	v := unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(dict))), len(dict)/int(unsafe.Sizeof(T(0))))
+	if lv == nil {
+		for i, k := range idx {
+			d[i] = v[k]
+		}
+		return
+	}
+	j := 0
+	for i, l := range lv {
+		if l == 1 {
+			d[i] = v[idx[j]]
+			j++
+		} else {
+			d[i] = 0
 		}
 	}
 }
