@@ -63,7 +63,7 @@ func TestKeepRowsMatchesConcatenate(t *testing.T) {
 					drops = append(drops, i)
 				}
 			}
-			got, err := keepRows(mem, []arrow.RecordBatch{rec}, [][]int{drops})
+			got, err := keepRows(mem, rec, drops)
 			if err != nil {
 				t.Fatal(err)
 			}

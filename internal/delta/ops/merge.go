@@ -492,7 +492,7 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 			return write(r)
 		}
 		dropped = true
-		kept, err := keepRows(m.spec.Allocator, []arrow.RecordBatch{r}, [][]int{drops})
+		kept, err := keepRows(m.spec.Allocator, r, drops)
 		if err != nil || kept == nil {
 			return err
 		}
@@ -520,48 +520,36 @@ func (m *mergeState) mergeFile(ctx context.Context, t *delta.Table, ti datafile.
 	return adds, true, copied, nil
 }
 
-// keepRows returns the rows of recs minus drops[i] (ascending row numbers
-// per record) as one record, or nil when no row is left.
-func keepRows(mem memory.Allocator, recs []arrow.RecordBatch, drops [][]int) (arrow.RecordBatch, error) {
-	if len(recs) == 0 {
-		return nil, nil
-	}
-	ncols := int(recs[0].NumCols())
-	// Kept row ranges [a, b) of each record.
-	runs := make([][][2]int, len(recs))
-	var total int64
-	for ri, r := range recs {
-		n := int(r.NumRows())
-		next := 0
-		for k := 0; k <= len(drops[ri]); k++ {
-			d := n // after the last drop: the rest
-			if k < len(drops[ri]) {
-				d = drops[ri][k]
-			}
-			if d > next {
-				runs[ri] = append(runs[ri], [2]int{next, d})
-				total += int64(d - next)
-			}
-			next = d + 1
+// keepRows returns the rows of rec minus drops (ascending row numbers) as
+// one record, or nil when no row is left.
+func keepRows(mem memory.Allocator, rec arrow.RecordBatch, drops []int) (arrow.RecordBatch, error) {
+	// Kept row ranges [a, b).
+	var runs [][2]int
+	total, next := 0, 0
+	for k := 0; k <= len(drops); k++ {
+		d := int(rec.NumRows()) // after the last drop: the rest
+		if k < len(drops) {
+			d = drops[k]
 		}
+		if d > next {
+			runs = append(runs, [2]int{next, d})
+			total += d - next
+		}
+		next = d + 1
 	}
 	if total == 0 {
 		return nil, nil
 	}
-	cols := make([]arrow.Array, ncols)
+	cols := make([]arrow.Array, rec.NumCols())
 	defer releaseArrays(cols)
-	for c := 0; c < ncols; c++ {
-		if len(recs) == 1 {
-			if a, ok := keepRuns(mem, recs[0].Column(c), runs[0], int(total)); ok {
-				cols[c] = a
-				continue
-			}
+	for c := range cols {
+		if a, ok := keepRuns(mem, rec.Column(c), runs, total); ok {
+			cols[c] = a
+			continue
 		}
-		var parts []arrow.Array
-		for ri, r := range recs {
-			for _, run := range runs[ri] {
-				parts = append(parts, array.NewSlice(r.Column(c), int64(run[0]), int64(run[1])))
-			}
+		parts := make([]arrow.Array, len(runs))
+		for i, run := range runs {
+			parts[i] = array.NewSlice(rec.Column(c), int64(run[0]), int64(run[1]))
 		}
 		if len(parts) == 1 {
 			cols[c] = parts[0]
@@ -574,7 +562,7 @@ func keepRows(mem memory.Allocator, recs []arrow.RecordBatch, drops [][]int) (ar
 		}
 		cols[c] = a
 	}
-	return array.NewRecordBatch(recs[0].Schema(), cols, total), nil
+	return array.NewRecordBatch(rec.Schema(), cols, int64(total)), nil
 }
 
 func releaseArrays(as []arrow.Array) {
