@@ -369,24 +369,7 @@ func TestCrashConcurrentAppenders(t *testing.T) {
 		if err != nil {
 			t.Fatalf("iter %d: reopen: %v", iter, err)
 		}
-		got := map[string]int{}
-		for sh := range crashShards {
-			end, _ := l.End(context.Background(), sh)
-			for off := int64(0); off < end; {
-				recs, err := l.Read(context.Background(), sh, off, 1000)
-				if err != nil {
-					t.Fatalf("iter %d: Read: %v", iter, err)
-				}
-				for _, r := range recs {
-					k := string(r.PartitionKey)
-					if string(r.Data) != fmt.Sprint(got[k]) {
-						t.Fatalf("iter %d: key %s: seq %s after %d: a gap or reorder", iter, k, r.Data, got[k])
-					}
-					got[k]++
-					off++
-				}
-			}
-		}
+		got := keyCounts(t, l, crashShards, iter)
 		for g := range appenders {
 			for k, n := range acked[g] {
 				if got[k] < n {
@@ -396,4 +379,30 @@ func TestCrashConcurrentAppenders(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// keyCounts reads every record of l's shards 0..shards-1, whose Data is
+// the record's sequence number among its key's records (0, 1, ...), fails
+// on a gap or reorder, and returns how many records each key has.
+func keyCounts(t *testing.T, l *Log, shards, iter int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for sh := range shards {
+		end, _ := l.End(context.Background(), sh)
+		for off := int64(0); off < end; {
+			recs, err := l.Read(context.Background(), sh, off, 1000)
+			if err != nil {
+				t.Fatalf("iter %d: Read: %v", iter, err)
+			}
+			for _, r := range recs {
+				k := string(r.PartitionKey)
+				if string(r.Data) != fmt.Sprint(got[k]) {
+					t.Fatalf("iter %d: key %s: seq %s after %d: a gap or reorder", iter, k, r.Data, got[k])
+				}
+				got[k]++
+				off++
+			}
+		}
+	}
+	return got
 }

@@ -105,24 +105,7 @@ func TestPiecesWithReshards(t *testing.T) {
 		if err := <-errc; err != nil {
 			t.Fatalf("iter %d: Append: %v", iter, err)
 		}
-		got := map[string]int{}
-		for sh := range 2 {
-			end, _ := l.End(ctx, sh)
-			for off := int64(0); off < end; {
-				recs, err := l.Read(ctx, sh, off, 1000)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range recs {
-					k := string(r.PartitionKey)
-					if string(r.Data) != fmt.Sprint(got[k]) {
-						t.Fatalf("iter %d: key %s: record %s after %d: a gap or reorder", iter, k, r.Data, got[k])
-					}
-					got[k]++
-					off++
-				}
-			}
-		}
+		got := keyCounts(t, l, 2, iter)
 		total := 0
 		for _, n := range got {
 			total += n
