@@ -142,29 +142,15 @@ func (d *dictColumn) add(arr arrow.Array) int {
 
 // denseArray returns the pending rows as a plain string or binary array
 // (owned by the caller) and clears them.
-func (d *dictColumn) denseArray(mem memory.Allocator) arrow.Array {
-	var b *array.BinaryBuilder
-	var sb *array.StringBuilder
-	var ab array.Builder
-	if d.binary {
-		b = array.NewBinaryBuilder(mem, arrow.BinaryTypes.Binary)
-		ab = b
-	} else {
-		sb = array.NewStringBuilder(mem)
-		b, ab = sb.BinaryBuilder, sb
+func (d *dictColumn) denseArray(mem memory.Allocator) (arrow.Array, error) {
+	a := d.array(mem)
+	defer a.Release()
+	u, err := unpackDictionary(mem, a.Data())
+	if err != nil {
+		return nil, err
 	}
-	defer ab.Release()
-	b.Reserve(len(d.idx))
-	b.ReserveData(len(d.data))
-	for k, id := range d.idx {
-		if d.valid != nil && !bitutil.BitIsSet(d.valid, k) {
-			b.AppendNull()
-			continue
-		}
-		b.Append(d.data[d.offs[id]:d.offs[id+1]])
-	}
-	d.idx, d.valid, d.nulls = d.idx[:0], nil, 0
-	return ab.NewArray()
+	defer u.Release()
+	return array.MakeFromData(u), nil
 }
 
 // pages splits the pending rows into data pages the way pqarrow sizes

@@ -219,8 +219,11 @@ func (w *columnsWriter) writeColumn(i int, col arrow.Array, off, size int64) (er
 			return nil
 		}
 		if d.pending() { // the dictionary is full: pqarrow takes over
-			p := d.denseArray(w.mem)
-			err := w.writeArrow(i, cw, p)
+			p, err := d.denseArray(w.mem)
+			if err != nil {
+				return err
+			}
+			err = w.writeArrow(i, cw, p)
 			p.Release()
 			if err != nil {
 				return err
