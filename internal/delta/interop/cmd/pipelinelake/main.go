@@ -294,35 +294,37 @@ const filler = `UPDATE types SET i8 = i8 + 1 WHERE id = 2; UPDATE docs SET title
 // checkpoint and the Silver tables an OPTIMIZE commit.
 func ready(ctx context.Context, lake string) bool {
 	for _, id := range sources {
-		for _, layer := range []string{"bronze", "silver"} {
-			if layer == "bronze" && id.Name != "types" {
-				continue
-			}
-			dir := filepath.Join(lake, layer, id.Schema, id.Name)
-			if cps, _ := filepath.Glob(filepath.Join(dir, "_delta_log", "*.checkpoint*.parquet")); len(cps) == 0 {
-				return false
-			}
-			if layer == "bronze" {
-				continue
-			}
-			tbl, _, err := interop.OpenTable(dir)
-			if err != nil {
-				return false
-			}
-			hist, err := tbl.History(ctx, 0)
-			if err != nil {
-				return false
-			}
-			optimized := false
-			for _, h := range hist {
-				optimized = optimized || h.CommitInfo["operation"] == "OPTIMIZE"
-			}
-			if !optimized {
-				return false
-			}
+		dir := filepath.Join(lake, "silver", id.Schema, id.Name)
+		if !hasCheckpoint(dir) || !optimized(ctx, dir) {
+			return false
 		}
 	}
-	return true
+	return hasCheckpoint(filepath.Join(lake, "bronze", "public", "types"))
+}
+
+// hasCheckpoint reports whether the Delta table at dir has a checkpoint
+// file in its log.
+func hasCheckpoint(dir string) bool {
+	cps, _ := filepath.Glob(filepath.Join(dir, "_delta_log", "*.checkpoint*.parquet"))
+	return len(cps) > 0
+}
+
+// optimized reports whether the Delta table at dir has an OPTIMIZE commit.
+func optimized(ctx context.Context, dir string) bool {
+	tbl, _, err := interop.OpenTable(dir)
+	if err != nil {
+		return false
+	}
+	hist, err := tbl.History(ctx, 0)
+	if err != nil {
+		return false
+	}
+	for _, h := range hist {
+		if h.CommitInfo["operation"] == "OPTIMIZE" {
+			return true
+		}
+	}
+	return false
 }
 
 // waitEqual polls until the snapshot is done and Silver equals the source
@@ -412,11 +414,7 @@ func dumpTable(ctx context.Context, out, name string) (Table, error) {
 		op, _ := hist[i].CommitInfo["operation"].(string)
 		t.Operations = append(t.Operations, op)
 	}
-	cps, err := filepath.Glob(filepath.Join(interop.TableDir(out, name), "_delta_log", "*.checkpoint*.parquet"))
-	if err != nil {
-		return t, err
-	}
-	t.Checkpoint = len(cps) > 0
+	t.Checkpoint = hasCheckpoint(interop.TableDir(out, name))
 	return t, nil
 }
 
