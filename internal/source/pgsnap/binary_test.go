@@ -28,8 +28,6 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // session time zone with seconds in its historical offsets. A value whose
 // text is an error (numeric ±Infinity read for a decimal column) is an
 // error in binary too.
-func numericMod(p, s int) int32 { return int32(p<<16|(s&0x7ff)) + 4 }
-
 func TestBinaryReadsAsText(t *testing.T) {
 	db := pgtest.NewDB(t)
 	conn := db.Conn(t)
@@ -120,6 +118,9 @@ func TestBinaryReadsAsText(t *testing.T) {
 		})
 	}
 }
+
+// numericMod is the typmod of numeric(p,s).
+func numericMod(p, s int) int32 { return int32(p<<16|(s&0x7ff)) + 4 }
 
 // sameValue compares row i of a and b bit for bit.
 func sameValue(a, b arrow.Array, i int) bool {
