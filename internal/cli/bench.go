@@ -80,17 +80,13 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 			set(&dro.Rows, deltaRows)
 			set(&dro.Keys, deltaKeys)
 			set(&dro.SmallFiles, deltaFiles)
+			set(&o.LogAppenders, logAppenders)
+			set(&o.LogBatch, logBatch)
 			if deltaScen != "" {
 				dro.Scenarios = deltaScen
 			}
 			if snapRows > 0 {
 				o.SnapshotRows = int64(snapRows)
-			}
-			if logAppenders > 0 {
-				o.LogAppenders = logAppenders
-			}
-			if logBatch > 0 {
-				o.LogBatch = logBatch
 			}
 			if logRecords > 0 {
 				o.LogRecords = int64(logRecords)
