@@ -249,7 +249,7 @@ func rawWriteFsync(name string, total int64) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// rawGroupCommit writes total bytes to files new files, in parallel, each
+// rawGroupCommit writes total bytes to `files` new files, in parallel, each
 // in chunks of chunk bytes followed by fdatasync, reserving space 16 MiB
 // ahead (fallocate) like the log, and removes them: what a group commit
 // with no overhead at all costs.
