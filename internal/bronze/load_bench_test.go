@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silt-dev/silt/internal/blob"
 	"github.com/silt-dev/silt/internal/blob/local"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
@@ -22,9 +23,7 @@ import (
 // stored files, to compare the levels in one run.
 func BenchmarkLoadChunk(b *testing.B) {
 	const rows = 100_000
-	rel := &change.Relation{Table: change.TableID{Schema: "s", Name: "t"}, Columns: []change.Column{
-		{Name: "id", TypeOID: 20, Key: true}, {Name: "a", TypeOID: 23}, {Name: "b", TypeOID: 25},
-		{Name: "c", TypeOID: 1184}, {Name: "d", TypeOID: 1700, TypeMod: (12<<16 | 2) + 4}, {Name: "e", TypeOID: 701}}}
+	rel := benchRel()
 	commit := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	in := make([]*change.Change, rows)
@@ -63,14 +62,7 @@ func BenchmarkLoadChunk(b *testing.B) {
 				c.Release()
 			}
 			b.StopTimer()
-			snap, err := delta.NewTable(st, TablePath(rel.Table)).Snapshot(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var size int64
-			for _, f := range snap.Files() {
-				size += f.Size
-			}
+			size := storedBytes(b, st, rel.Table)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 			b.ReportMetric(float64(size)/float64(b.N*rows), "bytes/row")
 		})
@@ -83,9 +75,7 @@ func BenchmarkLoadChunk(b *testing.B) {
 // (user+system of the process) ns per row, and stored bytes per row.
 func BenchmarkLoadChunkBinary(b *testing.B) {
 	const rows = 31_000
-	rel := &change.Relation{Table: change.TableID{Schema: "s", Name: "t"}, Columns: []change.Column{
-		{Name: "id", TypeOID: 20, Key: true}, {Name: "a", TypeOID: 23}, {Name: "b", TypeOID: 25},
-		{Name: "c", TypeOID: 1184}, {Name: "d", TypeOID: 1700, TypeMod: (12<<16 | 2) + 4}, {Name: "e", TypeOID: 701}}}
+	rel := benchRel()
 	commit := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	in := make([]*change.Change, rows)
 	be := binary.BigEndian
@@ -131,7 +121,23 @@ func BenchmarkLoadChunkBinary(b *testing.B) {
 	}
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
-	snap, err := delta.NewTable(st, TablePath(rel.Table)).Snapshot(ctx)
+	size := storedBytes(b, st, rel.Table)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
+	b.ReportMetric(float64(size)/float64(b.N*rows), "bytes/row")
+}
+
+// benchRel is the relation of `silt bench`'s snapshot table (bigint key,
+// int, text, timestamptz, numeric(12,2), float8).
+func benchRel() *change.Relation {
+	return &change.Relation{Table: change.TableID{Schema: "s", Name: "t"}, Columns: []change.Column{
+		{Name: "id", TypeOID: 20, Key: true}, {Name: "a", TypeOID: 23}, {Name: "b", TypeOID: 25},
+		{Name: "c", TypeOID: 1184}, {Name: "d", TypeOID: 1700, TypeMod: (12<<16 | 2) + 4}, {Name: "e", TypeOID: 701}}}
+}
+
+// storedBytes is the size of the files of table's Bronze table in st.
+func storedBytes(b *testing.B, st blob.Store, table change.TableID) int64 {
+	snap, err := delta.NewTable(st, TablePath(table)).Snapshot(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -139,9 +145,7 @@ func BenchmarkLoadChunkBinary(b *testing.B) {
 	for _, f := range snap.Files() {
 		size += f.Size
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*rows), "cpu-ns/row")
-	b.ReportMetric(float64(size)/float64(b.N*rows), "bytes/row")
+	return size
 }
 
 // cpuTime is the process's user+system CPU time so far.
