@@ -69,7 +69,7 @@ var ErrCorruptFile = errors.New("corrupt data file")
 // with each other.
 func Read(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Add) ([]arrow.Record, error) {
 	var out []arrow.Record
-	err := readFile(ctx, store, ti, add, func(r arrow.Record) error {
+	err := readFile(ctx, store, ti, add, nil, func(r arrow.Record) error {
 		r.Retain()
 		out = append(out, r)
 		return nil
@@ -91,7 +91,7 @@ func Scan(ctx context.Context, store blob.Store, ti TableInfo, files []*delta.Ad
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := readFile(ctx, store, ti, add, fn); err != nil {
+		if err := readFile(ctx, store, ti, add, nil, fn); err != nil {
 			return err
 		}
 	}
@@ -131,7 +131,9 @@ type colPlan struct {
 	value any // parsed partition value (colPartition)
 }
 
-func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Add, fn func(arrow.Record) error) (err error) {
+// readFile reads add's file from src, or, with src nil, opens it
+// (openSource), and calls fn for every record.
+func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Add, src parquet.ReaderAtSeeker, fn func(arrow.Record) error) (err error) {
 	if add == nil {
 		return fmt.Errorf("datafile: read: nil add")
 	}
@@ -167,11 +169,14 @@ func readFile(ctx context.Context, store blob.Store, ti TableInfo, add *delta.Ad
 	}
 	mem := ti.mem()
 
-	src, closeSrc, err := openSource(ctx, store, key, add.Size)
-	if err != nil {
-		return err
+	if src == nil {
+		s, closeSrc, err := openSource(ctx, store, key, add.Size)
+		if err != nil {
+			return err
+		}
+		defer closeSrc()
+		src = s
 	}
-	defer closeSrc()
 	pf, err := file.NewParquetReader(src, file.WithReadProps(parquet.NewReaderProperties(mem)))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptFile, err)

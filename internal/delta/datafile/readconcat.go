@@ -267,7 +267,7 @@ func (g *concatReader) release() {
 // readFile appends the rows of one file.
 func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delta.Add) (err error) {
 	if add.DeletionVector != nil {
-		return g.readGeneric(ctx, store, add)
+		return g.readGeneric(ctx, store, add, nil)
 	}
 	key, err := dataKey(store, g.ti, add.Path)
 	if err != nil {
@@ -305,7 +305,7 @@ func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delt
 			// A column in another physical form (INT96, millisecond
 			// timestamps, narrower integers, nested...): Read converts it.
 			pf.Close()
-			return g.readGeneric(ctx, store, add)
+			return g.readGeneric(ctx, store, add, src)
 		}
 		leaves[i] = leaf
 	}
@@ -347,7 +347,7 @@ func (g *concatReader) readFile(ctx context.Context, store blob.Store, add *delt
 			if errors.Is(err, errPageEncoding) {
 				pf.Close()
 				g.reset(mark)
-				return g.readGeneric(ctx, store, add)
+				return g.readGeneric(ctx, store, add, src)
 			}
 			if err != nil {
 				return fmt.Errorf("%w: column %q, row group %d: %v", ErrCorruptFile, a.name, r, err)
@@ -384,9 +384,10 @@ func (g *concatReader) reset(m concatMark) {
 	}
 }
 
-// readGeneric appends the rows of one file as Read returns them.
-func (g *concatReader) readGeneric(ctx context.Context, store blob.Store, add *delta.Add) error {
-	return readFile(ctx, store, g.ti, add, func(rec arrow.Record) error {
+// readGeneric appends the rows of one file as Read returns them, read
+// from src when the file is already open (nil: Read opens it).
+func (g *concatReader) readGeneric(ctx context.Context, store blob.Store, add *delta.Add, src parquet.ReaderAtSeeker) error {
+	return readFile(ctx, store, g.ti, add, src, func(rec arrow.Record) error {
 		n := int(rec.NumRows())
 		for i, a := range g.accs {
 			if a != nil {
