@@ -78,14 +78,9 @@ func BenchmarkLoadChunkBinary(b *testing.B) {
 	rel := benchRel()
 	commit := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	in := make([]*change.Change, rows)
-	be := binary.BigEndian
+	bin := binDatum
 	for i := range in {
 		g := i + 1
-		bin := func(n int, v uint64) change.Datum {
-			d := make([]byte, 8)
-			be.PutUint64(d, v)
-			return change.Datum{Kind: change.Binary, Data: d[8-n:]}
-		}
 		us := (int64(g) + 24*3600*365*24) * 1_000_000 // since 2000-01-01
 		in[i] = &change.Change{Rel: rel, Op: change.OpLoad, LSN: 123456, Pos: 3, CommitTime: commit, New: []change.Datum{
 			bin(8, uint64(g)),

@@ -175,12 +175,7 @@ func TestLoaderMatchesBuildRecord(t *testing.T) {
 		{Name: "c", TypeOID: 1184}, {Name: "d", TypeOID: 1700, TypeMod: (12<<16 | 2) + 4}, {Name: "e", TypeOID: 701},
 		{Name: "f", TypeOID: 16}, {Name: "g", TypeOID: 1082}, {Name: "h", TypeOID: 21}, {Name: "i", TypeOID: 17}}}
 	commit := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	be := binary.BigEndian
-	bin := func(n int, v uint64) change.Datum {
-		d := make([]byte, 8)
-		be.PutUint64(d, v)
-		return change.Datum{Kind: change.Binary, Data: d[8-n:]}
-	}
+	bin := binDatum
 	txt := func(s string) change.Datum { return change.Datum{Kind: change.Text, Data: []byte(s)} }
 	null := change.Datum{Kind: change.Null}
 	n := 2*loadRecordRows + 777
@@ -253,6 +248,13 @@ func TestLoaderMatchesBuildRecord(t *testing.T) {
 			}
 		}
 	}
+}
+
+// binDatum is a binary datum of the n low bytes of v, big-endian (as
+// PostgreSQL sends bool, int2/4/8, float8, date, timestamps).
+func binDatum(n int, v uint64) change.Datum {
+	d := binary.BigEndian.AppendUint64(nil, v)
+	return change.Datum{Kind: change.Binary, Data: d[8-n:]}
 }
 
 // rowString renders row r of rec as name=value pairs in name order.
