@@ -246,14 +246,7 @@ func TestMostlyDistinctColumnsSkipDictionary(t *testing.T) {
 	if err != nil || len(adds) != 1 {
 		t.Fatal(adds, err)
 	}
-	data, err := st.Get(ctx, adds[0].Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := file.NewParquetReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pf := openStored(t, st, adds[0].Path)
 	defer pf.Close()
 	rg := pf.MetaData().RowGroup(0)
 	for c, wantDict := range []bool{false, true} {
@@ -332,14 +325,7 @@ func TestSortedRunsDeltaBinaryPacked(t *testing.T) {
 		if err != nil || len(adds) != 1 {
 			t.Fatal(adds, err)
 		}
-		data, err := st.Get(ctx, adds[0].Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pf, err := file.NewParquetReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
+		pf := openStored(t, st, adds[0].Path)
 		defer pf.Close()
 		var encs []string
 		for c := 0; c < 3; c++ {

@@ -259,14 +259,7 @@ func TestReadConcatColumnMapping(t *testing.T) {
 
 func fileLeafOf(t *testing.T, st blob.Store, key, col string, as *arrow.Schema) (int, bool) {
 	t.Helper()
-	data, err := st.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := openBytes(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pf := openStored(t, st, key)
 	defer pf.Close()
 	i := as.FieldIndices(col)[0]
 	return fileLeaf(pf.MetaData().Schema, &colAcc{name: col, dt: as.Field(i).Type})
@@ -327,6 +320,20 @@ func TestRecycler(t *testing.T) {
 
 func openBytes(data []byte) (*file.Reader, error) {
 	return file.NewParquetReader(bytes.NewReader(data))
+}
+
+// openStored opens the Parquet file stored at key; the caller closes it.
+func openStored(t *testing.T, st blob.Store, key string) *file.Reader {
+	t.Helper()
+	data, err := st.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := openBytes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pf
 }
 
 func TestDecodeHybrid(t *testing.T) {
