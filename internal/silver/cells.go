@@ -2,12 +2,8 @@ package silver
 
 import "github.com/silt-dev/silt/internal/delta/ops"
 
-// keyString renders key cells as one comparable string.
-func keyString(buf []byte, cells []ops.Cell) string {
-	return string(appendKey(buf[:0], cells))
-}
-
-// appendKey appends keyString's bytes to buf.
+// appendKey appends key cells to buf rendered as one comparable key (a
+// micro-batch's key strings, which tombstones are keyed by, too).
 func appendKey(buf []byte, cells []ops.Cell) []byte {
 	for i, c := range cells {
 		if i > 0 {
