@@ -799,8 +799,8 @@ func fieldIndex(s *delta.StructType, name string) int {
 	return -1
 }
 
-// changedKeys builds one array per key column holding each key of order,
-// taken from the row at(key) points at.
+// changedKeys builds one array per key column holding keys 0..n-1, key k
+// taken from the row at(k) points at.
 func changedKeys(n int, at func(int) (arrow.RecordBatch, int), keyCols []string) ([]arrow.Array, error) {
 	if n == 0 {
 		out := make([]arrow.Array, len(keyCols))
