@@ -229,3 +229,36 @@ def deltars_read(path, version):
 
     t = DeltaTable(str(path), version=version)
     return norm_table(t.to_pyarrow_table()), json.loads(t.schema().to_json()), len(t.file_uris()), t
+
+
+# ---------------------------------------------------------------- checks
+
+
+def manifest_table(manifest, name, whose):
+    """The entry of table name in a manifest (whose: for the failure message)."""
+    for t in manifest["tables"]:
+        if t["name"] == name:
+            return t
+    pytest.fail(f"table {name} is not in {whose} manifest")
+
+
+def compare_read(engine, what, name, version, got_rows, got_schema, meta, want_rows):
+    """An engine read the rows and schema silt reads (what: "silt", "pipeline")."""
+    d = diff_rows(got_rows, want_rows)
+    assert not d, f"{engine} reading {what} table {name} at v{version}: {d}"
+    assert schema_shape(got_schema) == schema_shape(meta["schema"]), (
+        f"{engine} reading {what} table {name} at v{version}: schema differs")
+
+
+def check_deltars_versions(out, name, versions, what):
+    """delta-rs reads table name of out (tables/<name>) at each of versions as
+    silt does: rows, schema, live files, partition columns, app transactions."""
+    path = Path(out) / "tables" / name
+    for v in versions:
+        meta, want = read_expectation(out, name, v)
+        rows, schema, nfiles, dt = deltars_read(path, v)
+        compare_read("delta-rs", what, name, v, rows, schema, meta, want)
+        assert nfiles == meta["num_files"], f"v{v}: delta-rs sees {nfiles} files, silt {meta['num_files']}"
+        assert dt.metadata().partition_columns == meta["partition_columns"]
+        for app, ver in (meta.get("txns") or {}).items():
+            assert dt.transaction_version(app) == ver, f"v{v}: txn {app}"

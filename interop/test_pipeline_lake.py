@@ -23,8 +23,8 @@ from collections import Counter
 
 import pytest
 
-from conftest import (REPO, canonical, deltars_read, diff_rows, go_binary, norm_table, read_expectation, schema_shape,
-                      spark_read)
+from conftest import (REPO, canonical, check_deltars_versions, compare_read, deltars_read, diff_rows, go_binary,
+                      manifest_table, norm_table, read_expectation, spark_read)
 
 # Every Delta table the pipeline leaves in the lake (checked below).
 LAKE_TABLES = [
@@ -62,10 +62,7 @@ def lake_manifest(lake_dir):
 
 
 def _table(manifest, name):
-    for t in manifest["tables"]:
-        if t["name"] == name:
-            return t
-    pytest.fail(f"table {name} is not in the pipeline lake's manifest")
+    return manifest_table(manifest, name, "the pipeline lake's")
 
 
 def _xfail(name):
@@ -92,10 +89,7 @@ def test_lake_has_what_the_test_is_about(lake_manifest):
 
 
 def _compare(engine, name, version, got_rows, got_schema, meta, want_rows):
-    d = diff_rows(got_rows, want_rows)
-    assert not d, f"{engine} reading pipeline table {name} at v{version}: {d}"
-    assert schema_shape(got_schema) == schema_shape(meta["schema"]), (
-        f"{engine} reading pipeline table {name} at v{version}: schema differs")
+    compare_read(engine, "pipeline", name, version, got_rows, got_schema, meta, want_rows)
 
 
 @pytest.mark.parametrize("name", LAKE_TABLES)
@@ -106,14 +100,7 @@ def test_deltars_reads_pipeline_lake(name, lake_dir, lake_manifest):
     t = _table(lake_manifest, name)
     path = lake_dir / "tables" / name
     assert DeltaTable(str(path)).version() == t["latest"]
-    for v in t["versions"]:
-        meta, want = read_expectation(lake_dir, name, v)
-        rows, schema, nfiles, dt = deltars_read(path, v)
-        _compare("delta-rs", name, v, rows, schema, meta, want)
-        assert nfiles == meta["num_files"], f"v{v}: delta-rs sees {nfiles} files, silt {meta['num_files']}"
-        assert dt.metadata().partition_columns == meta["partition_columns"]
-        for app, ver in (meta.get("txns") or {}).items():
-            assert dt.transaction_version(app) == ver, f"v{v}: txn {app}"
+    check_deltars_versions(lake_dir, name, t["versions"], "pipeline")
 
 
 @pytest.mark.parametrize("name", LAKE_TABLES)

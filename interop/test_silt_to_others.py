@@ -9,7 +9,7 @@ and see the same latest version and history length.
 
 import pytest
 
-from conftest import deltars_read, diff_rows, read_expectation, schema_shape, spark_read
+from conftest import check_deltars_versions, compare_read, manifest_table, read_expectation, spark_read
 
 # Must list every table the Go fixture writer produces (checked below), so a
 # new fixture cannot go untested.
@@ -26,10 +26,7 @@ SILT_TABLES = [
 ]
 
 def _table(manifest, name):
-    for t in manifest["tables"]:
-        if t["name"] == name:
-            return t
-    pytest.fail(f"table {name} is not in silt's manifest")
+    return manifest_table(manifest, name, "silt's")
 
 
 def test_manifest_lists_every_table(silt_manifest):
@@ -45,10 +42,7 @@ def test_checkpoint_written(silt_dir, silt_manifest):
 
 
 def _compare(engine, name, version, got_rows, got_schema, meta, want_rows):
-    d = diff_rows(got_rows, want_rows)
-    assert not d, f"{engine} reading silt table {name} at v{version}: {d}"
-    assert schema_shape(got_schema) == schema_shape(meta["schema"]), (
-        f"{engine} reading silt table {name} at v{version}: schema differs")
+    compare_read(engine, "silt", name, version, got_rows, got_schema, meta, want_rows)
 
 
 @pytest.mark.parametrize("name", SILT_TABLES)
@@ -60,14 +54,7 @@ def test_deltars_reads_silt(name, silt_dir, silt_manifest):
     latest = DeltaTable(str(path))
     assert latest.version() == t["latest"]
     assert len(latest.history()) == t["history"]
-    for v in t["versions"]:
-        meta, want = read_expectation(silt_dir, name, v)
-        rows, schema, nfiles, dt = deltars_read(path, v)
-        _compare("delta-rs", name, v, rows, schema, meta, want)
-        assert nfiles == meta["num_files"], f"v{v}: delta-rs sees {nfiles} files, silt {meta['num_files']}"
-        assert dt.metadata().partition_columns == meta["partition_columns"]
-        for app, ver in (meta.get("txns") or {}).items():
-            assert dt.transaction_version(app) == ver, f"v{v}: txn {app}"
+    check_deltars_versions(silt_dir, name, t["versions"], "silt")
 
 
 @pytest.mark.parametrize("name", SILT_TABLES)
