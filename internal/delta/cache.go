@@ -177,15 +177,26 @@ func (r *registry) evictLocked(keep *logCache) {
 	}
 }
 
+// cacheKey identifies the table process-wide: its store and root. Only
+// stores held by pointer have one (a value store cannot be told apart from
+// an equal copy).
+func (t *Table) cacheKey() (cacheKey, bool) {
+	if t.store == nil || reflect.TypeOf(t.store).Kind() != reflect.Pointer {
+		return cacheKey{}, false
+	}
+	return cacheKey{store: t.store, root: t.root}, true
+}
+
 // entry returns the table's cache entry (nil: not cached).
 func (t *Table) entry() *logCache {
 	if c := t.cache.Load(); c != nil && !c.evicted.Load() {
 		return c
 	}
-	if t.store == nil || reflect.TypeOf(t.store).Kind() != reflect.Pointer {
+	key, ok := t.cacheKey()
+	if !ok {
 		return nil
 	}
-	c := snapCache.get(cacheKey{store: t.store, root: t.root})
+	c := snapCache.get(key)
 	if c != nil {
 		t.cache.Store(c)
 	}

@@ -3,7 +3,6 @@ package delta
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,13 +25,6 @@ var cleanedCutoffs sync.Map // cacheKey -> time.Time
 // cleanupRuns counts cleanup runs that listed the log (tests).
 var cleanupRuns atomic.Int64
 
-func (t *Table) cleanupKey() (cacheKey, bool) {
-	if t.store == nil || reflect.TypeOf(t.store).Kind() != reflect.Pointer {
-		return cacheKey{}, false
-	}
-	return cacheKey{store: t.store, root: t.root}, true
-}
-
 // CleanupExpiredLogs deletes log files older than delta.logRetentionDuration
 // (default 30 days), the metadata cleanup of PROTOCOL.md: the cutoff is
 // midnight UTC of now minus the retention; the newest checkpoint at or below
@@ -46,7 +38,7 @@ func (t *Table) CleanupExpiredLogs(ctx context.Context, snap *Snapshot) error {
 		return err
 	}
 	cutoff := t.now().Add(-retention).UTC().Truncate(24 * time.Hour)
-	key, memo := t.cleanupKey()
+	key, memo := t.cacheKey()
 	if memo {
 		if last, ok := cleanedCutoffs.Load(key); ok && !cutoff.After(last.(time.Time)) {
 			return nil
