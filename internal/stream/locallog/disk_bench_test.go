@@ -21,9 +21,10 @@ import (
 // sequential ceiling, which no log that fsyncs each group commit can beat.
 // Shapes:
 //
-//   - pipeline: one appender, Appends of 4 MiB (pipeline.AppendBatchBytes),
+//   - pipeline: one appender, Appends of pipelineAppend bytes (8 MiB, a
+//     copy of pipeline.AppendBatchBytes, which this package cannot import),
 //     one in flight: what silt's pipeline does (internal/pipeline/appender.go
-//     batches every waiting transaction into one Append of up to 4 MiB);
+//     batches every waiting transaction into one Append of up to that);
 //     with 1 KiB records on one shard (the default config), and with 200 B
 //     records on 2 shards as `silt bench --only log`, where hashing the
 //     partition keys (MD5, to route) is a large part of the work;
@@ -33,13 +34,14 @@ import (
 //
 //     go test -run XXX -bench AppendVsDisk -benchtime 3x ./internal/stream/locallog/
 func BenchmarkAppendVsDisk(b *testing.B) {
+	const pipelineAppend = 8 << 20
 	for _, c := range []struct {
 		name                       string
 		appenders, batch, recBytes int
 		shards                     int
 	}{
-		{"pipeline/1KiB/shards=1", 1, 4 << 10, 1024, 1},
-		{"pipeline/200B/shards=2", 1, (4 << 20) / 200, 200, 2},
+		{"pipeline/1KiB/shards=1", 1, pipelineAppend / 1024, 1024, 1},
+		{"pipeline/200B/shards=2", 1, pipelineAppend / 200, 200, 2},
 		{"16x256/1KiB/shards=1", 16, 256, 1024, 1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
