@@ -2,6 +2,7 @@ package bronze
 
 import (
 	"context"
+	"crypto/md5"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -85,7 +86,7 @@ func BenchmarkLoadChunkBinary(b *testing.B) {
 		in[i] = &change.Change{Rel: rel, Op: change.OpLoad, LSN: 123456, Pos: 3, CommitTime: commit, New: []change.Datum{
 			bin(8, uint64(g)),
 			bin(4, uint64(g%100000)),
-			{Kind: change.Text, Data: []byte(fmt.Sprintf("name-%d-%032x", g, uint64(g)*0x9e3779b97f4a7c15))},
+			{Kind: change.Text, Data: []byte(fmt.Sprintf("name-%d-%x", g, md5.Sum([]byte(strconv.Itoa(g)))))}, // as the bench's 'name-' || g || '-' || md5(g::text)
 			bin(8, uint64(us)),
 			numericBin(int64(g%1000000), 2),
 			bin(8, math.Float64bits(float64(g)/7)),

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"sync"
@@ -250,6 +251,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.appendErr = make(chan error, 1)
 	appenderDone := make(chan struct{})
 	go func() {
+		stage(ctx, "append")
 		defer wg.Done()
 		defer close(appenderDone)
 		// The appender outlives capture: it drains every job capture queued.
@@ -261,6 +263,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}()
 	go func() {
+		stage(ctx, "capture")
 		defer wg.Done()
 		defer close(captureDone)
 		defer close(p.appendCh)
@@ -285,6 +288,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	})
 	bronzeDone := make(chan struct{})
 	go func() {
+		stage(ctx, "bronze")
 		defer wg.Done()
 		defer close(bronzeDone)
 		if err := bw.Run(bronzeCtx); err != nil {
@@ -292,6 +296,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}()
 	go func() {
+		stage(ctx, "silver")
 		defer wg.Done()
 		if err := p.runSilver(silverCtx, bronzeDone, ctx.Done()); err != nil {
 			errc <- fmt.Errorf("silver: %w", err)
@@ -695,4 +700,13 @@ func (q *quantiles) get() (p50, p99 time.Duration, n int) {
 	q.p50, q.p99, q.cachedGen = p50, p99, gen
 	q.mu.Unlock()
 	return p50, p99, len(s)
+}
+
+// stage labels the calling goroutine, and the goroutines it starts, with
+// the pipeline stage it runs (pprof label "stage": capture, append,
+// snapshot, bronze, silver), so that a CPU profile of a whole run
+// (`silt bench --cpuprofile`) can be cut by stage: go tool pprof
+// -tagfocus=stage=snapshot.
+func stage(ctx context.Context, name string) {
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("stage", name)))
 }

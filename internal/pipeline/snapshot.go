@@ -133,6 +133,7 @@ func (p *Pipeline) startSnapshot(ctx context.Context) (done <-chan struct{}, err
 		return d, ec
 	}
 	go func() {
+		stage(ctx, "snapshot")
 		defer close(d)
 		for {
 			if err := p.snap.Run(ctx, p); err != nil {

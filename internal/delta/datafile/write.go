@@ -140,7 +140,8 @@ type openFile struct {
 	seq   int // creation order
 	g     *group
 	buf   *bytes.Buffer
-	fw    pqFile
+	fw    pqFile    // nil when ff writes the file
+	ff    *flatFile // WriteFlat's file
 	stats *statsAcc
 }
 
@@ -333,7 +334,9 @@ func (w *Writer) Close() (adds []*delta.Add, err error) {
 // stay behind unreferenced (VACUUM removes them).
 func (w *Writer) Abort() {
 	for k, f := range w.open {
-		_ = f.fw.Close()
+		if f.fw != nil {
+			_ = f.fw.Close()
+		}
 		delete(w.open, k)
 	}
 	w.done = true
@@ -382,10 +385,8 @@ func partitionRows(ti TableInfo, partIdx []int, cols []arrow.Array, n int) ([]*g
 	byKey := map[string]*group{}
 	var order []*group
 	var prev *group
-	var key strings.Builder
 	vals := make([]*string, len(partIdx))
 	for row := 0; row < n; row++ {
-		key.Reset()
 		for k, i := range partIdx {
 			f := ti.Schema.Fields[i]
 			v, err := valueAt(cols[i], row)
@@ -397,29 +398,12 @@ func partitionRows(ti TableInfo, partIdx []int, cols []arrow.Array, n int) ([]*g
 				return nil, fmt.Errorf("partition column %q: %w", f.Name, err)
 			}
 			vals[k] = s
-			if s == nil {
-				key.WriteString("\x00N")
-			} else {
-				key.WriteString("\x00V")
-				key.WriteString(*s)
-			}
 		}
-		g := byKey[key.String()]
+		key := partitionKey(vals)
+		g := byKey[key]
 		if g == nil {
-			g = &group{key: key.String(), values: map[string]*string{}}
-			var dir []string
-			for k, i := range partIdx {
-				f := ti.Schema.Fields[i]
-				pn := physicalName(f, mode)
-				g.values[pn] = vals[k]
-				dv := hiveNull
-				if vals[k] != nil {
-					dv = escapePartitionPath(*vals[k])
-				}
-				dir = append(dir, escapePartitionPath(pn)+"="+dv)
-			}
-			g.dir = strings.Join(dir, "/")
-			byKey[key.String()] = g
+			g = newGroup(ti, partIdx, mode, key, vals)
+			byKey[key] = g
 			order = append(order, g)
 		}
 		if g == prev && g.runs[len(g.runs)-1][1] == row {
@@ -430,6 +414,37 @@ func partitionRows(ti TableInfo, partIdx []int, cols []arrow.Array, n int) ([]*g
 		prev = g
 	}
 	return order, nil
+}
+
+// partitionKey is the group key of formatted partition values.
+func partitionKey(vals []*string) string {
+	var key strings.Builder
+	for _, s := range vals {
+		if s == nil {
+			key.WriteString("\x00N")
+		} else {
+			key.WriteString("\x00V")
+			key.WriteString(*s)
+		}
+	}
+	return key.String()
+}
+
+// newGroup is the (empty) group of formatted partition values vals.
+func newGroup(ti TableInfo, partIdx []int, mode mappingMode, key string, vals []*string) *group {
+	g := &group{key: key, values: map[string]*string{}}
+	var dir []string
+	for k, i := range partIdx {
+		pn := physicalName(ti.Schema.Fields[i], mode)
+		g.values[pn] = vals[k]
+		dv := hiveNull
+		if vals[k] != nil {
+			dv = escapePartitionPath(*vals[k])
+		}
+		dir = append(dir, escapePartitionPath(pn)+"="+dv)
+	}
+	g.dir = strings.Join(dir, "/")
+	return g
 }
 
 // constantColumns reports whether each of cols[idx...] is all null or has
@@ -522,6 +537,9 @@ func (w *Writer) writeChunk(g *group, cols []arrow.Array, start, end int) error 
 			return err
 		}
 	}
+	if f.fw == nil {
+		return fmt.Errorf("partition %q has a file written by WriteFlat", g.dir)
+	}
 	rec := array.NewRecordBatch(w.schema, slices, int64(end-start))
 	defer rec.Release()
 	if err := f.fw.WriteBuffered(rec); err != nil {
@@ -600,8 +618,17 @@ func (w *Writer) finish(key string) error {
 		return nil
 	}
 	delete(w.open, key)
-	if err := f.fw.Close(); err != nil {
-		return fmt.Errorf("close parquet writer: %w", err)
+	var data []byte
+	if f.ff != nil {
+		if err := f.ff.Close(); err != nil {
+			return fmt.Errorf("close parquet writer: %w", err)
+		}
+		data = f.ff.buf.Bytes()
+	} else {
+		if err := f.fw.Close(); err != nil {
+			return fmt.Errorf("close parquet writer: %w", err)
+		}
+		data = f.buf.Bytes()
 	}
 	suffix := codecSuffix[w.opts.Compression]
 	name := "part-" + uuid.NewString()
@@ -613,7 +640,6 @@ func (w *Writer) finish(key string) error {
 	if f.g.dir != "" {
 		rel = f.g.dir + "/" + name
 	}
-	data := f.buf.Bytes()
 	k := blob.Join(w.ti.Root, rel)
 	if err := w.store.PutIfAbsent(w.ctx, k, data); err != nil {
 		return fmt.Errorf("store %s: %w", k, err)
