@@ -462,14 +462,14 @@ type flatCol struct {
 
 // minMax is the min and max of a page's or chunk's non-null values.
 type minMax struct {
-	has            bool
-	imin, imax     int64
-	fmin, fmax     float64
-	bmin, bmax     []byte // copies
-	dmin, dmax     decimal128.Num
+	has              bool
+	imin, imax       int64
+	fmin, fmax       float64
+	bmin, bmax       []byte // copies
+	dmin, dmax       decimal128.Num
 	boolMin, boolMax bool
-	nonFinite      bool // a NaN or ±Inf (float min/max off in Delta stats)
-	badUTF8        bool
+	nonFinite        bool // a NaN or ±Inf (float min/max off in Delta stats)
+	badUTF8          bool
 }
 
 func (c *flatCol) add(ff *flatFile, col *FlatColumn, lo, hi int) error {
