@@ -181,92 +181,167 @@ func numericTypmod(typmod int32) (precision, scale int, ok bool) {
 // encodings (date: int32 days, timestamp: int64 µs), exactly as PostgreSQL
 // itself stores them, and BC dates are exact (proleptic Gregorian).
 func AppendText(b array.Builder, t delta.DataType, text []byte) error {
-	switch bb := b.(type) {
-	case *array.BooleanBuilder:
-		switch string(text) {
-		case "t", "true":
-			bb.Append(true)
-		case "f", "false":
-			bb.Append(false)
-		default:
-			return fmt.Errorf("invalid boolean %q", text)
-		}
-	case *array.Int16Builder:
-		v, err := parseInt(text, 16)
-		if err != nil {
-			return err
-		}
-		bb.Append(int16(v))
-	case *array.Int32Builder:
-		v, err := parseInt(text, 32)
-		if err != nil {
-			return err
-		}
-		bb.Append(int32(v))
-	case *array.Int64Builder:
-		v, err := parseInt(text, 64)
-		if err != nil {
-			return err
-		}
-		bb.Append(v)
-	case *array.Float32Builder:
-		v, err := strconv.ParseFloat(string(text), 32)
-		if err != nil {
-			return err
-		}
-		bb.Append(float32(v))
-	case *array.Float64Builder:
-		v, err := strconv.ParseFloat(string(text), 64)
-		if err != nil {
-			return err
-		}
-		bb.Append(v)
-	case *array.Decimal128Builder:
-		if string(text) == "NaN" {
-			bb.AppendNull()
-			return nil
-		}
+	k := builderKind(b)
+	prec, scale := 0, 0
+	if k == kDecimal {
 		dt, ok := t.(*delta.DecimalType)
 		if !ok {
 			return fmt.Errorf("decimal builder for Delta type %s", t.TypeName())
 		}
-		v, ok := parseDecimalSmall(text, dt.Precision, dt.Scale)
-		if ok {
-			bb.Append(v)
-			return nil
+		prec, scale = dt.Precision, dt.Scale
+	}
+	v, err := decodeText(k, prec, scale, text)
+	if err != nil {
+		if k == kNone {
+			return fmt.Errorf("no text parser for arrow builder %T", b)
 		}
-		v, err := parseDecimal(string(text), dt.Precision, dt.Scale)
-		if err != nil {
-			return err
-		}
-		bb.Append(v)
+		return err
+	}
+	appendValue(b, k, v)
+	return nil
+}
+
+// valueKind is the Arrow builder (and flat column) a value is decoded for.
+type valueKind uint8
+
+const (
+	kNone valueKind = iota
+	kBool
+	kInt16
+	kInt32
+	kInt64
+	kFloat32
+	kFloat64
+	kDecimal
+	kDate
+	kTimestamp
+	kBinary
+	kString
+)
+
+var kindNames = [...]string{"none", "boolean", "int16", "int32", "int64", "float32", "float64", "decimal", "date", "timestamp", "binary", "string"}
+
+func builderKind(b array.Builder) valueKind {
+	switch b.(type) {
+	case *array.BooleanBuilder:
+		return kBool
+	case *array.Int16Builder:
+		return kInt16
+	case *array.Int32Builder:
+		return kInt32
+	case *array.Int64Builder:
+		return kInt64
+	case *array.Float32Builder:
+		return kFloat32
+	case *array.Float64Builder:
+		return kFloat64
+	case *array.Decimal128Builder:
+		return kDecimal
 	case *array.Date32Builder:
-		d, err := ParseDate(text)
-		if err != nil {
-			return err
-		}
-		bb.Append(arrow.Date32(d))
+		return kDate
 	case *array.TimestampBuilder:
-		us, err := ParseTimestampMicros(text)
-		if err != nil {
-			return err
-		}
-		bb.Append(arrow.Timestamp(us))
+		return kTimestamp
 	case *array.BinaryBuilder:
+		return kBinary
+	case *array.StringBuilder:
+		return kString
+	}
+	return kNone
+}
+
+// value is one decoded value: i (integers, bool as 0/1, date days,
+// timestamp µs), f (floats), d (decimals), b (string, binary; it may alias
+// the input), or null (a NaN decimal).
+type value struct {
+	i    int64
+	f    float64
+	d    decimal128.Num
+	b    []byte
+	null bool
+}
+
+// appendValue appends v to b, of kind k.
+func appendValue(b array.Builder, k valueKind, v value) {
+	if v.null {
+		b.AppendNull()
+		return
+	}
+	switch k {
+	case kBool:
+		b.(*array.BooleanBuilder).Append(v.i != 0)
+	case kInt16:
+		b.(*array.Int16Builder).Append(int16(v.i))
+	case kInt32:
+		b.(*array.Int32Builder).Append(int32(v.i))
+	case kInt64:
+		b.(*array.Int64Builder).Append(v.i)
+	case kFloat32:
+		b.(*array.Float32Builder).Append(float32(v.f))
+	case kFloat64:
+		b.(*array.Float64Builder).Append(v.f)
+	case kDecimal:
+		b.(*array.Decimal128Builder).Append(v.d)
+	case kDate:
+		b.(*array.Date32Builder).Append(arrow.Date32(v.i))
+	case kTimestamp:
+		b.(*array.TimestampBuilder).Append(arrow.Timestamp(v.i))
+	case kBinary:
+		b.(*array.BinaryBuilder).Append(v.b)
+	case kString:
+		b.(*array.StringBuilder).BinaryBuilder.Append(v.b)
+	}
+}
+
+// decodeText is AppendText's parsing of one text-format value for kind k
+// (prec and scale: a decimal's).
+func decodeText(k valueKind, prec, scale int, text []byte) (value, error) {
+	switch k {
+	case kBool:
+		switch string(text) {
+		case "t", "true":
+			return value{i: 1}, nil
+		case "f", "false":
+			return value{}, nil
+		}
+		return value{}, fmt.Errorf("invalid boolean %q", text)
+	case kInt16, kInt32, kInt64:
+		v, err := parseInt(text, [...]int{kInt16: 16, kInt32: 32, kInt64: 64}[k])
+		return value{i: v}, err
+	case kFloat32, kFloat64:
+		bits := 64
+		if k == kFloat32 {
+			bits = 32
+		}
+		v, err := strconv.ParseFloat(string(text), bits)
+		return value{f: v}, err
+	case kDecimal:
+		if string(text) == "NaN" {
+			return value{null: true}, nil
+		}
+		if v, ok := parseDecimalSmall(text, prec, scale); ok {
+			return value{d: v}, nil
+		}
+		v, err := parseDecimal(string(text), prec, scale)
+		return value{d: v}, err
+	case kDate:
+		d, err := ParseDate(text)
+		return value{i: int64(d)}, err
+	case kTimestamp:
+		us, err := ParseTimestampMicros(text)
+		return value{i: us}, err
+	case kBinary:
 		if len(text) < 2 || text[0] != '\\' || text[1] != 'x' {
-			return fmt.Errorf("bytea value is not in hex format (set bytea_output=hex)")
+			return value{}, fmt.Errorf("bytea value is not in hex format (set bytea_output=hex)")
 		}
 		v := make([]byte, (len(text)-2)/2)
 		if _, err := hex.Decode(v, text[2:]); err != nil {
-			return fmt.Errorf("invalid bytea hex: %w", err)
+			return value{}, fmt.Errorf("invalid bytea hex: %w", err)
 		}
-		bb.Append(v)
-	case *array.StringBuilder:
-		bb.BinaryBuilder.Append(text)
-	default:
-		return fmt.Errorf("no text parser for arrow builder %T", b)
+		return value{b: v}, nil
+	case kString:
+		return value{b: text}, nil
 	}
-	return nil
+	return value{}, fmt.Errorf("no text parser for %s", kindNames[k])
 }
 
 // BinaryOIDs are the built-in types whose binary send format AppendBinary
@@ -303,69 +378,85 @@ const (
 // ParseTimestampMicros, and timestamps beyond int64 microseconds since 1970
 // become ±infinity as there.
 func AppendBinary(b array.Builder, v []byte) error {
+	k := builderKind(b)
+	prec, scale := 0, 0
+	if k == kDecimal {
+		dt, ok := b.Type().(*arrow.Decimal128Type)
+		if !ok {
+			return fmt.Errorf("decimal builder of type %s", b.Type())
+		}
+		prec, scale = int(dt.Precision), int(dt.Scale)
+	}
+	if k == kNone || k == kBinary || k == kString {
+		return fmt.Errorf("no binary reader for arrow builder %T", b)
+	}
+	x, err := decodeBinary(k, prec, scale, v)
+	if err != nil {
+		return err
+	}
+	appendValue(b, k, x)
+	return nil
+}
+
+// decodeBinary is AppendBinary's reading of one binary-format value for
+// kind k (prec and scale: a decimal's).
+func decodeBinary(k valueKind, prec, scale int, v []byte) (value, error) {
 	be := binary.BigEndian
-	switch bb := b.(type) {
-	case *array.BooleanBuilder:
+	switch k {
+	case kBool:
 		if len(v) == 1 {
-			bb.Append(v[0] != 0)
-			return nil
+			return value{i: int64(b2i(v[0] != 0))}, nil
 		}
-	case *array.Int16Builder:
+	case kInt16:
 		if len(v) == 2 {
-			bb.Append(int16(be.Uint16(v)))
-			return nil
+			return value{i: int64(int16(be.Uint16(v)))}, nil
 		}
-	case *array.Int32Builder:
+	case kInt32:
 		if len(v) == 4 {
-			bb.Append(int32(be.Uint32(v)))
-			return nil
+			return value{i: int64(int32(be.Uint32(v)))}, nil
 		}
-	case *array.Int64Builder:
+	case kInt64:
 		if len(v) == 8 {
-			bb.Append(int64(be.Uint64(v)))
-			return nil
+			return value{i: int64(be.Uint64(v))}, nil
 		}
-	case *array.Float32Builder:
+	case kFloat32:
 		if len(v) == 4 {
 			f := math.Float32frombits(be.Uint32(v))
 			if f != f {
 				f = float32(math.NaN())
 			}
-			bb.Append(f)
-			return nil
+			return value{f: float64(f)}, nil
 		}
-	case *array.Float64Builder:
+	case kFloat64:
 		if len(v) == 8 {
 			f := math.Float64frombits(be.Uint64(v))
 			if f != f {
 				f = math.NaN()
 			}
-			bb.Append(f)
-			return nil
+			return value{f: f}, nil
 		}
-	case *array.Date32Builder:
+	case kDate:
 		if len(v) == 4 {
 			switch d := int32(be.Uint32(v)); d {
 			case math.MaxInt32:
-				bb.Append(DateInfinity)
+				return value{i: int64(DateInfinity)}, nil
 			case math.MinInt32:
-				bb.Append(DateMinusInfinity)
+				return value{i: int64(DateMinusInfinity)}, nil
 			default:
 				days := int64(d) + pgEpochDays
 				if days > math.MaxInt32-1 || days < math.MinInt32+1 {
-					return fmt.Errorf("date %d days after 2000-01-01 out of range", d)
+					return value{}, fmt.Errorf("date %d days after 2000-01-01 out of range", d)
 				}
-				bb.Append(arrow.Date32(days))
+				return value{i: days}, nil
 			}
-			return nil
 		}
-	case *array.TimestampBuilder:
+	case kTimestamp:
 		if len(v) == 8 {
 			switch us := int64(be.Uint64(v)); us {
 			case math.MaxInt64:
-				bb.Append(TimestampInfinity)
+				return value{i: int64(TimestampInfinity)}, nil
 			case math.MinInt64:
-				bb.Append(TimestampMinusInfinity)
+				return value{i: int64(TimestampMinusInfinity)}, nil
 			default:
 				// As parseTimestamp: whole seconds (floor) since 1970,
 				// clamped to ±infinity beyond int64 microseconds.
@@ -376,34 +467,27 @@ func AppendBinary(b array.Builder, v []byte) error {
 				secs += pgEpochMicros / 1_000_000
 				switch {
 				case secs > math.MaxInt64/1_000_000-1:
-					bb.Append(TimestampInfinity)
+					return value{i: int64(TimestampInfinity)}, nil
 				case secs < math.MinInt64/1_000_000+1:
-					bb.Append(TimestampMinusInfinity)
-				default:
-					bb.Append(arrow.Timestamp(secs*1_000_000 + frac))
+					return value{i: int64(TimestampMinusInfinity)}, nil
 				}
+				return value{i: secs*1_000_000 + frac}, nil
 			}
-			return nil
 		}
-	case *array.Decimal128Builder:
-		dt, ok := bb.Type().(*arrow.Decimal128Type)
-		if !ok {
-			return fmt.Errorf("decimal builder of type %s", bb.Type())
-		}
-		n, null, err := numericBinary(v, int(dt.Precision), int(dt.Scale))
-		switch {
-		case err != nil:
-			return err
-		case null:
-			bb.AppendNull()
-		default:
-			bb.Append(n)
-		}
-		return nil
+	case kDecimal:
+		n, null, err := numericBinary(v, prec, scale)
+		return value{d: n, null: null}, err
 	default:
-		return fmt.Errorf("no binary reader for arrow builder %T", b)
+		return value{}, fmt.Errorf("no binary reader for %s", kindNames[k])
 	}
-	return fmt.Errorf("binary value of %d bytes does not fit %T", len(v), b)
+	return value{}, fmt.Errorf("binary value of %d bytes does not fit %s", len(v), kindNames[k])
+}
+
+func b2i(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // numericBinary reads numeric's binary send format (int16 ndigits, int16
