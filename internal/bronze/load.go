@@ -34,6 +34,7 @@ import (
 type Loader struct {
 	store blob.Store
 	opts  Options
+	arrow bool // write through Arrow records even when the flat path could (tests, benchmarks)
 }
 
 // ErrSchemaBehind: the Bronze table cannot hold the relation without a
@@ -99,7 +100,8 @@ type LoadChunk struct {
 	pl      *recPlan         // rb's plan of rel (nil until the first row)
 	pending int              // rows of rb whose shared columns are not appended yet
 	konst   loadConst        // the pending rows' shared columns
-	dw      *datafile.Writer // nil until the first record
+	dw      *datafile.Writer // nil until the first record (the Arrow path)
+	flat    *flatLoad        // the flat path's open batch (loadflat.go); nil: Arrow
 }
 
 // Begin starts chunk (appID, version) of rel's table, creating the table
@@ -136,16 +138,42 @@ func (l *Loader) Begin(ctx context.Context, rel *change.Relation, appID string, 
 	if changed || snap.Config()[ConfPrimaryKey] != strings.Join(keyNames(rel), ",") {
 		return nil, false, ErrSchemaBehind
 	}
-	rb, err := newLoadBuilder(schema, snap.PartitionColumns())
-	if err != nil {
+	c = &LoadChunk{l: l, rel: rel, tbl: tbl, snap: snap, schema: schema, appID: appID, version: version, ctx: ctx}
+	if err := c.openWriter(); err != nil {
 		return nil, false, err
 	}
-	return &LoadChunk{l: l, rel: rel, tbl: tbl, snap: snap, schema: schema, appID: appID, version: version, rb: rb, ctx: ctx}, false, nil
+	if fields := c.dw.FlatFields(); fields != nil && !l.arrow {
+		if c.flat, err = newFlatLoad(rel, fields); err != nil {
+			c.Release()
+			return nil, false, err
+		}
+	}
+	if c.flat == nil {
+		if c.rb, err = newLoadBuilder(schema, snap.PartitionColumns()); err != nil {
+			c.Release()
+			return nil, false, err
+		}
+	}
+	return c, false, nil
+}
+
+// openWriter starts the chunk's data file writer.
+func (c *LoadChunk) openWriter() error {
+	ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
+	dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel(), Allocator: loadMem, SnapshotEncodings: true})
+	if err != nil {
+		return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
+	}
+	c.dw = dw
+	return nil
 }
 
 // Append adds rows (op L, all of the chunk's relation) to the chunk. The
 // changes are not retained.
 func (c *LoadChunk) Append(rows []*change.Change) error {
+	if c.flat != nil {
+		return c.appendFlat(rows)
+	}
 	for _, r := range rows {
 		if err := c.addRow(r); err != nil {
 			return fmt.Errorf("bronze: table %s: %w", c.rel.Table, err)
@@ -284,19 +312,69 @@ func fillInt64(b *array.Int64Builder, v int64, n int) {
 	}
 }
 
+// appendFlat is Append on the flat path.
+func (c *LoadChunk) appendFlat(rows []*change.Change) error {
+	fl := c.flat
+	for _, r := range rows {
+		if r.Op != change.OpLoad || r.Rel != c.rel || hasUnchanged(r.New) {
+			return fmt.Errorf("bronze: table %s: internal error: a snapshot chunk got a row that is not a snapshot row of its relation", c.rel.Table)
+		}
+		// A batch's rows share their metadata columns (filled at
+		// flushFlat) and partition: pgsnap gives every row of a chunk the
+		// same LSN, pos, xid and commit time.
+		if k := (loadConst{lsn: uint64(r.LSN), pos: uint64(r.Pos), xid: uint64(r.XID), commit: r.CommitTime}); fl.part == nil || k != fl.konst {
+			if err := c.flushFlat(); err != nil {
+				return err
+			}
+			t := r.CommitTime.UTC()
+			parts := [4]int32{int32(t.Year()), int32(t.Month()), int32(t.Day()), int32(t.Hour())}
+			fl.part = make([]any, len(c.snap.PartitionColumns()))
+			for i := range fl.part {
+				fl.part[i] = parts[i]
+			}
+			fl.konst = k
+		}
+		if err := fl.add(r); err != nil {
+			return fmt.Errorf("bronze: table %s: %w", c.rel.Table, err)
+		}
+		if fl.batch.Rows >= loadRecordRows {
+			if err := c.flushFlat(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flushFlat hands the flat path's open batch to the writer.
+func (c *LoadChunk) flushFlat() error {
+	fl := c.flat
+	if fl.batch.Rows == 0 {
+		return nil
+	}
+	c.rows += fl.batch.Rows
+	fl.fillMeta()
+	err := c.dw.WriteFlat(&fl.batch, fl.part)
+	fl.reset()
+	if err != nil {
+		return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
+	}
+	return nil
+}
+
 // flushRecord moves the builder's rows into the Parquet writer.
 func (c *LoadChunk) flushRecord() error {
+	if c.flat != nil {
+		return c.flushFlat()
+	}
 	c.fillConst()
 	if c.rb.rows == 0 {
 		return nil
 	}
 	if c.dw == nil {
-		ti := datafile.TableInfo{Root: c.tbl.Root(), Schema: c.schema, PartitionColumns: c.snap.PartitionColumns(), Config: c.snap.Config()}
-		dw, err := datafile.NewWriter(c.ctx, c.l.store, ti, datafile.WriteOptions{TargetFileSize: c.l.opts.TargetFileSize, DataChange: true, CompressionLevel: c.l.zstdLevel(), Allocator: loadMem, SnapshotEncodings: true})
-		if err != nil {
-			return fmt.Errorf("bronze: write %s: %w", c.rel.Table, err)
+		if err := c.openWriter(); err != nil {
+			return err
 		}
-		c.dw = dw
 	}
 	c.rows += c.rb.rows
 	rec := c.rb.finish()
@@ -317,7 +395,11 @@ func (c *LoadChunk) Commit(ctx context.Context) (int64, error) {
 	if err := c.flushRecord(); err != nil {
 		return -1, err
 	}
-	if c.dw == nil { // no rows
+	if c.rows == 0 { // no rows
+		if c.dw != nil {
+			c.dw.Abort()
+			c.dw = nil
+		}
 		return -1, nil
 	}
 	adds, err := c.dw.Close()
@@ -368,5 +450,9 @@ func (c *LoadChunk) Release() {
 	if c.dw != nil {
 		c.dw.Abort()
 		c.dw = nil
+	}
+	if c.flat != nil {
+		c.flat.release()
+		c.flat = nil
 	}
 }

@@ -92,12 +92,22 @@ func BenchmarkLoadChunkBinary(b *testing.B) {
 			bin(8, math.Float64bits(float64(g)/7)),
 		}}
 	}
+	for _, path := range []string{"flat", "arrow"} {
+		b.Run(path, func(b *testing.B) { benchLoadChunk(b, rel, in, path == "arrow") })
+	}
+}
+
+// benchLoadChunk writes the rows in as one chunk per iteration, one row
+// per Append call as pgsnap does, through the flat or the Arrow path.
+func benchLoadChunk(b *testing.B, rel *change.Relation, in []*change.Change, viaArrow bool) {
+	rows := len(in)
 	ctx := context.Background()
 	st, err := local.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	l := NewLoader(st, Options{})
+	l.arrow = viaArrow
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {

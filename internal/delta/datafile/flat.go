@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
@@ -258,8 +260,9 @@ func (w *Writer) createFlat(g *group, b *FlatBatch) (*openFile, error) {
 	ff.cols = make([]*flatCol, len(w.dataFields))
 	for i, f := range w.dataFields {
 		d := sc.Column(i)
-		c := &flatCol{descr: d, kind: flatKindOf(f.Type), isString: f.Type.TypeName() == "string", enc: parquet.Encodings.Plain, nullable: d.MaxDefinitionLevel() > 0,
-			stats: props.StatisticsEnabledFor(d.Path()), signed: d.SortOrder() == schema.SortSIGNED, maxStats: props.MaxStatsSizeFor(d.Path())}
+		c := newFlatCol()
+		c.descr, c.kind, c.isString, c.enc, c.nullable = d, flatKindOf(f.Type), f.Type.TypeName() == "string", parquet.Encodings.Plain, d.MaxDefinitionLevel() > 0
+		c.stats, c.signed, c.maxStats = props.StatisticsEnabledFor(d.Path()), d.SortOrder() == schema.SortSIGNED, props.MaxStatsSizeFor(d.Path())
 		switch c.kind {
 		case flatInt32, flatInt64:
 			if dbp[i] {
@@ -271,6 +274,7 @@ func (w *Writer) createFlat(g *group, b *FlatBatch) (*openFile, error) {
 			}
 			c.width = d.TypeLength()
 		}
+		c.sizeBuffers(int(page))
 		ff.cols[i] = c
 	}
 	w.opened++
@@ -418,7 +422,31 @@ func (ff *flatFile) Close() error {
 	}
 	ff.buf.Write(binary.LittleEndian.AppendUint32(nil, uint32(n)))
 	ff.buf.WriteString("PAR1")
+	ff.release()
 	return nil
+}
+
+// release returns the columns' buffers for the next file.
+func (ff *flatFile) release() {
+	for _, c := range ff.cols {
+		flatColPool.Put(c)
+	}
+	ff.cols = nil
+}
+
+// flatColPool keeps flatCols with their page and chunk buffers: every
+// file of a snapshot fills them to about the same sizes.
+var flatColPool sync.Pool
+
+// newFlatCol is a flatCol with empty buffers (reused when there are any).
+func newFlatCol() *flatCol {
+	c, ok := flatColPool.Get().(*flatCol)
+	if !ok {
+		return &flatCol{}
+	}
+	*c = flatCol{vals: c.vals[:0], ints: c.ints[:0], bools: c.bools[:0], nulls: c.nulls[:0], chunk: c.chunk[:0], pages: c.pages[:0], page: c.page[:0],
+		mm: minMax{bmin: c.mm.bmin[:0], bmax: c.mm.bmax[:0]}, cmm: minMax{bmin: c.cmm.bmin[:0], bmax: c.cmm.bmax[:0]}}
+	return c
 }
 
 // flatPage is one compressed data page of a column chunk being built.
@@ -479,12 +507,12 @@ func (c *flatCol) add(ff *flatFile, col *FlatColumn, lo, hi int) error {
 		switch c.kind {
 		case flatBytes: // checked per value below
 		case flatBool:
-			n = min(n, ff.pageBytes*8-c.n)
+			n = min(n, ff.pageBytes-c.n)
 		default:
 			if c.enc == parquet.Encodings.DeltaBinaryPacked {
 				n = min(n, ff.pageBytes/8-len(c.ints))
 			} else {
-				n = min(n, (ff.pageBytes-len(c.vals))/max(c.valueWidth(), 1))
+				n = min(n, (ff.pageBytes+defRoom-len(c.vals))/max(c.valueWidth(), 1))
 			}
 		}
 		if n <= 0 {
@@ -653,7 +681,7 @@ func (c *flatCol) addBytes(col *FlatColumn, lo, hi, pageBytes int) int {
 	has := mm.has
 	minChanged, maxChanged := false, false
 	r := lo
-	for ; r < hi && (r == lo || len(c.vals) < pageBytes); r++ {
+	for ; r < hi && (r == lo || len(c.vals) < defRoom+pageBytes); r++ {
 		if col.Null != nil && col.Null[r] {
 			c.nulls = append(c.nulls, int32(c.n+r-lo))
 			continue
@@ -694,19 +722,33 @@ func (c *flatCol) flushPage(ff *flatFile) error {
 	if c.n == 0 {
 		return nil
 	}
-	p := c.page[:0]
-	if c.nullable {
-		p = appendDefLevels(p, c.n, c.nulls)
+	var p []byte
+	plain := c.enc != parquet.Encodings.DeltaBinaryPacked && c.kind != flatBool
+	if plain && len(c.nulls) == 0 {
+		// The values are compressed where they are, behind their
+		// definition levels written into the room vals keeps in front.
+		p = c.vals[defRoom:]
+		if c.nullable {
+			var lv [defRoom]byte
+			d := appendDefLevels(lv[:0], c.n, nil)
+			copy(c.vals[defRoom-len(d):], d)
+			p = c.vals[defRoom-len(d):]
+		}
+	} else {
+		p = c.page[:0]
+		if c.nullable {
+			p = appendDefLevels(p, c.n, c.nulls)
+		}
+		switch {
+		case c.enc == parquet.Encodings.DeltaBinaryPacked:
+			p = appendDeltaBinaryPacked(p, c.ints, c.kind == flatInt32)
+		case c.kind == flatBool:
+			p = appendBitPacked(p, c.bools)
+		default:
+			p = append(p, c.vals[defRoom:]...)
+		}
+		c.page = p
 	}
-	switch {
-	case c.enc == parquet.Encodings.DeltaBinaryPacked:
-		p = appendDeltaBinaryPacked(p, c.ints, c.kind == flatInt32)
-	case c.kind == flatBool:
-		p = appendBitPacked(p, c.bools)
-	default:
-		p = append(p, c.vals...)
-	}
-	c.page = p
 	if len(p) > math.MaxInt32 {
 		return fmt.Errorf("page of %d bytes", len(p))
 	}
@@ -723,9 +765,27 @@ func (c *flatCol) flushPage(ff *flatFile) error {
 	c.updateDelta(c.node, &c.mm, int64(len(c.nulls)))
 	c.cnulls += int64(len(c.nulls))
 	c.cmm.merge(&c.mm, c.kind)
-	c.vals, c.ints, c.bools, c.nulls, c.n = c.vals[:0], c.ints[:0], c.bools[:0], c.nulls[:0], 0
+	c.vals, c.ints, c.bools, c.nulls, c.n = c.vals[:defRoom], c.ints[:0], c.bools[:0], c.nulls[:0], 0
 	c.mm = minMax{bmin: c.mm.bmin[:0], bmax: c.mm.bmax[:0]}
 	return nil
+}
+
+// defRoom is the room kept in front of a page's PLAIN values for its
+// definition levels when no row is null (4-byte length, one RLE run).
+const defRoom = 16
+
+// sizeBuffers gives the column's page buffers room for one page, so that
+// they do not grow by doubling and copying.
+func (c *flatCol) sizeBuffers(pageBytes int) {
+	switch {
+	case c.enc == parquet.Encodings.DeltaBinaryPacked:
+		c.ints = slices.Grow(c.ints[:0], pageBytes/8)
+	case c.kind == flatBool:
+		c.bools = slices.Grow(c.bools[:0], pageBytes)
+	default:
+		c.vals = slices.Grow(c.vals[:0], defRoom+pageBytes+64)
+	}
+	c.vals = append(c.vals[:0], make([]byte, defRoom)...)
 }
 
 func zstdLevel(level int) zstd.EncoderLevel {

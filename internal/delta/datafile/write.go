@@ -337,6 +337,9 @@ func (w *Writer) Abort() {
 		if f.fw != nil {
 			_ = f.fw.Close()
 		}
+		if f.ff != nil {
+			f.ff.release()
+		}
 		delete(w.open, k)
 	}
 	w.done = true
