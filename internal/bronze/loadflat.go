@@ -2,8 +2,8 @@ package bronze
 
 import (
 	"fmt"
-	"strings"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
@@ -27,7 +27,7 @@ type flatLoad struct {
 	batch datafile.FlatBatch
 	cols  []flatSource // per batch column
 	// src[ci] is the batch column of relation column ci.
-	src  []int
+	src   []int
 	part  []any     // the batch rows' partition values (commit time parts)
 	konst loadConst // the batch rows' LSN, pos, xid and commit time
 }
