@@ -352,6 +352,9 @@ func (c *LoadChunk) flushFlat() error {
 	if fl.batch.Rows == 0 {
 		return nil
 	}
+	if c.rows == 0 {
+		flatChunks.Add(1)
+	}
 	c.rows += fl.batch.Rows
 	fl.fillMeta()
 	err := c.dw.WriteFlat(&fl.batch, fl.part)

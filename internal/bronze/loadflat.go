@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 
@@ -40,6 +41,13 @@ type flatSource struct {
 	meta        string // ColOp, ColLSN, ... ; "" for a source column
 	source      bool
 }
+
+// flatChunks counts the snapshot chunks (with rows) written by the flat path.
+var flatChunks atomic.Int64
+
+// FlatChunks returns how many snapshot chunks with rows this process has
+// written through the flat path (tests check which path a table took).
+func FlatChunks() int64 { return flatChunks.Load() }
 
 var flatPool sync.Pool // *flatLoad batches' slices, reused across chunks
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/bronze"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/config"
 	"github.com/silt-dev/silt/internal/delta"
@@ -379,16 +380,21 @@ var typeRows = []string{
 // TestSnapshotTypesRoundTrip writes one row of each value set before the
 // slot exists (copied by the snapshot) and the same values again after
 // (captured by CDC, id + 1000): Silver equals the source, and each pair of
-// rows is identical in Silver, column for column.
+// rows is identical in Silver, column for column. Every Bronze column type
+// has a flat form, so the snapshot's chunks skip Arrow (bronze.FlatChunks).
 func TestSnapshotTypesRoundTrip(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, typeDDL)
 	for i, vals := range typeRows {
 		db.Exec(t, fmt.Sprintf("INSERT INTO snap.types VALUES (%d, %s)", i+1, vals))
 	}
+	flat0 := bronze.FlatChunks()
 	cfg := snapConfig(t, db, t.TempDir(), "snap.types")
 	r := start(t, cfg)
 	waitSnapshot(t, r, time.Minute)
+	if got := bronze.FlatChunks() - flat0; got == 0 {
+		t.Errorf("no snapshot chunk took the flat path")
+	}
 	for i, vals := range typeRows {
 		db.Exec(t, fmt.Sprintf("INSERT INTO snap.types VALUES (%d, %s)", 1000+i+1, vals))
 	}
