@@ -1,6 +1,7 @@
 package bronze
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -138,6 +139,23 @@ func (fl *flatLoad) add(r *change.Change) error {
 			d = r.New[ci]
 		}
 		s, c := &fl.cols[j], &fl.batch.Cols[j]
+		// The common cases first, without the value in between (as
+		// decodeBinary would read them).
+		switch {
+		case d.Kind == change.Binary && s.kind == kInt64 && len(d.Data) == 8:
+			c.Int = append(c.Int, int64(binary.BigEndian.Uint64(d.Data)))
+			markValid(c, n)
+			continue
+		case d.Kind == change.Binary && s.kind == kInt32 && len(d.Data) == 4:
+			c.Int = append(c.Int, int64(int32(binary.BigEndian.Uint32(d.Data))))
+			markValid(c, n)
+			continue
+		case d.Kind == change.Text && s.kind == kString:
+			c.Bytes = append(c.Bytes, d.Data...)
+			c.Offsets = append(c.Offsets, int32(len(c.Bytes)))
+			markValid(c, n)
+			continue
+		}
 		var v value
 		var err error
 		switch d.Kind {

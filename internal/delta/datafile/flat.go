@@ -358,9 +358,9 @@ func (ff *flatFile) flushRowGroup() error {
 			return err
 		}
 	}
-	size := 4
+	size := 4 + 16<<10 // magic, and room for the footer
 	for _, c := range ff.cols {
-		size += len(c.chunk) + 64*len(c.pages) + 256
+		size += len(c.chunk) + 64*len(c.pages) + 1024 // page headers, chunk metadata, footer entry
 	}
 	ff.buf.Grow(size)
 	if !ff.started {
