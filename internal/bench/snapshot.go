@@ -28,12 +28,15 @@ type SnapshotResult struct {
 	CopyRate    float64   `json:"copy_rows_per_s"` // rows / mean of CopySecs
 	SiltSecs    float64   `json:"silt_seconds"`
 	SiltRate    float64   `json:"silt_rows_per_s"`
-	Ratio       float64   `json:"ratio"`
-	SiltUse     Usage     `json:"silt_usage"`
-	Shards      int       `json:"shards"`
-	TablesPar   int       `json:"snapshot_tables_parallel"`
-	ChunksPer   int       `json:"snapshot_chunks_per_table"`
-	ChunkRows   int64     `json:"snapshot_chunk_rows"`
+	// FirstRowSecs is when the first copied rows were counted (progress is
+	// counted every 1,024 rows): the pipeline's start-up before copying.
+	FirstRowSecs float64 `json:"silt_first_rows_seconds"`
+	Ratio        float64 `json:"ratio"`
+	SiltUse      Usage   `json:"silt_usage"`
+	Shards       int     `json:"shards"`
+	TablesPar    int     `json:"snapshot_tables_parallel"`
+	ChunksPer    int     `json:"snapshot_chunks_per_table"`
+	ChunkRows    int64   `json:"snapshot_chunk_rows"`
 	// PostgreSQL's CPU seconds (the cluster's postmaster and all its
 	// children, exited ones included) during the first COPY run and
 	// during silt's copy; 0 when /proc could not tell.
@@ -117,7 +120,7 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(rctx) }()
-	var dur time.Duration
+	var dur, first time.Duration
 	for dur == 0 {
 		select {
 		case err := <-done:
@@ -126,7 +129,11 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 			return res, fmt.Errorf("snapshot: pipeline stopped: %v", err)
 		case <-time.After(2 * time.Millisecond): // the end is seen within 2 ms (COPY is timed exactly)
 		}
-		if p.SnapshotProgress().Phase == pgsnap.PhaseDone {
+		pr := p.SnapshotProgress()
+		if first == 0 && pr.Rows > 0 {
+			first = time.Since(start)
+		}
+		if pr.Phase == pgsnap.PhaseDone {
 			dur = time.Since(start)
 		}
 	}
@@ -144,10 +151,11 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	res.CopySecs = []float64{c1.Seconds(), c2.Seconds()}
 	res.CopyRate = float64(rows) / ((c1 + c2).Seconds() / 2)
 	res.SiltSecs = dur.Seconds()
+	res.FirstRowSecs = first.Seconds()
 	res.SiltRate = float64(rows) / res.SiltSecs
 	res.Ratio = res.SiltRate / res.CopyRate
-	fmt.Fprintf(e.out, "snapshot: COPY again %.2fs (mean %.0f rows/s); silt -> Bronze %.2fs (%.0f rows/s), ratio %.2f; %.1f CPU s, peak RSS %.0f MiB\n",
-		c2.Seconds(), res.CopyRate, res.SiltSecs, res.SiltRate, res.Ratio, res.SiltUse.CPUSeconds, res.SiltUse.PeakRSSMiB)
+	fmt.Fprintf(e.out, "snapshot: COPY again %.2fs (mean %.0f rows/s); silt -> Bronze %.2fs (%.0f rows/s; first rows counted after %.2fs), ratio %.2f; %.1f CPU s, peak RSS %.0f MiB\n",
+		c2.Seconds(), res.CopyRate, res.SiltSecs, res.SiltRate, res.FirstRowSecs, res.Ratio, res.SiltUse.CPUSeconds, res.SiltUse.PeakRSSMiB)
 	fmt.Fprintf(e.out, "snapshot: CPU µs per row: silt %.2f + PostgreSQL %.2f during silt's copy; PostgreSQL %.2f during the first COPY\n",
 		res.SiltUse.CPUSeconds/float64(rows)*1e6, res.PGSiltCPU/float64(rows)*1e6, res.PGCopyCPU/float64(rows)*1e6)
 	return res, nil
