@@ -24,22 +24,54 @@ type pageZstd struct {
 	compress.Codec // arrow-go's zstd: decoding and CompressBound
 }
 
-var pageZstdPools sync.Map // zstd.EncoderLevel -> *sync.Pool
+var pageZstdPools sync.Map // zstd.EncoderLevel -> *encoderPool
 
-func pageEncoder(level zstd.EncoderLevel) (*zstd.Encoder, *sync.Pool) {
+// encoderPool keeps page encoders of one level. Up to encoderKeep of them
+// are kept in a free list that the garbage collector does not empty (a new
+// encoder allocates and clears its history and tables: under a snapshot's
+// allocation rate, a sync.Pool was emptied several times a second); more
+// go to a sync.Pool.
+type encoderPool struct {
+	free  chan *zstd.Encoder
+	extra sync.Pool
+}
+
+// encoderKeep is how many encoders of a level stay allocated (about
+// 2.3 MiB each with the 1 MiB window): as many as columns compressed at
+// once by a few writers.
+const encoderKeep = 8
+
+func (p *encoderPool) Get() *zstd.Encoder {
+	select {
+	case e := <-p.free:
+		return e
+	default:
+	}
+	return p.extra.Get().(*zstd.Encoder)
+}
+
+func (p *encoderPool) Put(e *zstd.Encoder) {
+	select {
+	case p.free <- e:
+	default:
+		p.extra.Put(e)
+	}
+}
+
+func pageEncoder(level zstd.EncoderLevel) (*zstd.Encoder, *encoderPool) {
 	p, ok := pageZstdPools.Load(level)
 	if !ok {
-		p, _ = pageZstdPools.LoadOrStore(level, &sync.Pool{New: func() any {
+		p, _ = pageZstdPools.LoadOrStore(level, &encoderPool{free: make(chan *zstd.Encoder, encoderKeep), extra: sync.Pool{New: func() any {
 			enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
 				zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(pageZstdWindow))
 			if err != nil {
 				panic(err) // constant options
 			}
 			return enc
-		}})
+		}}})
 	}
-	pool := p.(*sync.Pool)
-	return pool.Get().(*zstd.Encoder), pool
+	pool := p.(*encoderPool)
+	return pool.Get(), pool
 }
 
 func (z pageZstd) Encode(dst, src []byte) []byte {
