@@ -41,7 +41,9 @@ type Store interface {
 	// Put writes the object; readers see the old or the new object, never a part.
 	Put(ctx context.Context, key string, data []byte) error
 	// PutIfAbsent writes the object only if the key does not exist, atomically;
-	// otherwise it returns an error wrapping ErrExists.
+	// otherwise it returns an error wrapping ErrExists. Neither Put nor
+	// PutIfAbsent keeps a reference to data after it returns (callers
+	// reuse the buffer).
 	PutIfAbsent(ctx context.Context, key string, data []byte) error
 	// List returns every object whose key starts with prefix, sorted by key.
 	List(ctx context.Context, prefix string) ([]Info, error)

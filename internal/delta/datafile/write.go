@@ -659,6 +659,9 @@ func (w *Writer) finish(key string) error {
 		DataChange:       w.opts.DataChange,
 		Stats:            f.stats.JSON(),
 	})
+	if f.ff != nil { // stored: the store keeps no reference to data
+		fileBufs.put(data)
+	}
 	return nil
 }
 
