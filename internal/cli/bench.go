@@ -149,7 +149,7 @@ The default (quick) sizes finish in a few minutes; --full uses the issue's sizes
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof; the pipeline's samples carry the label stage=capture, append, snapshot, bronze or silver: -tagfocus=stage=snapshot)")
 	f.BoolVar(&full, "full", false, "the issue's sizes (about 30 minutes on 2 cores)")
 	f.StringVar(&jsonPath, "json", "", "also write the figures as JSON to this file")
 	f.StringVar(&workDir, "work-dir", "", "directory for scenario data (default: the system temp directory)")
