@@ -361,7 +361,7 @@ func (ff *flatFile) flushRowGroup() error {
 	}
 	size := 4 + 16<<10 // magic, and room for the footer
 	for _, c := range ff.cols {
-		size += len(c.chunk) + 64*len(c.pages) + 1024 // page headers, chunk metadata, footer entry
+		size += c.chunkBytes + 64*len(c.pages) + 1024 // page headers, chunk metadata, footer entry
 	}
 	ff.buf.Grow(size)
 	if !ff.started {
@@ -377,7 +377,7 @@ func (ff *flatFile) flushRowGroup() error {
 			return err
 		}
 		for _, p := range c.pages {
-			page := file.NewDataPageV1WithStats(memory.NewBufferBytes(c.chunk[p.off:p.end]), p.n, c.enc,
+			page := file.NewDataPageV1WithStats(memory.NewBufferBytes(p.data), p.n, c.enc,
 				parquet.Encodings.RLE, parquet.Encodings.RLE, p.raw, p.stats)
 			if _, err := pw.WriteDataPage(page); err != nil {
 				return err
@@ -430,6 +430,7 @@ func (ff *flatFile) Close() error {
 // release returns the columns' buffers for the next file.
 func (ff *flatFile) release() {
 	for _, c := range ff.cols {
+		c.resetChunk()
 		flatColPool.Put(c)
 	}
 	ff.cols = nil
@@ -464,6 +465,11 @@ func (l *bufList) put(b []byte) {
 	}
 }
 
+// pageBufs holds compressed pages until their row group is written (a
+// size-class pool: pages are about the page size, and each is freed as
+// soon as it is in the file).
+var pageBufs = NewPoolAllocator()
+
 // flatColPool keeps flatCols with their page and chunk buffers: every
 // file of a snapshot fills them to about the same sizes.
 var flatColPool sync.Pool
@@ -474,14 +480,14 @@ func newFlatCol() *flatCol {
 	if !ok {
 		return &flatCol{}
 	}
-	*c = flatCol{vals: c.vals[:0], ints: c.ints[:0], bools: c.bools[:0], nulls: c.nulls[:0], chunk: c.chunk[:0], pages: c.pages[:0], page: c.page[:0],
+	*c = flatCol{vals: c.vals[:0], ints: c.ints[:0], bools: c.bools[:0], nulls: c.nulls[:0], pages: c.pages[:0], page: c.page[:0],
 		mm: minMax{bmin: c.mm.bmin[:0], bmax: c.mm.bmax[:0]}, cmm: minMax{bmin: c.cmm.bmin[:0], bmax: c.cmm.bmax[:0]}}
 	return c
 }
 
 // flatPage is one compressed data page of a column chunk being built.
 type flatPage struct {
-	off, end int   // in flatCol.chunk
+	data     []byte // compressed, from pageBufs
 	n        int32 // values (rows)
 	raw      int32 // uncompressed size
 	stats    metadata.EncodedStatistics
@@ -510,8 +516,8 @@ type flatCol struct {
 	mm    minMax
 
 	// open row group
-	chunk  []byte
-	pages  []flatPage
+	pages      []flatPage
+	chunkBytes int // compressed bytes of pages
 	cmm    minMax
 	cnulls int64
 
@@ -782,12 +788,12 @@ func (c *flatCol) flushPage(ff *flatFile) error {
 	if len(p) > math.MaxInt32 {
 		return fmt.Errorf("page of %d bytes", len(p))
 	}
-	off := len(c.chunk)
 	enc, pool := pageEncoder(zstdLevel(ff.level))
-	c.chunk = enc.EncodeAll(p, c.chunk)
+	data := enc.EncodeAll(p, pageBufs.Allocate(len(p)+len(p)>>7+1024)[:0])
 	pool.Put(enc)
-	ff.compressed += int64(len(c.chunk) - off)
-	fp := flatPage{off: off, end: len(c.chunk), n: int32(c.n), raw: int32(len(p))}
+	ff.compressed += int64(len(data))
+	c.chunkBytes += len(data)
+	fp := flatPage{data: data, n: int32(c.n), raw: int32(len(p))}
 	if c.stats {
 		fp.stats = c.encodeStats(&c.mm, int64(len(c.nulls)))
 	}
@@ -917,7 +923,11 @@ func (c *flatCol) chunkStats() metadata.EncodedStatistics {
 // folds the chunk's min/max into nothing (the Delta stats were updated
 // page by page).
 func (c *flatCol) resetChunk() {
-	c.chunk, c.pages, c.cnulls = c.chunk[:0], c.pages[:0], 0
+	for _, p := range c.pages {
+		pageBufs.Free(p.data)
+	}
+	clear(c.pages)
+	c.pages, c.cnulls, c.chunkBytes = c.pages[:0], 0, 0
 	c.cmm = minMax{bmin: c.cmm.bmin[:0], bmax: c.cmm.bmax[:0]}
 }
 

@@ -63,7 +63,8 @@ func pageEncoder(level zstd.EncoderLevel) (*zstd.Encoder, *encoderPool) {
 	if !ok {
 		p, _ = pageZstdPools.LoadOrStore(level, &encoderPool{free: make(chan *zstd.Encoder, encoderKeep), extra: sync.Pool{New: func() any {
 			enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-				zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(pageZstdWindow))
+				zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(pageZstdWindow),
+				zstd.WithEncoderCRC(false)) // no frame checksum, as parquet-mr and arrow-rs write pages (readers take both)
 			if err != nil {
 				panic(err) // constant options
 			}
