@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,14 @@ type SnapshotResult struct {
 	// during silt's copy; 0 when /proc could not tell.
 	PGCopyCPU float64 `json:"pg_copy_cpu_seconds"`
 	PGSiltCPU float64 `json:"pg_silt_cpu_seconds"`
+	// SilverSecs is the time from the stop after Bronze until the
+	// pipeline ended: its final Silver pass merges the snapshot rows into
+	// Silver (silver.ProcessLoad); SilverUse is silt's CPU in that time
+	// (nothing else runs then but the shutdown). SilverMerged says the
+	// table was marked merged (pgsnap's Merged flag).
+	SilverSecs   float64 `json:"silver_load_seconds"`
+	SilverUse    Usage   `json:"silver_load_usage"`
+	SilverMerged bool    `json:"silver_merged"`
 }
 
 // runSnapshot fills a table with rows rows, reads it with `chunks`
@@ -139,9 +148,21 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	}
 	res.SiltUse = m.stop()
 	res.PGSiltCPU = clusterCPU(postmaster) - pg0
+	// Stopping runs a final Silver pass, which merges the table's snapshot
+	// rows (Silver's interval is an hour, so none ran before).
+	sm := startMeter()
+	sstart := time.Now()
 	stop()
-	<-done
+	runErr := <-done
+	res.SilverSecs = time.Since(sstart).Seconds()
+	res.SilverUse = sm.stop()
+	for _, t := range p.SnapshotProgress().Tables {
+		res.SilverMerged = t.Merged
+	}
 	p.Close()
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return res, fmt.Errorf("snapshot: pipeline: %w", runErr)
+	}
 	conn.Exec(ctx, "SELECT pg_drop_replication_slot('silt_snap')")
 
 	c2, err := copyBinary(ctx, dsn, "bench.snap", res.Blocks, chunks)
@@ -158,6 +179,8 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 		c2.Seconds(), res.CopyRate, res.SiltSecs, res.SiltRate, res.FirstRowSecs, res.Ratio, res.SiltUse.CPUSeconds, res.SiltUse.PeakRSSMiB)
 	fmt.Fprintf(e.out, "snapshot: CPU µs per row: silt %.2f + PostgreSQL %.2f during silt's copy; PostgreSQL %.2f during the first COPY\n",
 		res.SiltUse.CPUSeconds/float64(rows)*1e6, res.PGSiltCPU/float64(rows)*1e6, res.PGCopyCPU/float64(rows)*1e6)
+	fmt.Fprintf(e.out, "snapshot: Bronze -> Silver (final pass at stop): %.2fs, %.1f CPU s (%.2f CPU µs per row), merged %v\n",
+		res.SilverSecs, res.SilverUse.CPUSeconds, res.SilverUse.CPUSeconds/float64(rows)*1e6, res.SilverMerged)
 	return res, nil
 }
 

@@ -101,6 +101,9 @@ type Options struct {
 	// a batch finish at shutdown) and still stop promptly: pass the
 	// shutdown signal here, e.g. ctx.Done() of the run.
 	Stop <-chan struct{}
+	// LoadMerge makes ProcessLoad MERGE every batch, even one whose keys
+	// are all new to Silver (loadappend.go): for comparisons and tests.
+	LoadMerge bool
 }
 
 // TableOptions are per-table Silver settings.
@@ -148,14 +151,17 @@ const DefaultMaxBytesPerBatch = 32 << 20
 
 // Result describes one micro-batch.
 type Result struct {
-	Table          change.TableID
-	FromVersion    int64 // first Bronze version merged
-	ToVersion      int64 // last Bronze version merged (-1: nothing to do)
-	SilverVersion  int64
-	Changes        int // Bronze rows read
-	Upserts        int
-	Deletes        int
-	Appended       int // rows appended to an append-only table
+	Table         change.TableID
+	FromVersion   int64 // first Bronze version merged
+	ToVersion     int64 // last Bronze version merged (-1: nothing to do)
+	SilverVersion int64
+	Changes       int // Bronze rows read
+	Upserts       int
+	Deletes       int
+	Appended      int // rows appended to an append-only table
+	// LoadAppended: snapshot rows ProcessLoad wrote as a plain append,
+	// every key new to Silver (no MERGE; loadappend.go).
+	LoadAppended   int
 	FilesRewritten int
 	// FilesScanned: Silver files that pruning could not rule out, all read.
 	FilesScanned int
@@ -234,6 +240,23 @@ func (p *Processor) maybeOptimize(ctx context.Context, t *delta.Table, res *Resu
 	if every <= 0 || res.SilverVersion <= 0 || res.SilverVersion%every != 0 {
 		return
 	}
+	p.optimize(ctx, t, res)
+}
+
+// optimizeLoad is the OPTIMIZE policy of load batches (ProcessLoad): none
+// while the load runs, since compacting its files would give files whose
+// key ranges span chunks still to come, which later batches would then
+// have to merge (loadappend.go); one after the batch that caught up with
+// Bronze (unless automatic OPTIMIZE is off).
+func (p *Processor) optimizeLoad(ctx context.Context, t *delta.Table, res *Result, caughtUp bool) {
+	if p.opts.OptimizeEvery <= 0 || !caughtUp {
+		return
+	}
+	p.optimize(ctx, t, res)
+}
+
+// optimize runs OPTIMIZE after a committed batch (see maybeOptimize).
+func (p *Processor) optimize(ctx context.Context, t *delta.Table, res *Result) {
 	octx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if stop := p.opts.Stop; stop != nil {
@@ -386,12 +409,16 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 	bti := datafile.Info(bt, bsnap)
 	var recs []arrow.RecordBatch
+	// The batch's records by Bronze file (recFile: each record's file).
+	lfiles := make([]*loadFile, len(files))
+	var recFile []int
 	defer func() {
 		for _, r := range recs {
 			r.Release()
 		}
 	}()
-	for _, f := range files {
+	for fi, f := range files {
+		lfiles[fi] = &loadFile{}
 		rs, err := datafile.Read(ctx, p.store, bti, f)
 		if err != nil {
 			return res, fmt.Errorf("silver %s: read bronze file %s: %w", id, f.Path, err)
@@ -406,6 +433,9 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 				r = er
 			}
 			recs = append(recs, r)
+			recFile = append(recFile, fi)
+			lfiles[fi].recs = append(lfiles[fi].recs, r)
+			lfiles[fi].rows += int(r.NumRows())
 		}
 	}
 	if appendOnly {
@@ -422,7 +452,8 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	byKey := newKeyChanges(batchRows)
 	var truncAt *chg
 	var kbuf []byte
-	for _, r := range recs {
+	for ri, r := range recs {
+		lf := lfiles[recFile[ri]]
 		ix := indexOf(r.Schema())
 		opA := r.Column(ix[bronze.ColOp]).(*array.String)
 		lsnA := r.Column(ix[bronze.ColLSN]).(*array.Int64)
@@ -440,6 +471,9 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		keyCells := make([]ops.Cell, len(keyIdx))
 		for row := 0; row < int(r.NumRows()); row++ {
 			c := chg{lsn: lsnA.Value(row), pos: posA.Value(row), op: opA.Value(row)[0], rec: r, row: row}
+			if c.op == 'L' {
+				lf.lrows++
+			}
 			if (c.op == 'L') != load {
 				continue // snapshot rows go through ProcessLoad only
 			}
@@ -469,19 +503,6 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 	byKey.done()
 
-	// The changed keys, one row each, in first-seen order.
-	keyArrs, err := changedKeys(len(byKey.keys), func(k int) (arrow.RecordBatch, int) {
-		c := &byKey.chgs[byKey.first[k]]
-		return c.rec, c.row
-	}, keyCols)
-	if err != nil {
-		return res, fmt.Errorf("silver %s: %w", id, err)
-	}
-	defer func() {
-		for _, a := range keyArrs {
-			a.Release()
-		}
-	}()
 	// Deleted-key memory: load it, and record this batch's deletes before
 	// the Silver commit (see tombstones.go).
 	tombs, err := p.tombstones(ctx, id)
@@ -522,6 +543,32 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		}
 		ssnap = snap
 	}
+	if load && !p.opts.LoadMerge {
+		handled, stale, err := p.loadAppend(ctx, st, ssnap, sschema, keyCols, byKey, tombs, dec, lfiles, from, to, &res)
+		if err != nil {
+			return res, err
+		}
+		if handled {
+			p.optimizeLoad(ctx, st, &res, to == bsnap.Version)
+			return res, nil
+		}
+		if stale {
+			ssnap = nil // a concurrent commit: MERGE plans on the latest snapshot
+		}
+	}
+	// The changed keys, one row each, in first-seen order.
+	keyArrs, err := changedKeys(len(byKey.keys), func(k int) (arrow.RecordBatch, int) {
+		c := &byKey.chgs[byKey.first[k]]
+		return c.rec, c.row
+	}, keyCols)
+	if err != nil {
+		return res, fmt.Errorf("silver %s: %w", id, err)
+	}
+	defer func() {
+		for _, a := range keyArrs {
+			a.Release()
+		}
+	}()
 	spec := ops.MergeSpec{
 		Keys:     keyCols,
 		Changed:  keyArrs,
@@ -547,7 +594,11 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	res.SilverVersion = mres.Version
 	res.FilesRewritten = mres.FilesRewritten
 	res.FilesScanned = mres.FilesCandidate
-	p.maybeOptimize(ctx, st, &res)
+	if load {
+		p.optimizeLoad(ctx, st, &res, to == bsnap.Version)
+	} else {
+		p.maybeOptimize(ctx, st, &res)
+	}
 	return res, nil
 }
 

@@ -96,6 +96,13 @@ func (ts *tombstones) get(key string) (tombstone, bool) {
 	return t, ok
 }
 
+// size is the number of keys with a tombstone.
+func (ts *tombstones) size() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.m)
+}
+
 // record commits new tombstones (and, every 50 commits, drops expired
 // ones) with txn(appID, version); it is a no-op for a version already
 // recorded.

@@ -1,0 +1,195 @@
+package silver_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/silt-dev/silt/internal/change"
+	"github.com/silt-dev/silt/internal/delta"
+	"github.com/silt-dev/silt/internal/silver"
+)
+
+// loadAll runs ProcessLoad one Bronze version per batch until caught up
+// and returns the rows appended without MERGE and the batches merged.
+func loadAll(t *testing.T, h *harness, opts silver.Options) (appended, merged int) {
+	t.Helper()
+	opts.MaxVersionsPerBatch = 1
+	p := silver.New(h.store, opts)
+	for {
+		res, err := p.ProcessLoad(context.Background(), rel.Table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ToVersion < 0 {
+			break
+		}
+		appended += res.LoadAppended
+		if res.LoadAppended == 0 && res.Changes > 0 {
+			merged++
+		}
+	}
+	return appended, merged
+}
+
+func keyRow(id int, v string) []change.Datum {
+	return []change.Datum{txt(strconv.Itoa(id)), txt(v), null}
+}
+
+// TestSilverLoadAppendFresh: a fresh load whose chunks hold disjoint key
+// ranges is written as plain appends (no MERGE commit, no file read or
+// removed), with the rows MERGE gives, and replaying it changes nothing.
+func TestSilverLoadAppendFresh(t *testing.T) {
+	h := newHarness(t)
+	h.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
+	h.bronze()
+	h.load(99, 2, keyRow(7, "g"), keyRow(8, "h")) // chunks land out of order
+	h.bronze()
+	h.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
+	h.bronze()
+	appended, merged := loadAll(t, h, silver.Options{})
+	if appended != 8 || merged != 0 {
+		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
+	}
+	want := []string{"1,a,NULL", "2,b,NULL", "3,c,NULL", "4,d,NULL", "5,e,NULL", "6,f,NULL", "7,g,NULL", "8,h,NULL"}
+	expect(t, h.rows(), want...)
+
+	// The commits only added files, each committed with its txn.
+	st := delta.NewTable(h.store, silver.TablePath(rel.Table))
+	snap, err := st.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := snap.TxnVersion(silver.LoadAppID); !ok || v < 2 {
+		t.Fatalf("txn %s = %d, %v", silver.LoadAppID, v, ok)
+	}
+	for v := int64(1); v <= snap.Version; v++ {
+		acts, err := st.ReadCommit(context.Background(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range acts {
+			if a.Remove != nil && a.Remove.DataChange {
+				t.Fatalf("version %d removes %s", v, a.Remove.Path)
+			}
+			if a.CommitInfo != nil && a.CommitInfo["operation"] == "MERGE" {
+				t.Fatalf("version %d is a MERGE", v)
+			}
+		}
+	}
+	// The same Bronze versions through MERGE give the same rows.
+	h2 := newHarness(t)
+	h2.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
+	h2.bronze()
+	h2.load(99, 2, keyRow(7, "g"), keyRow(8, "h"))
+	h2.bronze()
+	h2.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
+	h2.bronze()
+	if appended, _ := loadAll(t, h2, silver.Options{LoadMerge: true}); appended != 0 {
+		t.Fatalf("LoadMerge appended %d rows", appended)
+	}
+	expect(t, h2.rows(), want...)
+
+	// Replay: nothing to do, nothing changes.
+	if appended, merged := loadAll(t, h, silver.Options{}); appended != 0 || merged != 0 {
+		t.Fatalf("replay appended %d, merged %d", appended, merged)
+	}
+	expect(t, h.rows(), want...)
+}
+
+// TestSilverLoadAppendNotNew: load batches whose keys are not all new to
+// Silver are merged, never appended (an append would leave two rows for a
+// key or bring back a deleted one); each case is checked with MERGE forced
+// too, which must give the same rows.
+func TestSilverLoadAppendNotNew(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(h *harness)
+		want  []string
+		// merged: batches that must have gone through MERGE.
+		merged int
+	}{
+		{
+			// A re-planned table (new generation) copies keys Silver has
+			// from an earlier generation's chunks: the later chunk
+			// (higher pos) wins, as MERGE decides.
+			name: "restarted generation",
+			setup: func(h *harness) {
+				h.load(99, 0, keyRow(1, "a"), keyRow(2, "a"), keyRow(3, "a"))
+				h.bronze()
+				h.load(99, 1, keyRow(2, "b"), keyRow(3, "b"), keyRow(4, "b"))
+				h.bronze()
+			},
+			want:   []string{"1,a,NULL", "2,b,NULL", "3,b,NULL", "4,b,NULL"},
+			merged: 1,
+		},
+		{
+			// A key in two chunks of one batch (a row an update moved
+			// between chunks read at different snapshots).
+			name: "key twice in a batch",
+			setup: func(h *harness) {
+				h.load(99, 0, keyRow(5, "x"), keyRow(6, "x"))
+				h.load(99, 1, keyRow(5, "y"))
+				h.bronze()
+			},
+			want:   []string{"5,y,NULL", "6,x,NULL"},
+			merged: 1,
+		},
+		{
+			// The key was deleted (logged change merged before the
+			// snapshot rows: a Bronze table that held changes first): its
+			// tombstone makes the older snapshot row stale.
+			name: "tombstone",
+			setup: func(h *harness) {
+				h.txn(&change.Change{Op: change.OpDelete, Old: []change.Datum{txt("7"), {Kind: change.Absent}, {Kind: change.Absent}}})
+				h.bronze()
+				if h.silver() == 0 {
+					h.t.Fatal("no silver batch for the delete")
+				}
+				h.load(99, 0, keyRow(7, "old"), keyRow(8, "z"))
+				h.bronze()
+			},
+			want:   []string{"8,z,NULL"},
+			merged: 1,
+		},
+		{
+			// Snapshot rows that went through the stream share a Bronze
+			// file with logged changes.
+			name: "mixed file",
+			setup: func(h *harness) {
+				h.load(99, 0, keyRow(9, "s"))
+				h.txn(&change.Change{Op: change.OpInsert, New: keyRow(10, "i")})
+				h.bronze()
+			},
+			want:   []string{"9,s,NULL"},
+			merged: 1,
+		},
+		{
+			// Silver rows Bronze does not show as snapshot rows of this
+			// load (rows merged from logged changes): same key range.
+			name: "rows already in silver",
+			setup: func(h *harness) {
+				h.txn(&change.Change{Op: change.OpInsert, New: keyRow(11, "new")})
+				h.bronze()
+				h.silver()
+				h.load(99, 0, keyRow(11, "old"), keyRow(12, "o"))
+				h.bronze()
+			},
+			// The snapshot row is older than the logged insert: stale.
+			want:   []string{"11,new,NULL", "12,o,NULL"},
+			merged: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, force := range []bool{false, true} {
+				h := newHarness(t)
+				tc.setup(h)
+				_, merged := loadAll(t, h, silver.Options{LoadMerge: force})
+				if !force && merged != tc.merged {
+					t.Errorf("%d batches merged, want %d", merged, tc.merged)
+				}
+				expect(t, h.rows(), tc.want...)
+			}
+		})
+	}
+}
