@@ -120,14 +120,7 @@ func flatKindOf(t delta.DataType) flatKind {
 // for null) are part. A partition's file is written either by Write or by
 // WriteFlat, not both.
 func (w *Writer) WriteFlat(b *FlatBatch, part []any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error: %v", r)
-		}
-		if err != nil {
-			err = fmt.Errorf("datafile: write: %w", err)
-		}
-	}()
+	defer guardWrite(&err)
 	if w.done {
 		return fmt.Errorf("writer is closed")
 	}

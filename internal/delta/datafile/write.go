@@ -218,14 +218,7 @@ func newWriter(ctx context.Context, store blob.Store, ti TableInfo, opts WriteOp
 // Write adds the rows of rec (see Write). It does not retain rec. After an
 // error the Writer must be aborted.
 func (w *Writer) Write(rec arrow.Record) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error: %v", r)
-		}
-		if err != nil {
-			err = fmt.Errorf("datafile: write: %w", err)
-		}
-	}()
+	defer guardWrite(&err)
 	if w.done {
 		return fmt.Errorf("writer is closed")
 	}
@@ -300,6 +293,17 @@ func (w *Writer) Write(rec arrow.Record) (err error) {
 		}
 	}
 	return nil
+}
+
+// guardWrite, deferred by the Writer's methods, turns a panic into an
+// error and marks errors as the writer's.
+func guardWrite(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("internal error: %v", r)
+	}
+	if *err != nil {
+		*err = fmt.Errorf("datafile: write: %w", *err)
+	}
 }
 
 // Close stores the open files and returns the adds of every file written.
