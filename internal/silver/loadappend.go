@@ -19,9 +19,13 @@ package silver
 // table's log, never by reading Silver files):
 //   - every Bronze file of the batch holds only snapshot rows or none (a
 //     file mixing them, written through the stream, goes to MERGE);
-//   - each key occurs once in the batch (keyChanges), with no unchanged
-//     TOAST columns; a key in two chunks of the batch (a chunk redone at a
-//     newer snapshot, a re-planned table's new generation) goes to MERGE;
+//   - each key occurs once in the batch, with no unchanged TOAST columns
+//     (known without hashing keys when the first key column is an integer
+//     that ascends strictly in each file and the files' ranges of it do
+//     not overlap, as with a serial key read in heap order; else from a
+//     set of the keys); a key in two chunks of the batch (a chunk redone
+//     at a newer snapshot, a re-planned table's new generation) goes to
+//     MERGE;
 //   - no key has a tombstone;
 //   - no live Silver file can hold a key of the batch, by the rule
 //     ops.Merge's pruning trusts (min/max stats; missing stats mean
@@ -47,6 +51,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -54,8 +59,11 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/silt-dev/silt/internal/bronze"
+	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
+	"github.com/silt-dev/silt/internal/delta/ops"
 )
 
 // loadZstdLevel is the zstd level of appended snapshot rows (Bronze's
@@ -89,7 +97,11 @@ func fileKeyRange(f *loadFile, col func(arrow.RecordBatch) int) keyRange {
 	var r keyRange
 	first := true
 	for _, rec := range f.recs {
-		a := rec.Column(col(rec))
+		j := col(rec)
+		if j < 0 {
+			return keyRange{}
+		}
+		a := rec.Column(j)
 		if a.NullN() > 0 {
 			return keyRange{}
 		}
@@ -193,57 +205,119 @@ func (r *keyRange) disjoint(st *silverStats, name string) bool {
 }
 
 // loadAppend writes a load batch as a plain append when every key of it
-// is provably new to Silver (see the file comment). handled false: the
-// batch must be merged (nothing was committed; files written for a
-// commit that conflicted are left unreferenced); stale: the Silver
-// snapshot is out of date (re-read it to merge).
-func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnap *delta.Snapshot, sschema *delta.StructType,
-	keyCols []string, byKey *keyChanges, tombs *tombstones, dec *folder, files []*loadFile, from, to int64, res *Result) (handled, stale bool, err error) {
-	if ssnap == nil || len(byKey.keys) != len(byKey.chgs) {
-		return false, false, nil // a key with several changes
-	}
-	for i := range byKey.chgs {
-		if byKey.chgs[i].unchanged != "" {
-			return false, false, nil
-		}
-	}
-	if mode := ssnap.Config()["delta.columnMapping.mode"]; mode != "" && mode != "none" {
-		return false, false, nil // stats keyed by physical names
-	}
-	if tombs != nil && tombs.size() > 0 {
-		for _, k := range byKey.keys {
-			if _, ok := tombs.get(k); ok {
-				return false, false, nil
+// is provably new to Silver (see the file comment) and reports whether it
+// did. Otherwise nothing is committed (files written for a commit that
+// conflicted are left unreferenced) and the batch must be merged; *ssnapp
+// is then the Silver snapshot to merge into (created or re-read here).
+func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnapp **delta.Snapshot, sschema *delta.StructType,
+	keyCols []string, topts TableOptions, files []*loadFile, from, to int64, res *Result) (bool, error) {
+	id := res.Table
+	// Which files hold snapshot rows, and only those; no unchanged TOAST.
+	var load []*loadFile
+	var sum Result // accounting, kept only if the batch is appended
+	for _, f := range files {
+		for _, rec := range f.recs {
+			ix := indexOf(rec.Schema())
+			opA, ok1 := rec.Column(ix[bronze.ColOp]).(*array.String)
+			unA, ok2 := rec.Column(ix[bronze.ColUnchanged]).(*array.String)
+			lsnA, ok3 := rec.Column(ix[bronze.ColLSN]).(*array.Int64)
+			tsA, ok4 := rec.Column(ix[bronze.ColCommitTS]).(*array.Timestamp)
+			if !ok1 || !ok2 || !ok3 || !ok4 {
+				return false, nil
+			}
+			n := int(rec.NumRows())
+			for row := range n {
+				if opA.Value(row) == "L" {
+					f.lrows++
+				}
+			}
+			if f.lrows > 0 && unA.NullN() != n {
+				return false, nil
+			}
+			if f.lrows == 0 {
+				continue
+			}
+			sum.Changes += n
+			for _, l := range lsnA.Int64Values() {
+				if change.LSN(l) > sum.MaxLSN {
+					sum.MaxLSN = change.LSN(l)
+				}
+			}
+			for _, t := range tsA.TimestampValues() {
+				sum.addCommitTime(t.ToTime(arrow.Microsecond))
 			}
 		}
-	}
-	var load []*loadFile
-	for _, f := range files {
 		switch f.lrows {
 		case 0:
 		case f.rows:
 			load = append(load, f)
 		default:
-			return false, false, nil // snapshot rows mixed with logged changes
+			return false, nil // snapshot rows mixed with logged changes
 		}
 	}
+	if len(load) == 0 {
+		return false, nil
+	}
+	keyIdx := func(k string) func(arrow.RecordBatch) int {
+		lk := strings.ToLower(k)
+		return func(r arrow.RecordBatch) int {
+			if j, ok := indexOf(r.Schema())[lk]; ok {
+				return j
+			}
+			return -1
+		}
+	}
+	ranges := make([][]keyRange, len(load))
+	for i, f := range load {
+		ranges[i] = make([]keyRange, len(keyCols))
+		for j, k := range keyCols {
+			ranges[i][j] = fileKeyRange(f, keyIdx(k))
+		}
+	}
+	// Each key once: the first key column ascends strictly within each
+	// file and the files' ranges of it do not overlap; else by the keys.
+	if !uniqueByRanges(load, ranges, keyIdx(keyCols[0])) {
+		seen := map[string]struct{}{}
+		if !p.eachKey(load, keyCols, func(k []byte) bool {
+			if _, dup := seen[string(k)]; dup {
+				return false
+			}
+			seen[string(k)] = struct{}{}
+			return true
+		}) {
+			return false, nil
+		}
+	}
+	tombs, err := p.tombstones(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("silver %s: %w", id, err)
+	}
+	if tombs.size() > 0 && !p.eachKey(load, keyCols, func(k []byte) bool {
+		_, ok := tombs.get(string(k))
+		return !ok
+	}) {
+		return false, nil
+	}
+	if *ssnapp == nil {
+		snap, err := createSilver(ctx, st, id, sschema, keyCols, topts)
+		if err != nil {
+			return false, err
+		}
+		*ssnapp = snap
+	}
+	ssnap := *ssnapp
+	if mode := ssnap.Config()["delta.columnMapping.mode"]; mode != "" && mode != "none" {
+		return false, nil // stats keyed by physical names
+	}
 	// Key ranges of each Bronze file against every live Silver file.
-	if silverFiles := ssnap.Files(); len(silverFiles) > 0 && len(load) > 0 {
+	if silverFiles := ssnap.Files(); len(silverFiles) > 0 {
 		names := make([]string, len(keyCols))
 		for j, k := range keyCols {
 			f := sschema.Field(k)
 			if f == nil {
-				return false, false, nil
+				return false, nil
 			}
 			names[j] = f.Name
-		}
-		ranges := make([][]keyRange, len(load))
-		for i, f := range load {
-			ranges[i] = make([]keyRange, len(keyCols))
-			for j, k := range keyCols {
-				lk := strings.ToLower(k)
-				ranges[i][j] = fileKeyRange(f, func(r arrow.RecordBatch) int { return indexOf(r.Schema())[lk] })
-			}
 		}
 		for _, sf := range silverFiles {
 			var stats *silverStats
@@ -262,13 +336,14 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnap *delt
 					}
 				}
 				if !apart {
-					return false, false, nil // this Silver file may hold a key of the batch
+					return false, nil // this Silver file may hold a key of the batch
 				}
 			}
 		}
 	}
 
 	// Every key is new: write the snapshot rows as they are.
+	dec := &folder{schema: sschema}
 	ti := datafile.TableInfo{Root: st.Root(), Schema: sschema, PartitionColumns: ssnap.PartitionColumns(), Config: ssnap.Config()}
 	wopts := datafile.WriteOptions{TargetFileSize: p.opts.TargetFileSize, DataChange: true, Now: p.opts.Now,
 		SnapshotEncodings: true, CompressionLevel: loadZstdLevel}
@@ -277,7 +352,7 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnap *delt
 	for _, f := range load {
 		w, err := datafile.NewWriter(ctx, p.store, ti, wopts)
 		if err != nil {
-			return false, false, fmt.Errorf("silver %s: append snapshot rows: %w", res.Table, err)
+			return false, fmt.Errorf("silver %s: append snapshot rows: %w", id, err)
 		}
 		for _, rec := range f.recs {
 			src := dec.sourceColumns(rec)
@@ -295,13 +370,13 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnap *delt
 			out.Release()
 			if err != nil {
 				w.Abort()
-				return false, false, fmt.Errorf("silver %s: append snapshot rows: %w", res.Table, err)
+				return false, fmt.Errorf("silver %s: append snapshot rows: %w", id, err)
 			}
 			n += int(rec.NumRows())
 		}
 		fadds, err := w.Close()
 		if err != nil {
-			return false, false, fmt.Errorf("silver %s: append snapshot rows: %w", res.Table, err)
+			return false, fmt.Errorf("silver %s: append snapshot rows: %w", id, err)
 		}
 		adds = append(adds, fadds...)
 	}
@@ -322,12 +397,105 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnap *delt
 	if err != nil {
 		var ce *delta.ConflictError
 		if errors.As(err, &ce) && (ce.Kind == delta.ConflictConcurrentAppend || ce.Kind == delta.ConflictConcurrentDeleteRead || ce.Kind == delta.ConflictConcurrentDeleteDelete) {
-			return false, true, nil
+			// A concurrent commit: MERGE plans on the latest snapshot.
+			if *ssnapp, err = st.Snapshot(ctx); err != nil {
+				return false, fmt.Errorf("silver %s: read silver: %w", id, err)
+			}
+			return false, nil
 		}
-		return false, false, fmt.Errorf("silver %s: append snapshot rows: %w", res.Table, err)
+		return false, fmt.Errorf("silver %s: append snapshot rows: %w", id, err)
 	}
 	res.SilverVersion = v
+	res.Changes += sum.Changes
+	res.MaxLSN = max(res.MaxLSN, sum.MaxLSN)
+	res.CommitTimes = append(res.CommitTimes, sum.CommitTimes...)
 	res.Upserts += n
 	res.LoadAppended = n
-	return true, false, nil
+	return true, nil
+}
+
+// uniqueByRanges reports whether no key occurs twice in the files: the
+// column col (the first key column) is an integer column that ascends
+// strictly within each file (records in order) and the files' ranges of it
+// (r[i][0]) are pairwise disjoint.
+func uniqueByRanges(files []*loadFile, r [][]keyRange, col func(arrow.RecordBatch) int) bool {
+	type span struct{ lo, hi int64 }
+	spans := make([]span, 0, len(files))
+	for i, f := range files {
+		if r[i][0].kind != 'i' {
+			return false
+		}
+		first, prev := true, int64(0)
+		for _, rec := range f.recs {
+			j := col(rec)
+			if j < 0 {
+				return false
+			}
+			ok := true
+			switch a := rec.Column(j).(type) {
+			case *array.Int64:
+				ok = ascending(a.Int64Values(), &first, &prev)
+			case *array.Int32:
+				ok = ascending(a.Int32Values(), &first, &prev)
+			case *array.Int16:
+				ok = ascending(a.Int16Values(), &first, &prev)
+			case *array.Int8:
+				ok = ascending(a.Int8Values(), &first, &prev)
+			default:
+				ok = false
+			}
+			if !ok {
+				return false
+			}
+		}
+		spans = append(spans, span{r[i][0].lo, r[i][0].hi})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].lo <= spans[i-1].hi {
+			return false
+		}
+	}
+	return true
+}
+
+func ascending[T int8 | int16 | int32 | int64](vs []T, first *bool, prev *int64) bool {
+	for _, v := range vs {
+		if !*first && int64(v) <= *prev {
+			return false
+		}
+		*first, *prev = false, int64(v)
+	}
+	return true
+}
+
+// eachKey calls fn with the key bytes (appendKey, as keyChanges has them)
+// of every row of the files until it returns false; it reports whether
+// fn never did.
+func (p *Processor) eachKey(files []*loadFile, keyCols []string, fn func([]byte) bool) bool {
+	var buf []byte
+	for _, f := range files {
+		for _, rec := range f.recs {
+			ix := indexOf(rec.Schema())
+			cells := make([]ops.Cell, len(keyCols))
+			idx := make([]int, len(keyCols))
+			for i, k := range keyCols {
+				j, ok := ix[strings.ToLower(k)]
+				if !ok {
+					return false
+				}
+				idx[i] = j
+			}
+			for row := range int(rec.NumRows()) {
+				for i, j := range idx {
+					cells[i] = ops.Cell{Arr: rec.Column(j), Row: row}
+				}
+				buf = appendKey(buf[:0], cells)
+				if !fn(buf) {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }

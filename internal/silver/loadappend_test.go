@@ -14,7 +14,9 @@ import (
 // and returns the rows appended without MERGE and the batches merged.
 func loadAll(t *testing.T, h *harness, opts silver.Options) (appended, merged int) {
 	t.Helper()
-	opts.MaxVersionsPerBatch = 1
+	if opts.MaxVersionsPerBatch == 0 {
+		opts.MaxVersionsPerBatch = 1
+	}
 	p := silver.New(h.store, opts)
 	for {
 		res, err := p.ProcessLoad(context.Background(), rel.Table)
@@ -48,6 +50,19 @@ func TestSilverLoadAppendFresh(t *testing.T) {
 	h.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
 	h.bronze()
 	appended, merged := loadAll(t, h, silver.Options{})
+	if appended != 8 || merged != 0 {
+		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
+	}
+	expect(t, h.rows(), "1,a,NULL", "2,b,NULL", "3,c,NULL", "4,d,NULL", "5,e,NULL", "6,f,NULL", "7,g,NULL", "8,h,NULL")
+	// All three Bronze versions in one batch: appended too.
+	h1 := newHarness(t)
+	h1.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
+	h1.bronze()
+	h1.load(99, 2, keyRow(7, "g"), keyRow(8, "h"))
+	h1.bronze()
+	h1.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
+	h1.bronze()
+	appended, merged = loadAll(t, h1, silver.Options{MaxVersionsPerBatch: 50})
 	if appended != 8 || merged != 0 {
 		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
 	}
@@ -181,12 +196,13 @@ func TestSilverLoadAppendNotNew(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, force := range []bool{false, true} {
+			// One Bronze version per batch, all in one batch, MERGE forced.
+			for _, o := range []silver.Options{{}, {MaxVersionsPerBatch: 50}, {LoadMerge: true}} {
 				h := newHarness(t)
 				tc.setup(h)
-				_, merged := loadAll(t, h, silver.Options{LoadMerge: force})
-				if !force && merged != tc.merged {
-					t.Errorf("%d batches merged, want %d", merged, tc.merged)
+				_, merged := loadAll(t, h, o)
+				if !o.LoadMerge && merged != tc.merged {
+					t.Errorf("%+v: %d batches merged, want %d", o, merged, tc.merged)
 				}
 				expect(t, h.rows(), tc.want...)
 			}

@@ -409,9 +409,9 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 	bti := datafile.Info(bt, bsnap)
 	var recs []arrow.RecordBatch
-	// The batch's records by Bronze file (recFile: each record's file).
+	// The batch's records by Bronze file.
 	lfiles := make([]*loadFile, len(files))
-	var recFile []int
+	opsMapped := bsnap.Config()["delta.columnMapping.mode"]
 	defer func() {
 		for _, r := range recs {
 			r.Release()
@@ -419,6 +419,9 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}()
 	for fi, f := range files {
 		lfiles[fi] = &loadFile{}
+		if (opsMapped == "" || opsMapped == "none") && !opsOfPass(f, load) {
+			continue // no row of this pass (stats of _silt_op)
+		}
 		rs, err := datafile.Read(ctx, p.store, bti, f)
 		if err != nil {
 			return res, fmt.Errorf("silver %s: read bronze file %s: %w", id, f.Path, err)
@@ -433,9 +436,19 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 				r = er
 			}
 			recs = append(recs, r)
-			recFile = append(recFile, fi)
 			lfiles[fi].recs = append(lfiles[fi].recs, r)
 			lfiles[fi].rows += int(r.NumRows())
+		}
+	}
+	if load && !appendOnly && !p.opts.LoadMerge {
+		// Keys all new to Silver: a plain append (loadappend.go).
+		handled, err := p.loadAppend(ctx, st, &ssnap, sschema, keyCols, topts, lfiles, from, to, &res)
+		if err != nil {
+			return res, err
+		}
+		if handled {
+			p.optimizeLoad(ctx, st, &res, to == bsnap.Version)
+			return res, nil
 		}
 	}
 	if appendOnly {
@@ -452,8 +465,7 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	byKey := newKeyChanges(batchRows)
 	var truncAt *chg
 	var kbuf []byte
-	for ri, r := range recs {
-		lf := lfiles[recFile[ri]]
+	for _, r := range recs {
 		ix := indexOf(r.Schema())
 		opA := r.Column(ix[bronze.ColOp]).(*array.String)
 		lsnA := r.Column(ix[bronze.ColLSN]).(*array.Int64)
@@ -471,9 +483,6 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		keyCells := make([]ops.Cell, len(keyIdx))
 		for row := 0; row < int(r.NumRows()); row++ {
 			c := chg{lsn: lsnA.Value(row), pos: posA.Value(row), op: opA.Value(row)[0], rec: r, row: row}
-			if c.op == 'L' {
-				lf.lrows++
-			}
 			if (c.op == 'L') != load {
 				continue // snapshot rows go through ProcessLoad only
 			}
@@ -531,29 +540,8 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 	}
 
 	if ssnap == nil {
-		conf := map[string]string{bronze.ConfPrimaryKey: strings.Join(keyCols, ",")}
-		for _, pc := range topts.PartitionBy {
-			if sschema.Field(pc) == nil {
-				return res, fmt.Errorf("silver %s: partition column %q is not a column of the table (silver.tables.%s.partition_by)", id, pc, id)
-			}
-		}
-		snap, err := delta.CreateTable(ctx, st, sschema, topts.PartitionBy, conf, id.String())
-		if err != nil {
-			return res, fmt.Errorf("silver %s: create: %w", id, err)
-		}
-		ssnap = snap
-	}
-	if load && !p.opts.LoadMerge {
-		handled, stale, err := p.loadAppend(ctx, st, ssnap, sschema, keyCols, byKey, tombs, dec, lfiles, from, to, &res)
-		if err != nil {
+		if ssnap, err = createSilver(ctx, st, id, sschema, keyCols, topts); err != nil {
 			return res, err
-		}
-		if handled {
-			p.optimizeLoad(ctx, st, &res, to == bsnap.Version)
-			return res, nil
-		}
-		if stale {
-			ssnap = nil // a concurrent commit: MERGE plans on the latest snapshot
 		}
 	}
 	// The changed keys, one row each, in first-seen order.
@@ -600,6 +588,47 @@ func (p *Processor) process(ctx context.Context, id change.TableID, load bool) (
 		p.maybeOptimize(ctx, st, &res)
 	}
 	return res, nil
+}
+
+// opsOfPass reports whether a Bronze file may hold rows of the pass:
+// snapshot rows (_silt_op L) when load, other rows otherwise. A file whose
+// _silt_op stats are min = max = L holds only snapshot rows; one whose
+// range excludes L holds none (ops are one letter, never null). Without
+// stats it may.
+func opsOfPass(f *delta.Add, load bool) bool {
+	if f.Stats == "" {
+		return true
+	}
+	var st struct {
+		MinValues map[string]json.RawMessage `json:"minValues"`
+		MaxValues map[string]json.RawMessage `json:"maxValues"`
+	}
+	if json.Unmarshal([]byte(f.Stats), &st) != nil {
+		return true
+	}
+	var lo, hi string
+	if json.Unmarshal(st.MinValues[bronze.ColOp], &lo) != nil || json.Unmarshal(st.MaxValues[bronze.ColOp], &hi) != nil || lo == "" || hi == "" {
+		return true
+	}
+	if load {
+		return lo <= "L" && "L" <= hi
+	}
+	return !(lo == "L" && hi == "L")
+}
+
+// createSilver creates a keyed table's Silver table.
+func createSilver(ctx context.Context, st *delta.Table, id change.TableID, sschema *delta.StructType, keyCols []string, topts TableOptions) (*delta.Snapshot, error) {
+	conf := map[string]string{bronze.ConfPrimaryKey: strings.Join(keyCols, ",")}
+	for _, pc := range topts.PartitionBy {
+		if sschema.Field(pc) == nil {
+			return nil, fmt.Errorf("silver %s: partition column %q is not a column of the table (silver.tables.%s.partition_by)", id, pc, id)
+		}
+	}
+	snap, err := delta.CreateTable(ctx, st, sschema, topts.PartitionBy, conf, id.String())
+	if err != nil {
+		return nil, fmt.Errorf("silver %s: create: %w", id, err)
+	}
+	return snap, nil
 }
 
 // addRows is the row count of a data file from its stats; without stats it
