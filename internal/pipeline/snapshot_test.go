@@ -389,6 +389,7 @@ func TestSnapshotTypesRoundTrip(t *testing.T) {
 		db.Exec(t, fmt.Sprintf("INSERT INTO snap.types VALUES (%d, %s)", i+1, vals))
 	}
 	flat0 := bronze.FlatChunks()
+	_, sflat0 := silver.LoadAppendedRows()
 	cfg := snapConfig(t, db, t.TempDir(), "snap.types")
 	r := start(t, cfg)
 	waitSnapshot(t, r, time.Minute)
@@ -401,6 +402,9 @@ func TestSnapshotTypesRoundTrip(t *testing.T) {
 	tid := change.TableID{Schema: "snap", Name: "types"}
 	for _, v := range waitTablesEqual(t, r, db, []change.TableID{tid}, time.Minute) {
 		t.Log(v)
+	}
+	if _, sflat := silver.LoadAppendedRows(); sflat-sflat0 < int64(len(typeRows)) {
+		t.Errorf("%d snapshot rows reached Silver as flat appends, want %d", sflat-sflat0, len(typeRows))
 	}
 	rows := silverByID(t, r.p.Store(), tid)
 	if len(rows) != 2*len(typeRows) {

@@ -54,6 +54,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -65,6 +66,13 @@ import (
 	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/delta/ops"
 )
+
+// LoadAppendedRows returns how many snapshot rows this process has
+// written to Silver as plain appends, and how many of them through
+// datafile.WriteFlat (tests check which path a load took).
+func LoadAppendedRows() (rows, flat int64) { return appendedRows.Load(), flatRows.Load() }
+
+var appendedRows, flatRows atomic.Int64
 
 // loadZstdLevel is the zstd level of appended snapshot rows (Bronze's
 // bronze.snapshot_zstd_level default).
@@ -348,13 +356,37 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnapp **de
 	wopts := datafile.WriteOptions{TargetFileSize: p.opts.TargetFileSize, DataChange: true, Now: p.opts.Now,
 		SnapshotEncodings: true, CompressionLevel: loadZstdLevel}
 	var adds []*delta.Add
-	n := 0
+	n, nflat := 0, 0
 	for _, f := range load {
 		w, err := datafile.NewWriter(ctx, p.store, ti, wopts)
 		if err != nil {
 			return false, fmt.Errorf("silver %s: append snapshot rows: %w", id, err)
 		}
+		// Flat tables without partition columns: typed slices to
+		// WriteFlat (as Bronze's snapshot chunks), else Arrow records.
+		var flat []*datafile.FlatBatch
+		if ff := w.FlatFields(); ff != nil && len(ssnap.PartitionColumns()) == 0 && p.opts.LoadFlat != -1 {
+			for _, rec := range f.recs {
+				b, ok := flatBatch(rec, dec.sourceColumns(rec), sschema, ff)
+				if !ok {
+					flat = nil
+					break
+				}
+				flat = append(flat, b)
+			}
+		}
+		for _, b := range flat {
+			if err := w.WriteFlat(b, nil); err != nil {
+				w.Abort()
+				return false, fmt.Errorf("silver %s: append snapshot rows: %w", id, err)
+			}
+			n += b.Rows
+			nflat += b.Rows
+		}
 		for _, rec := range f.recs {
+			if flat != nil {
+				break
+			}
 			src := dec.sourceColumns(rec)
 			fields := make([]arrow.Field, 0, len(src))
 			cols := make([]arrow.Array, 0, len(src))
@@ -411,6 +443,8 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnapp **de
 	res.CommitTimes = append(res.CommitTimes, sum.CommitTimes...)
 	res.Upserts += n
 	res.LoadAppended = n
+	appendedRows.Add(int64(n))
+	flatRows.Add(int64(nflat))
 	return true, nil
 }
 
@@ -498,4 +532,110 @@ func (p *Processor) eachKey(files []*loadFile, keyCols []string, fn func([]byte)
 		}
 	}
 	return true
+}
+
+// flatBatch is rec's rows as the FlatBatch of fields (the Silver table's
+// data columns), src mapping Silver fields to rec's columns; false when a
+// column is absent or not of the Arrow type its Delta type reads as.
+func flatBatch(rec arrow.RecordBatch, src []int, sschema *delta.StructType, fields []*delta.StructField) (*datafile.FlatBatch, bool) {
+	n := int(rec.NumRows())
+	b := &datafile.FlatBatch{Rows: n, Cols: make([]datafile.FlatColumn, len(fields))}
+	for i, f := range fields {
+		k := fieldIndex(sschema, f.Name)
+		if k < 0 || src[k] < 0 {
+			return nil, false
+		}
+		a := rec.Column(src[k])
+		c := &b.Cols[i]
+		if a.NullN() > 0 {
+			c.Null = make([]bool, n)
+			for r := range n {
+				c.Null[r] = a.IsNull(r)
+			}
+		}
+		ok := true
+		switch f.Type.TypeName() {
+		case "byte", "short", "integer", "date", "long", "timestamp", "timestamp_ntz":
+			switch x := a.(type) {
+			case *array.Int8:
+				c.Int = widen(x.Int8Values())
+			case *array.Int16:
+				c.Int = widen(x.Int16Values())
+			case *array.Int32:
+				c.Int = widen(x.Int32Values())
+			case *array.Date32:
+				c.Int = widen(x.Date32Values())
+			case *array.Int64:
+				c.Int = x.Int64Values()
+			case *array.Timestamp:
+				if tt, isTS := x.DataType().(*arrow.TimestampType); !isTS || tt.Unit != arrow.Microsecond {
+					return nil, false
+				}
+				c.Int = widen(x.TimestampValues())
+			default:
+				ok = false
+			}
+		case "float", "double":
+			switch x := a.(type) {
+			case *array.Float32:
+				c.Float = make([]float64, n)
+				for r, v := range x.Float32Values() {
+					c.Float[r] = float64(v)
+				}
+			case *array.Float64:
+				c.Float = x.Float64Values()
+			default:
+				ok = false
+			}
+		case "boolean":
+			x, isBool := a.(*array.Boolean)
+			if ok = isBool; ok {
+				c.Bool = make([]bool, n)
+				for r := range n {
+					c.Bool[r] = x.Value(r)
+				}
+			}
+		case "string", "binary":
+			switch x := a.(type) {
+			case *array.String:
+				c.Offsets, c.Bytes = x.ValueOffsets(), dataBuffer(x.Data())
+			case *array.Binary:
+				c.Offsets, c.Bytes = x.ValueOffsets(), dataBuffer(x.Data())
+			default:
+				ok = false
+			}
+		default:
+			if dt, isDec := f.Type.(*delta.DecimalType); isDec {
+				x, isDec := a.(*array.Decimal128)
+				if ok = isDec; ok {
+					at, _ := x.DataType().(*arrow.Decimal128Type)
+					ok = at != nil && int(at.Scale) == dt.Scale && int(at.Precision) == dt.Precision
+					c.Dec = x.Values()
+				}
+			} else {
+				ok = false
+			}
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	return b, true
+}
+
+func widen[T int8 | int16 | int32 | arrow.Date32 | arrow.Timestamp](vs []T) []int64 {
+	out := make([]int64, len(vs))
+	for i, v := range vs {
+		out[i] = int64(v)
+	}
+	return out
+}
+
+// dataBuffer is the value bytes of a string or binary array (its offsets
+// index into it).
+func dataBuffer(d arrow.ArrayData) []byte {
+	if bufs := d.Buffers(); len(bufs) > 2 && bufs[2] != nil {
+		return bufs[2].Bytes()
+	}
+	return nil
 }

@@ -49,7 +49,11 @@ func TestSilverLoadAppendFresh(t *testing.T) {
 	h.bronze()
 	h.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
 	h.bronze()
+	_, flat0 := silver.LoadAppendedRows()
 	appended, merged := loadAll(t, h, silver.Options{})
+	if _, flat := silver.LoadAppendedRows(); flat-flat0 != 8 {
+		t.Errorf("%d rows appended through the flat path, want 8", flat-flat0)
+	}
 	if appended != 8 || merged != 0 {
 		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
 	}
@@ -62,12 +66,12 @@ func TestSilverLoadAppendFresh(t *testing.T) {
 	h1.bronze()
 	h1.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
 	h1.bronze()
-	appended, merged = loadAll(t, h1, silver.Options{MaxVersionsPerBatch: 50})
+	appended, merged = loadAll(t, h1, silver.Options{MaxVersionsPerBatch: 50, LoadFlat: -1}) // from Arrow records
 	if appended != 8 || merged != 0 {
 		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
 	}
 	want := []string{"1,a,NULL", "2,b,NULL", "3,c,NULL", "4,d,NULL", "5,e,NULL", "6,f,NULL", "7,g,NULL", "8,h,NULL"}
-	expect(t, h.rows(), want...)
+	expect(t, h1.rows(), want...)
 
 	// The commits only added files, each committed with its txn.
 	st := delta.NewTable(h.store, silver.TablePath(rel.Table))
