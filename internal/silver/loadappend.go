@@ -42,9 +42,11 @@ package silver
 // chunk's key range, which later chunks' ranges do not overlap when keys
 // follow the heap order) with the snapshot encodings and zstd level 1,
 // as Bronze's snapshot chunks (OPTIMIZE reads any encoding and rewrites
-// small files at its own level). OPTIMIZE itself is deferred while the
-// load runs: it would merge those files into ones whose key ranges span
-// chunks still to come (see Processor.process).
+// small files at its own level); a flat table without partition columns
+// through datafile.WriteFlat, from the Bronze records' buffers, as
+// Bronze's loader writes its chunks. OPTIMIZE itself is deferred while
+// the load runs: it would merge those files into ones whose key ranges
+// span chunks still to come (Processor.optimizeLoad).
 
 import (
 	"context"
@@ -365,7 +367,7 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnapp **de
 		// Flat tables without partition columns: typed slices to
 		// WriteFlat (as Bronze's snapshot chunks), else Arrow records.
 		var flat []*datafile.FlatBatch
-		if ff := w.FlatFields(); ff != nil && len(ssnap.PartitionColumns()) == 0 && p.opts.LoadFlat != -1 {
+		if ff := w.FlatFields(); ff != nil && len(ssnap.PartitionColumns()) == 0 && !p.opts.LoadArrow {
 			for _, rec := range f.recs {
 				b, ok := flatBatch(rec, dec.sourceColumns(rec), sschema, ff)
 				if !ok {

@@ -66,7 +66,7 @@ func TestSilverLoadAppendFresh(t *testing.T) {
 	h1.bronze()
 	h1.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
 	h1.bronze()
-	appended, merged = loadAll(t, h1, silver.Options{MaxVersionsPerBatch: 50, LoadFlat: -1}) // from Arrow records
+	appended, merged = loadAll(t, h1, silver.Options{MaxVersionsPerBatch: 50, LoadArrow: true}) // from Arrow records
 	if appended != 8 || merged != 0 {
 		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
 	}

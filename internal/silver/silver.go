@@ -104,9 +104,9 @@ type Options struct {
 	// LoadMerge makes ProcessLoad MERGE every batch, even one whose keys
 	// are all new to Silver (loadappend.go): for comparisons and tests.
 	LoadMerge bool
-	// LoadFlat -1 writes appended snapshot rows from Arrow records even
+	// LoadArrow writes appended snapshot rows from Arrow records even
 	// when the table is flat (loadappend.go): for comparisons and tests.
-	LoadFlat int
+	LoadArrow bool
 }
 
 // TableOptions are per-table Silver settings.
