@@ -480,10 +480,10 @@ func newFlatCol() *flatCol {
 
 // flatPage is one compressed data page of a column chunk being built.
 type flatPage struct {
-	data     []byte // compressed, from pageBufs
-	n        int32 // values (rows)
-	raw      int32 // uncompressed size
-	stats    metadata.EncodedStatistics
+	data  []byte // compressed, from pageBufs
+	n     int32  // values (rows)
+	raw   int32  // uncompressed size
+	stats metadata.EncodedStatistics
 }
 
 // flatCol is one column of a flatFile: the open page's values, and the
@@ -511,8 +511,8 @@ type flatCol struct {
 	// open row group
 	pages      []flatPage
 	chunkBytes int // compressed bytes of pages
-	cmm    minMax
-	cnulls int64
+	cmm        minMax
+	cnulls     int64
 
 	page []byte // scratch: the uncompressed page
 }
@@ -782,7 +782,7 @@ func (c *flatCol) flushPage(ff *flatFile) error {
 		return fmt.Errorf("page of %d bytes", len(p))
 	}
 	enc, pool := pageEncoder(zstdLevel(ff.level))
-	data := enc.EncodeAll(p, pageBufs.Allocate(len(p)+len(p)>>7+1024)[:0])
+	data := enc.EncodeAll(p, pageBufs.Allocate(len(p) + len(p)>>7 + 1024)[:0])
 	pool.Put(enc)
 	ff.compressed += int64(len(data))
 	c.chunkBytes += len(data)
