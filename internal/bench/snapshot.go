@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,9 +26,10 @@ type SnapshotResult struct {
 	Rows        int64     `json:"rows"`
 	Blocks      int64     `json:"blocks"`
 	Connections int       `json:"connections"`
-	CopySecs    []float64 `json:"copy_seconds"`    // before and after silt
-	CopyRate    float64   `json:"copy_rows_per_s"` // rows / mean of CopySecs
-	SiltSecs    float64   `json:"silt_seconds"`
+	CopySecs    []float64 `json:"copy_seconds"`    // before silt's first run and after each
+	CopyRate    float64   `json:"copy_rows_per_s"` // rows / median of CopySecs (the lower middle)
+	SiltSecs    float64   `json:"silt_seconds"`    // the median run's
+	SiltRuns    []float64 `json:"silt_runs_seconds"`
 	SiltRate    float64   `json:"silt_rows_per_s"`
 	// FirstRowSecs is when the first copied rows were counted (progress is
 	// counted every 1,024 rows): the pipeline's start-up before copying.
@@ -58,8 +60,8 @@ type SnapshotResult struct {
 // binary)` into io.Discard (one connection per block range), then runs a
 // fresh silt pipeline whose slot is created with an exported snapshot,
 // timed from pipeline.Open until every snapshot chunk is durable in Bronze
-// (pgsnap phase "done"), then COPY again; the baseline is the mean of the
-// two COPY runs.
+// (pgsnap phase "done"), then COPY again, snapshotRuns times; the ratio is
+// of the median silt run to the median COPY run.
 func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (SnapshotResult, error) {
 	res := SnapshotResult{Rows: rows, Connections: chunks, Shards: shards, TablesPar: 1, ChunksPer: chunks, ChunkRows: 100_000}
 	dsn, err := e.createDB(ctx, "bench_snap")
@@ -102,86 +104,142 @@ func (e *env) runSnapshot(ctx context.Context, rows int64, chunks, shards int) (
 	res.PGCopyCPU = clusterCPU(postmaster) - pg0
 	fmt.Fprintf(e.out, "snapshot: COPY binary -> /dev/null, %d connections: %.2fs\n", chunks, c1.Seconds())
 
-	dataDir, err := e.dataDir("snap")
+	// silt and COPY alternate: COPY, then snapshotRuns times silt and COPY;
+	// the ratio is of the medians.
+	copies := []time.Duration{c1}
+	var runs []snapRun
+	for i := 0; i < snapshotRuns; i++ {
+		r, err := e.siltSnapshot(ctx, conn, dsn, postmaster, i, res, shards)
+		if err != nil {
+			return res, err
+		}
+		runs = append(runs, r)
+		c, err := copyBinary(ctx, dsn, "bench.snap", res.Blocks, chunks)
+		if err != nil {
+			return res, err
+		}
+		copies = append(copies, c)
+		fmt.Fprintf(e.out, "snapshot: run %d: silt -> Bronze %.2fs (first rows counted after %.2fs; %.1f CPU s, peak RSS %.0f MiB; PostgreSQL %.1f CPU s), then COPY %.2fs\n",
+			i+1, r.dur.Seconds(), r.first.Seconds(), r.use.CPUSeconds, r.use.PeakRSSMiB, r.pgCPU, c.Seconds())
+	}
+	for _, c := range copies {
+		res.CopySecs = append(res.CopySecs, c.Seconds())
+	}
+	for _, r := range runs {
+		res.SiltRuns = append(res.SiltRuns, r.dur.Seconds())
+	}
+	med := runs[medianIndex(len(runs), func(i int) float64 { return runs[i].dur.Seconds() })]
+	res.CopyRate = float64(rows) / res.CopySecs[medianIndex(len(copies), func(i int) float64 { return res.CopySecs[i] })]
+	res.SiltSecs = med.dur.Seconds()
+	res.FirstRowSecs = med.first.Seconds()
+	res.SiltUse, res.PGSiltCPU = med.use, med.pgCPU
+	res.SilverSecs, res.SilverUse, res.SilverMerged = med.silverSecs, med.silverUse, med.merged
+	res.SiltRate = float64(rows) / res.SiltSecs
+	res.Ratio = res.SiltRate / res.CopyRate
+	fmt.Fprintf(e.out, "snapshot: medians: COPY %.0f rows/s, silt -> Bronze %.2fs (%.0f rows/s), ratio %.2f\n", res.CopyRate, res.SiltSecs, res.SiltRate, res.Ratio)
+	fmt.Fprintf(e.out, "snapshot: CPU µs per row (median run): silt %.2f + PostgreSQL %.2f during silt's copy; PostgreSQL %.2f during the first COPY\n",
+		res.SiltUse.CPUSeconds/float64(rows)*1e6, res.PGSiltCPU/float64(rows)*1e6, res.PGCopyCPU/float64(rows)*1e6)
+	fmt.Fprintf(e.out, "snapshot: Bronze -> Silver (final pass at stop, median run): %.2fs, %.1f CPU s (%.2f CPU µs per row), merged %v\n",
+		res.SilverSecs, res.SilverUse.CPUSeconds, res.SilverUse.CPUSeconds/float64(rows)*1e6, res.SilverMerged)
+	return res, nil
+}
+
+// snapshotRuns is how many times silt copies the table (each run next to a
+// COPY run).
+const snapshotRuns = 3
+
+// medianIndex returns the index of the median of n values (the lower
+// middle one for even n).
+func medianIndex(n int, v func(int) float64) int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return v(idx[a]) < v(idx[b]) })
+	return idx[(n-1)/2]
+}
+
+// snapRun is one silt snapshot run.
+type snapRun struct {
+	dur, first time.Duration
+	use        Usage
+	pgCPU      float64
+	silverSecs float64
+	silverUse  Usage
+	merged     bool
+}
+
+// siltSnapshot runs a fresh silt pipeline (own data directory and slot)
+// until every snapshot chunk is durable in Bronze (pgsnap phase "done"),
+// timed from pipeline.Open, then stops it; stopping runs a final Silver
+// pass that merges the snapshot rows, timed too.
+func (e *env) siltSnapshot(ctx context.Context, conn *pgx.Conn, dsn string, postmaster, run int, res SnapshotResult, shards int) (snapRun, error) {
+	var r snapRun
+	dataDir, err := e.dataDir(fmt.Sprintf("snap%d", run))
 	if err != nil {
-		return res, err
+		return r, err
 	}
 	defer os.RemoveAll(dataDir)
+	slot := fmt.Sprintf("silt_snap_%d", run)
 	cfg := config.Default(dataDir)
 	cfg.Source.DSN = dsn
-	cfg.Source.Slot = "silt_snap"
+	cfg.Source.Slot = slot
 	cfg.Source.Publication = "silt_snap"
 	cfg.Source.Tables = []string{"bench.snap"}
 	cfg.Source.SnapshotTablesParallel = res.TablesPar
-	cfg.Source.SnapshotChunksPerTable = chunks
+	cfg.Source.SnapshotChunksPerTable = res.ChunksPer
 	cfg.Source.SnapshotChunkRows = res.ChunkRows
 	cfg.Stream.Shards = shards
 	cfg.Silver.Interval.Duration = time.Hour // Bronze is what is measured
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	pg0 = clusterCPU(postmaster)
+	pg0 := clusterCPU(postmaster)
 	m := startMeter()
 	start := time.Now()
 	p, err := pipeline.Open(ctx, cfg, logger)
 	if err != nil {
-		return res, err
+		return r, err
 	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(rctx) }()
-	var dur, first time.Duration
-	for dur == 0 {
+	for r.dur == 0 {
 		select {
 		case err := <-done:
 			stop()
 			p.Close()
-			return res, fmt.Errorf("snapshot: pipeline stopped: %v", err)
+			return r, fmt.Errorf("snapshot: pipeline stopped: %v", err)
 		case <-time.After(2 * time.Millisecond): // the end is seen within 2 ms (COPY is timed exactly)
 		}
 		pr := p.SnapshotProgress()
-		if first == 0 && pr.Rows > 0 {
-			first = time.Since(start)
+		if r.first == 0 && pr.Rows > 0 {
+			r.first = time.Since(start)
 		}
 		if pr.Phase == pgsnap.PhaseDone {
-			dur = time.Since(start)
+			r.dur = time.Since(start)
 		}
 	}
-	res.SiltUse = m.stop()
-	res.PGSiltCPU = clusterCPU(postmaster) - pg0
+	r.use = m.stop()
+	r.pgCPU = clusterCPU(postmaster) - pg0
 	// Stopping runs a final Silver pass, which merges the table's snapshot
 	// rows (Silver's interval is an hour, so none ran before).
 	sm := startMeter()
 	sstart := time.Now()
 	stop()
 	runErr := <-done
-	res.SilverSecs = time.Since(sstart).Seconds()
-	res.SilverUse = sm.stop()
+	r.silverSecs = time.Since(sstart).Seconds()
+	r.silverUse = sm.stop()
 	for _, t := range p.SnapshotProgress().Tables {
-		res.SilverMerged = t.Merged
+		r.merged = t.Merged
 	}
 	p.Close()
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
-		return res, fmt.Errorf("snapshot: pipeline: %w", runErr)
+		return r, fmt.Errorf("snapshot: pipeline: %w", runErr)
 	}
-	conn.Exec(ctx, "SELECT pg_drop_replication_slot('silt_snap')")
-
-	c2, err := copyBinary(ctx, dsn, "bench.snap", res.Blocks, chunks)
-	if err != nil {
-		return res, err
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		return r, fmt.Errorf("snapshot: drop slot %s: %w", slot, err)
 	}
-	res.CopySecs = []float64{c1.Seconds(), c2.Seconds()}
-	res.CopyRate = float64(rows) / ((c1 + c2).Seconds() / 2)
-	res.SiltSecs = dur.Seconds()
-	res.FirstRowSecs = first.Seconds()
-	res.SiltRate = float64(rows) / res.SiltSecs
-	res.Ratio = res.SiltRate / res.CopyRate
-	fmt.Fprintf(e.out, "snapshot: COPY again %.2fs (mean %.0f rows/s); silt -> Bronze %.2fs (%.0f rows/s; first rows counted after %.2fs), ratio %.2f; %.1f CPU s, peak RSS %.0f MiB\n",
-		c2.Seconds(), res.CopyRate, res.SiltSecs, res.SiltRate, res.FirstRowSecs, res.Ratio, res.SiltUse.CPUSeconds, res.SiltUse.PeakRSSMiB)
-	fmt.Fprintf(e.out, "snapshot: CPU µs per row: silt %.2f + PostgreSQL %.2f during silt's copy; PostgreSQL %.2f during the first COPY\n",
-		res.SiltUse.CPUSeconds/float64(rows)*1e6, res.PGSiltCPU/float64(rows)*1e6, res.PGCopyCPU/float64(rows)*1e6)
-	fmt.Fprintf(e.out, "snapshot: Bronze -> Silver (final pass at stop): %.2fs, %.1f CPU s (%.2f CPU µs per row), merged %v\n",
-		res.SilverSecs, res.SilverUse.CPUSeconds, res.SilverUse.CPUSeconds/float64(rows)*1e6, res.SilverMerged)
-	return res, nil
+	return r, nil
 }
 
 // copyBinary reads table with n parallel binary COPYs over heap block ranges.

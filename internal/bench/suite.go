@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -238,7 +239,10 @@ func rows(rep Report, o Options) []Row {
 	if s := rep.Snapshot; s != nil {
 		rs = append(rs, Row{Scenario: fmt.Sprintf("initial snapshot, %d rows (to Bronze)", s.Rows), Unit: "rows/s", Silt: s.SiltRate, Baseline: s.CopyRate,
 			BaseName: fmt.Sprintf("%d x COPY binary -> /dev/null", s.Connections), Ratio: s.Ratio, CPUPerM: s.SiltUse.PerMillion(s.Rows), PerWhat: "rows",
-			PeakRSSMiB: s.SiltUse.PeakRSSMiB, Note: fmt.Sprintf("%d chunks/table, %d shards, fsync", s.ChunksPer, s.Shards)})
+			PeakRSSMiB: s.SiltUse.PeakRSSMiB, Note: fmt.Sprintf("%d chunks/table, %d shards, fsync; medians of %d silt runs (%s s) and %d COPY runs (%s s), alternating; CPU/RSS of the median silt run",
+				s.ChunksPer, s.Shards, len(s.SiltRuns), joinSecs(s.SiltRuns), len(s.CopySecs), joinSecs(s.CopySecs))})
+		rs = append(rs, Row{Scenario: fmt.Sprintf("snapshot rows Bronze -> Silver, %d rows", s.Rows), Unit: "rows/s", Silt: float64(s.Rows) / max(s.SilverSecs, 1e-9),
+			CPUPerM: s.SilverUse.PerMillion(s.Rows), PerWhat: "rows", Note: fmt.Sprintf("final Silver pass at stop (median run), merged %v; no baseline", s.SilverMerged)})
 	}
 	for _, l := range []*LogAppendResult{rep.LogAppend, rep.LogMany} {
 		if l == nil {
@@ -428,4 +432,13 @@ func (e *env) pgVersion(ctx context.Context) string {
 	var v string
 	c.QueryRow(ctx, "SHOW server_version").Scan(&v)
 	return "PostgreSQL " + strings.Fields(v + " ?")[0]
+}
+
+// joinSecs renders seconds as "1.23/4.56/...".
+func joinSecs(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
+	}
+	return strings.Join(parts, "/")
 }
