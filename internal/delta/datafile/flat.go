@@ -268,7 +268,7 @@ func (w *Writer) createFlat(g *group, b *FlatBatch) (*openFile, error) {
 			}
 			c.width = d.TypeLength()
 		}
-		c.sizeBuffers(int(page))
+		c.sizeBuffers(int(page), &b.Cols[i], b.Rows)
 		ff.cols[i] = c
 	}
 	w.opened++
@@ -803,16 +803,21 @@ func (c *flatCol) flushPage(ff *flatFile) error {
 // definition levels when no row is null (4-byte length, one RLE run).
 const defRoom = 16
 
-// sizeBuffers gives the column's page buffers room for one page, so that
-// they do not grow by doubling and copying.
-func (c *flatCol) sizeBuffers(pageBytes int) {
+// sizeBuffers gives the column's page buffers room for one page, or for
+// the first batch's rows of col when they take less (a small file does
+// not allocate a page's worth per column), so that they do not grow by
+// doubling and copying.
+func (c *flatCol) sizeBuffers(pageBytes int, col *FlatColumn, rows int) {
 	switch {
 	case c.enc == parquet.Encodings.DeltaBinaryPacked:
-		c.ints = slices.Grow(c.ints[:0], pageBytes/8)
+		c.ints = slices.Grow(c.ints[:0], min(pageBytes/8, rows))
 	case c.kind == flatBool:
-		c.bools = slices.Grow(c.bools[:0], pageBytes)
+		c.bools = slices.Grow(c.bools[:0], min(pageBytes, rows))
+	case c.kind == flatBytes:
+		n := 4*rows + int(col.Offsets[rows]-col.Offsets[0])
+		c.vals = slices.Grow(c.vals[:0], defRoom+min(pageBytes, n)+64)
 	default:
-		c.vals = slices.Grow(c.vals[:0], defRoom+pageBytes+64)
+		c.vals = slices.Grow(c.vals[:0], defRoom+min(pageBytes, rows*c.valueWidth())+64)
 	}
 	c.vals = append(c.vals[:0], make([]byte, defRoom)...)
 }
