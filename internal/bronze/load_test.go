@@ -163,8 +163,16 @@ func TestLoaderSchemaBehind(t *testing.T) {
 // text datums, nulls, a run of rows with other shared columns, records
 // built one after another from reused pooled buffers, increasing columns
 // delta-encoded, from -infinity to infinity) reads back exactly
-// as the Writer's buildRecord turns the same changes into Bronze rows.
+// as the Writer's buildRecord turns the same changes into Bronze rows,
+// through the flat path (loadflat.go) and through Arrow records (the
+// fallback for tables without a flat form).
 func TestLoaderMatchesBuildRecord(t *testing.T) {
+	for _, viaArrow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "flat", true: "arrow"}[viaArrow], func(t *testing.T) { testLoaderMatchesBuildRecord(t, viaArrow) })
+	}
+}
+
+func testLoaderMatchesBuildRecord(t *testing.T, viaArrow bool) {
 	ctx := context.Background()
 	st, err := local.New(t.TempDir())
 	if err != nil {
@@ -203,6 +211,8 @@ func TestLoaderMatchesBuildRecord(t *testing.T) {
 		rows[k] = &change.Change{Rel: rel, Op: change.OpLoad, LSN: lsn, Pos: pos, XID: 7, CommitTime: commit, New: img}
 	}
 	l := NewLoader(st, Options{})
+	l.arrow = viaArrow
+	flat0 := FlatChunks()
 	for round := 0; round < 2; round++ { // round 1 reuses round 0's pooled buffers
 		c, done, err := l.Begin(ctx, rel, "silt-snap-"+strconv.Itoa(round), 1)
 		if err != nil || done {
@@ -217,6 +227,9 @@ func TestLoaderMatchesBuildRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Release()
+	}
+	if flat := FlatChunks() - flat0; flat != map[bool]int64{false: 2, true: 0}[viaArrow] {
+		t.Fatalf("%d chunks took the flat path", flat)
 	}
 	tbl := delta.NewTable(st, TablePath(rel.Table))
 	snap, err := tbl.Snapshot(ctx)
