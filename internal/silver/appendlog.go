@@ -157,13 +157,7 @@ func (p *Processor) processAppend(ctx context.Context, st *delta.Table, ssnap *d
 		md.SchemaString = schema.SchemaString()
 		tx.SetMetadata(&md)
 	}
-	tx.Add(adds...)
-	tx.SetAppTxn(appID, to)
-	op := "WRITE"
-	if len(adds) == 0 {
-		op = "STREAMING UPDATE" // progress only
-	}
-	v, err := tx.Commit(ctx, op, map[string]any{"mode": "Append", "source": fmt.Sprintf("bronze versions %d-%d", from, to)})
+	v, err := commitAppend(ctx, tx, adds, appID, to, fmt.Sprintf("bronze versions %d-%d", from, to))
 	if err != nil {
 		return fmt.Errorf("silver %s: append: %w", id, err)
 	}
@@ -185,4 +179,16 @@ func unionSchema(have, want *delta.StructType) *delta.StructType {
 		return have
 	}
 	return withExtra(have, extra)
+}
+
+// commitAppend commits adds (none: progress only) as an append, with
+// txn(appID, to) in the same commit; source describes the Bronze rows.
+func commitAppend(ctx context.Context, tx *delta.Txn, adds []*delta.Add, appID string, to int64, source string) (int64, error) {
+	tx.Add(adds...)
+	tx.SetAppTxn(appID, to)
+	op := "WRITE"
+	if len(adds) == 0 {
+		op = "STREAMING UPDATE" // progress only
+	}
+	return tx.Commit(ctx, op, map[string]any{"mode": "Append", "source": source})
 }

@@ -421,13 +421,7 @@ func (p *Processor) loadAppend(ctx context.Context, st *delta.Table, ssnapp **de
 		tx.SetMetadata(&md)
 	}
 	tx.ReadWholeTable() // the keys were checked against every live file
-	tx.Add(adds...)
-	tx.SetAppTxn(LoadAppID, to)
-	op := "WRITE"
-	if len(adds) == 0 {
-		op = "STREAMING UPDATE" // progress only
-	}
-	v, err := tx.Commit(ctx, op, map[string]any{"mode": "Append", "source": fmt.Sprintf("bronze versions %d-%d (snapshot rows, keys new to silver)", from, to)})
+	v, err := commitAppend(ctx, tx, adds, LoadAppID, to, fmt.Sprintf("bronze versions %d-%d (snapshot rows, keys new to silver)", from, to))
 	if err != nil {
 		var ce *delta.ConflictError
 		if errors.As(err, &ce) && (ce.Kind == delta.ConflictConcurrentAppend || ce.Kind == delta.ConflictConcurrentDeleteRead || ce.Kind == delta.ConflictConcurrentDeleteDelete) {
