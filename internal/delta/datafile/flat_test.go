@@ -324,9 +324,9 @@ func compareParquetStats(t *testing.T, stA blob.Store, a *delta.Add, stF blob.St
 		ga, gf := ea.Encode, ef.Encode
 		xa, _ := ga()
 		xf, _ := gf()
-		// arrow-go leaves the empty value out of a binary column's min
-		// (its UTF-8 strings keep it); "" is the true min, which WriteFlat writes.
-		emptyMin := name == "bi" && len(xf.Min) == 0 && len(xa.Min) > 0
+		// arrow-go can leave the empty value out of a byte array
+		// column's min; "" is the true min, which WriteFlat writes.
+		emptyMin := ca.Type() == parquet.Types.ByteArray && len(xf.Min) == 0 && len(xa.Min) > 0
 		if !bytes.Equal(xa.Min, xf.Min) && !emptyMin || !bytes.Equal(xa.Max, xf.Max) || xa.NullCount != xf.NullCount || xa.HasMin != xf.HasMin {
 			t.Errorf("%s: parquet stats min %x/%x max %x/%x nulls %d/%d", name, xa.Min, xf.Min, xa.Max, xf.Max, xa.NullCount, xf.NullCount)
 		}
