@@ -203,11 +203,12 @@ func (r *keyRange) disjoint(st *silverStats, name string) bool {
 			}
 		}
 	case 's':
-		var s string
-		if hasLo && json.Unmarshal(lo, &s) == nil && r.shi < s {
+		// A JSON null bound is unknown (Unmarshal leaves the string as it was).
+		var slo, shi *string
+		if hasLo && json.Unmarshal(lo, &slo) == nil && slo != nil && r.shi < *slo {
 			return true
 		}
-		if hasHi && json.Unmarshal(hi, &s) == nil && utf8.RuneCountInString(s) < statsStringLen && r.slo > s {
+		if hasHi && json.Unmarshal(hi, &shi) == nil && shi != nil && utf8.RuneCountInString(*shi) < statsStringLen && r.slo > *shi {
 			return true
 		}
 	}
