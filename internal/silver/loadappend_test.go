@@ -2,12 +2,19 @@ package silver_test
 
 import (
 	"context"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
+	"github.com/silt-dev/silt/internal/delta/datafile"
 	"github.com/silt-dev/silt/internal/silver"
+	"github.com/silt-dev/silt/internal/stream"
 )
 
 // loadAll runs ProcessLoad one Bronze version per batch until caught up
@@ -209,6 +216,120 @@ func TestSilverLoadAppendNotNew(t *testing.T) {
 					t.Errorf("%+v: %d batches merged, want %d", o, merged, tc.merged)
 				}
 				expect(t, h.rows(), tc.want...)
+			}
+		})
+	}
+}
+
+// rel2 has a composite text key (a, b).
+var rel2 = &change.Relation{ID: 2, Table: change.TableID{Schema: "public", Name: "t2"}, Columns: []change.Column{
+	{Name: "a", TypeOID: 25, TypeMod: -1, Key: true},
+	{Name: "b", TypeOID: 25, TypeMod: -1, Key: true},
+	{Name: "v", TypeOID: 25, TypeMod: -1},
+}}
+
+// load2 appends snapshot rows of rel2 (a, b, v) at LSN lsn, position pos.
+func (h *harness) load2(lsn change.LSN, pos uint32, rows ...[3]string) {
+	var entries []stream.Entry
+	for _, r := range rows {
+		c := &change.Change{Rel: rel2, Op: change.OpLoad, LSN: lsn, Pos: pos, EndLSN: lsn, CommitTime: time.Unix(1767225600, 0),
+			New: []change.Datum{txt(r[0]), txt(r[1]), txt(r[2])}}
+		entries = append(entries, stream.Entry{PartitionKey: []byte(r[0]), Data: change.AppendEncode(nil, c)})
+	}
+	if err := h.Log.Append(context.Background(), entries); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// rows2 is rel2's Silver rows as "a,b,v", sorted.
+func (h *harness) rows2() []string {
+	tb := delta.NewTable(h.store, silver.TablePath(rel2.Table))
+	snap, err := tb.Snapshot(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	err = datafile.Scan(context.Background(), h.store, datafile.Info(tb, snap), snap.Files(), func(r arrow.RecordBatch) error {
+		for i := range int(r.NumRows()) {
+			out = append(out, r.Column(0).ValueStr(i)+","+r.Column(1).ValueStr(i)+","+r.Column(2).ValueStr(i))
+		}
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSilverLoadAppendCompositeStringKeys: text keys, composite keys that
+// differ only in their second column, and keys longer than the 32
+// characters string stats keep (multi-byte ones): a batch is appended only
+// when its keys are new, and every run gives the rows MERGE gives.
+func TestSilverLoadAppendCompositeStringKeys(t *testing.T) {
+	long := strings.Repeat("é", 40)
+	longer := strings.Repeat("é", 31) + "ê" // the truncated max stat of long's file
+	for _, tc := range []struct {
+		name   string
+		chunks [][][3]string // one Bronze version each, chunk i at pos i
+		want   []string
+		merged int // batches merged, one Bronze version per batch
+	}{
+		{
+			name:   "second key column differs",
+			chunks: [][][3]string{{{"k", "1", "a"}}, {{"k", "2", "b"}}},
+			want:   []string{"k,1,a", "k,2,b"},
+		},
+		{
+			name:   "same composite key again",
+			chunks: [][][3]string{{{"k", "1", "a"}, {"k", "3", "a"}}, {{"k", "2", "b"}}, {{"k", "3", "c"}}},
+			want:   []string{"k,1,a", "k,2,b", "k,3,c"},
+			merged: 2, // (k, 2) lies within the first file's ranges of both columns
+		},
+		{
+			name:   "long multi-byte key again",
+			chunks: [][][3]string{{{long, "1", "a"}}, {{long, "1", "b"}}},
+			want:   []string{long + ",1,b"},
+			merged: 1,
+		},
+		{
+			name:   "key equal to a truncated max stat",
+			chunks: [][][3]string{{{long, "1", "a"}, {longer, "1", "a"}}, {{longer, "1", "b"}}},
+			want:   []string{long + ",1,a", longer + ",1,b"},
+			merged: 1,
+		},
+		{
+			name:   "key above a truncated max stat",
+			chunks: [][][3]string{{{long, "1", "a"}}, {{longer + "x", "1", "b"}}},
+			want:   []string{long + ",1,a", longer + "x,1,b"},
+			merged: 1, // the 32-character max proves nothing
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, o := range []silver.Options{{MaxVersionsPerBatch: 1}, {MaxVersionsPerBatch: 50}, {LoadMerge: true}} {
+				h := newHarness(t)
+				for i, c := range tc.chunks {
+					h.load2(99, uint32(i), c...)
+					h.bronze()
+				}
+				p := silver.New(h.store, o)
+				merged := 0
+				for {
+					res, err := p.ProcessLoad(context.Background(), rel2.Table)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.ToVersion < 0 {
+						break
+					}
+					if res.LoadAppended == 0 && res.Changes > 0 {
+						merged++
+					}
+				}
+				if o.MaxVersionsPerBatch == 1 && merged != tc.merged {
+					t.Errorf("%d batches merged, want %d", merged, tc.merged)
+				}
+				expect(t, h.rows2(), tc.want...)
 			}
 		})
 	}
