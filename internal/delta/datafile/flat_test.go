@@ -241,27 +241,7 @@ func TestFlatMatchesArrow(t *testing.T) {
 			ti := TableInfo{Schema: s, PartitionColumns: []string{"p"}, Allocator: mem}
 			opts := WriteOptions{DataChange: true, TargetFileSize: tc.target, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
 
-			stA, stF := newStore(t), newStore(t)
-			addsA, err := Write(ctx, stA, ti, rec, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := NewWriter(ctx, stF, ti, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if w.FlatFields() == nil {
-				t.Fatal("no flat fields")
-			}
-			for _, b := range batches {
-				if err := w.WriteFlat(b, []any{int32(7)}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			addsF, err := w.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, batches, []any{int32(7)})
 			if tc.target > 0 && len(addsF) < 2 {
 				t.Fatalf("%d files at target %d", len(addsF), tc.target)
 			}
@@ -290,6 +270,33 @@ func TestFlatMatchesArrow(t *testing.T) {
 			checkEncodings(t, stF, addsF[0], tc.batch[0] >= distinctMin)
 		})
 	}
+}
+
+// writeArrowAndFlat writes rec with Write and batches (the same rows, of
+// partition part) with WriteFlat, each into a store of its own.
+func writeArrowAndFlat(t *testing.T, ti TableInfo, opts WriteOptions, rec arrow.Record, batches []*FlatBatch, part []any) (stA blob.Store, addsA []*delta.Add, stF blob.Store, addsF []*delta.Add) {
+	t.Helper()
+	stA, stF = newStore(t), newStore(t)
+	addsA, err := Write(ctx, stA, ti, rec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(ctx, stF, ti, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.FlatFields() == nil {
+		t.Fatal("no flat fields")
+	}
+	for _, b := range batches {
+		if err := w.WriteFlat(b, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if addsF, err = w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return stA, addsA, stF, addsF
 }
 
 // compareParquetStats checks that the column chunks of two one-row-group

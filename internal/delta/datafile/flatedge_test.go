@@ -81,22 +81,7 @@ func TestFlatDecimalWidths(t *testing.T) {
 	defer rec.Release()
 	ti := TableInfo{Schema: s, Allocator: mem}
 	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
-	stA, stF := newStore(t), newStore(t)
-	addsA, err := Write(ctx, stA, ti, rec, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWriter(ctx, stF, ti, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteFlat(b, nil); err != nil {
-		t.Fatal(err)
-	}
-	addsF, err := w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, []*FlatBatch{b}, nil)
 	sameRows(t, readAll(t, stF, ti, addsF), readAll(t, stA, ti, addsA))
 	if len(addsA) != 1 || len(addsF) != 1 {
 		t.Fatalf("%d and %d files", len(addsA), len(addsF))
