@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/silt-dev/silt/internal/blob"
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/delta"
 	"github.com/silt-dev/silt/internal/delta/datafile"
@@ -333,4 +334,50 @@ func TestSilverLoadAppendCompositeStringKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// raceStore runs hook once, just before the first Silver commit whose
+// bytes contain mark is written (a concurrent writer that won the version).
+type raceStore struct {
+	blob.Store
+	mark string
+	hook func()
+	done bool
+}
+
+func (s *raceStore) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	if !s.done && strings.HasPrefix(key, silver.TablePath(rel.Table)+"/_delta_log/") && strings.Contains(string(data), s.mark) {
+		s.done = true
+		s.hook()
+	}
+	return s.Store.PutIfAbsent(ctx, key, data)
+}
+
+// TestSilverLoadAppendConcurrentMerge: a logged insert of a key of the
+// batch merged by another writer between the load append's snapshot and
+// its commit makes the append conflict; the batch is then merged on the
+// new snapshot, so the key keeps one row, the newer one.
+func TestSilverLoadAppendConcurrentMerge(t *testing.T) {
+	h := newHarness(t)
+	h.load(99, 0, keyRow(5, "old"), keyRow(6, "o"))
+	h.bronze()
+	h.txn(&change.Change{Op: change.OpInsert, New: keyRow(5, "new")})
+	h.bronze()
+	rs := &raceStore{Store: h.store, mark: "keys new to silver", hook: func() {
+		if h.silver() == 0 {
+			t.Error("the concurrent writer merged nothing")
+		}
+	}}
+	p := silver.New(rs, silver.Options{MaxVersionsPerBatch: 50})
+	res, err := p.ProcessLoad(context.Background(), rel.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rs.done {
+		t.Fatal("no load append was tried")
+	}
+	if res.LoadAppended != 0 {
+		t.Errorf("%d rows appended after a conflicting commit", res.LoadAppended)
+	}
+	expect(t, h.rows(), "5,new,NULL", "6,o,NULL")
 }
