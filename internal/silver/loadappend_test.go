@@ -381,3 +381,41 @@ func TestSilverLoadAppendConcurrentMerge(t *testing.T) {
 	}
 	expect(t, h.rows(), "5,new,NULL", "6,o,NULL")
 }
+
+// TestSilverLoadAppendPartitioned: a Silver table partitioned by a data
+// column (v) or by the key: appended rows land in their partitions, a
+// key again is merged (the key's stats are absent when it is the
+// partition column: nothing is proved), and the rows are MERGE's.
+func TestSilverLoadAppendPartitioned(t *testing.T) {
+	for _, tc := range []struct {
+		by           string
+		wantAppended int
+	}{{"v", 4}, {"id", 3}} {
+		t.Run(tc.by, func(t *testing.T) {
+			for _, o := range []silver.Options{{MaxVersionsPerBatch: 1}, {LoadMerge: true, MaxVersionsPerBatch: 1}} {
+				h := newHarness(t)
+				h.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "a"))
+				h.bronze()
+				h.load(99, 1, keyRow(4, "b"))
+				h.bronze()
+				h.load(99, 2, keyRow(2, "c"))
+				h.bronze()
+				o.Table = func(change.TableID) silver.TableOptions { return silver.TableOptions{PartitionBy: []string{tc.by}} }
+				appended, _ := loadAll(t, h, o)
+				if !o.LoadMerge && appended != tc.wantAppended {
+					t.Errorf("partition by %s: %d rows appended, want %d", tc.by, appended, tc.wantAppended)
+				}
+				snap, err := delta.NewTable(h.store, silver.TablePath(rel.Table)).Snapshot(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range snap.Files() {
+					if _, ok := f.PartitionValues[tc.by]; !ok {
+						t.Fatalf("file %s has no partition value of %s", f.Path, tc.by)
+					}
+				}
+				expect(t, h.rows(), "1,a,NULL", "2,c,NULL", "3,a,NULL", "4,b,NULL")
+			}
+		})
+	}
+}
