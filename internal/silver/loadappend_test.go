@@ -22,12 +22,18 @@ import (
 // and returns the rows appended without MERGE and the batches merged.
 func loadAll(t *testing.T, h *harness, opts silver.Options) (appended, merged int) {
 	t.Helper()
+	return loadTable(t, h, rel.Table, opts)
+}
+
+// loadTable is loadAll for table.
+func loadTable(t *testing.T, h *harness, table change.TableID, opts silver.Options) (appended, merged int) {
+	t.Helper()
 	if opts.MaxVersionsPerBatch == 0 {
 		opts.MaxVersionsPerBatch = 1
 	}
 	p := silver.New(h.store, opts)
 	for {
-		res, err := p.ProcessLoad(context.Background(), rel.Table)
+		res, err := p.ProcessLoad(context.Background(), table)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,20 +319,7 @@ func TestSilverLoadAppendCompositeStringKeys(t *testing.T) {
 					h.load2(99, uint32(i), c...)
 					h.bronze()
 				}
-				p := silver.New(h.store, o)
-				merged := 0
-				for {
-					res, err := p.ProcessLoad(context.Background(), rel2.Table)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if res.ToVersion < 0 {
-						break
-					}
-					if res.LoadAppended == 0 && res.Changes > 0 {
-						merged++
-					}
-				}
+				_, merged := loadTable(t, h, rel2.Table, o)
 				if o.MaxVersionsPerBatch == 1 && merged != tc.merged {
 					t.Errorf("%d batches merged, want %d", merged, tc.merged)
 				}
