@@ -3,6 +3,8 @@ package silver
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/silt-dev/silt/internal/delta"
 )
 
 // TestKeyRangeDisjoint: a Silver file's min/max stats prove a Bronze
@@ -44,6 +46,37 @@ func TestKeyRangeDisjoint(t *testing.T) {
 	} {
 		if got := tc.r.disjoint(tc.st, "k"); got != tc.want {
 			t.Errorf("%s: disjoint = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestOpsOfPass: a Bronze file is skipped by a pass only when its
+// _silt_op stats prove it holds no row of the pass.
+func TestOpsOfPass(t *testing.T) {
+	for _, tc := range []struct {
+		stats      string
+		load, logd bool // read by ProcessLoad, by Process
+	}{
+		{``, true, true},
+		{`{"numRecords":3}`, true, true},
+		{`not json`, true, true},
+		{`{"minValues":{"_silt_op":"L"},"maxValues":{"_silt_op":"L"}}`, true, false},
+		{`{"minValues":{"_silt_op":"D"},"maxValues":{"_silt_op":"U"}}`, true, true},
+		{`{"minValues":{"_silt_op":"I"},"maxValues":{"_silt_op":"L"}}`, true, true},
+		{`{"minValues":{"_silt_op":"L"},"maxValues":{"_silt_op":"U"}}`, true, true},
+		{`{"minValues":{"_silt_op":"D"},"maxValues":{"_silt_op":"I"}}`, false, true},
+		{`{"minValues":{"_silt_op":"T"},"maxValues":{"_silt_op":"U"}}`, false, true},
+		{`{"minValues":{"_silt_op":"L"},"maxValues":{"_silt_op":null}}`, true, true},
+		{`{"minValues":{"_silt_op":null},"maxValues":{"_silt_op":"L"}}`, true, true},
+		{`{"minValues":{},"maxValues":{"_silt_op":"L"}}`, true, true},
+		{`{"minValues":{"_silt_op":1},"maxValues":{"_silt_op":2}}`, true, true},
+	} {
+		f := &delta.Add{Path: "f.parquet", Stats: tc.stats}
+		if got := opsOfPass(f, true); got != tc.load {
+			t.Errorf("%s: load pass reads it = %v, want %v", tc.stats, got, tc.load)
+		}
+		if got := opsOfPass(f, false); got != tc.logd {
+			t.Errorf("%s: change pass reads it = %v, want %v", tc.stats, got, tc.logd)
 		}
 	}
 }
