@@ -2,6 +2,7 @@ package silver_test
 
 import (
 	"context"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -235,22 +236,22 @@ var rel2 = &change.Relation{ID: 2, Table: change.TableID{Schema: "public", Name:
 	{Name: "v", TypeOID: 25, TypeMod: -1},
 }}
 
-// load2 appends snapshot rows of rel2 (a, b, v) at LSN lsn, position pos.
-func (h *harness) load2(lsn change.LSN, pos uint32, rows ...[3]string) {
+// loadRel appends snapshot rows of r at LSN lsn, position pos.
+func (h *harness) loadRel(r *change.Relation, lsn change.LSN, pos uint32, rows ...[]change.Datum) {
 	var entries []stream.Entry
-	for _, r := range rows {
-		c := &change.Change{Rel: rel2, Op: change.OpLoad, LSN: lsn, Pos: pos, EndLSN: lsn, CommitTime: time.Unix(1767225600, 0),
-			New: []change.Datum{txt(r[0]), txt(r[1]), txt(r[2])}}
-		entries = append(entries, stream.Entry{PartitionKey: []byte(r[0]), Data: change.AppendEncode(nil, c)})
+	for _, row := range rows {
+		c := &change.Change{Rel: r, Op: change.OpLoad, LSN: lsn, Pos: pos, EndLSN: lsn, CommitTime: time.Unix(1767225600, 0), New: row}
+		entries = append(entries, stream.Entry{PartitionKey: row[0].Data, Data: change.AppendEncode(nil, c)})
 	}
 	if err := h.Log.Append(context.Background(), entries); err != nil {
 		h.t.Fatal(err)
 	}
 }
 
-// rows2 is rel2's Silver rows as "a,b,v", sorted.
-func (h *harness) rows2() []string {
-	tb := delta.NewTable(h.store, silver.TablePath(rel2.Table))
+// rowsOf is table's Silver rows as their first three columns joined by
+// commas, sorted.
+func (h *harness) rowsOf(table change.TableID) []string {
+	tb := delta.NewTable(h.store, silver.TablePath(table))
 	snap, err := tb.Snapshot(context.Background())
 	if err != nil {
 		h.t.Fatal(err)
@@ -316,14 +317,16 @@ func TestSilverLoadAppendCompositeStringKeys(t *testing.T) {
 			for _, o := range []silver.Options{{MaxVersionsPerBatch: 1}, {MaxVersionsPerBatch: 50}, {LoadMerge: true}} {
 				h := newHarness(t)
 				for i, c := range tc.chunks {
-					h.load2(99, uint32(i), c...)
+					for _, r := range c {
+						h.loadRel(rel2, 99, uint32(i), []change.Datum{txt(r[0]), txt(r[1]), txt(r[2])})
+					}
 					h.bronze()
 				}
 				_, merged := loadTable(t, h, rel2.Table, o)
 				if o.MaxVersionsPerBatch == 1 && merged != tc.merged {
 					t.Errorf("%d batches merged, want %d", merged, tc.merged)
 				}
-				expect(t, h.rows2(), tc.want...)
+				expect(t, h.rowsOf(rel2.Table), tc.want...)
 			}
 		})
 	}
@@ -410,5 +413,36 @@ func TestSilverLoadAppendPartitioned(t *testing.T) {
 				expect(t, h.rows(), "1,a,NULL", "2,c,NULL", "3,a,NULL", "4,b,NULL")
 			}
 		})
+	}
+}
+
+// TestSilverLoadAppendInt64Limits: bigint keys at both ends of int64 (the
+// strictly-ascending fast path and the stats compare): new keys are
+// appended, a key again is merged, and the rows are MERGE's.
+func TestSilverLoadAppendInt64Limits(t *testing.T) {
+	rel3 := &change.Relation{ID: 3, Table: change.TableID{Schema: "public", Name: "t3"}, Columns: []change.Column{
+		{Name: "id", TypeOID: 20, TypeMod: -1, Key: true},
+		{Name: "v", TypeOID: 25, TypeMod: -1},
+		{Name: "w", TypeOID: 25, TypeMod: -1},
+	}}
+	row := func(id int64, v string) []change.Datum {
+		return []change.Datum{txt(strconv.FormatInt(id, 10)), txt(v), txt("w")}
+	}
+	const hi, lo = math.MaxInt64, math.MinInt64
+	for _, o := range []silver.Options{{MaxVersionsPerBatch: 1}, {LoadMerge: true, MaxVersionsPerBatch: 1}} {
+		h := newHarness(t)
+		h.loadRel(rel3, 99, 0, row(hi-1, "a"), row(hi, "a"))
+		h.bronze()
+		h.loadRel(rel3, 99, 1, row(lo, "b"), row(lo+1, "b"), row(0, "b"))
+		h.bronze()
+		h.loadRel(rel3, 99, 2, row(hi, "c"))
+		h.bronze()
+		h.loadRel(rel3, 99, 3, row(lo, "d"))
+		h.bronze()
+		appended, merged := loadTable(t, h, rel3.Table, o)
+		if !o.LoadMerge && (appended != 5 || merged != 2) {
+			t.Errorf("%d rows appended, %d batches merged; want 5 and 2", appended, merged)
+		}
+		expect(t, h.rowsOf(rel3.Table), "-9223372036854775807,b,w", "-9223372036854775808,d,w", "0,b,w", "9223372036854775806,a,w", "9223372036854775807,c,w")
 	}
 }
