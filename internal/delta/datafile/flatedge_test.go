@@ -91,3 +91,67 @@ func TestFlatDecimalWidths(t *testing.T) {
 	}
 	compareParquetStats(t, stA, addsA[0], stF, addsF[0])
 }
+
+// TestFlatRowGroups checks a flat file of more rows than a row group holds
+// (small integer columns compress far below the target file size): every
+// row group reads back, and the Delta stats are the Arrow path's.
+func TestFlatRowGroups(t *testing.T) {
+	s := mustSchema(t, fld("id", "long", false), fld("v", "integer", true))
+	const n = 1<<20 + 300_000
+	mem := memory.NewGoAllocator()
+	as, err := ArrowSchema(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := array.NewRecordBuilder(mem, as)
+	defer rb.Release()
+	var batches []*FlatBatch
+	for lo := 0; lo < n; lo += 8192 {
+		hi := min(lo+8192, n)
+		b := &FlatBatch{Rows: hi - lo, Cols: make([]FlatColumn, 2)}
+		b.Cols[1].Null = make([]bool, hi-lo)
+		for r := lo; r < hi; r++ {
+			b.Cols[0].Int = append(b.Cols[0].Int, int64(r)*2-7)
+			rb.Field(0).(*array.Int64Builder).Append(int64(r)*2 - 7)
+			v := int64(int32(r * 7919))
+			b.Cols[1].Int = append(b.Cols[1].Int, v)
+			if r%1000 == 999 {
+				b.Cols[1].Null[r-lo] = true
+				rb.Field(1).AppendNull()
+			} else {
+				rb.Field(1).(*array.Int32Builder).Append(int32(v))
+			}
+		}
+		batches = append(batches, b)
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	ti := TableInfo{Schema: s, Allocator: mem}
+	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
+	_, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, batches, nil)
+	if len(addsA) != 1 || len(addsF) != 1 {
+		t.Fatalf("%d and %d files", len(addsA), len(addsF))
+	}
+	if addsF[0].Stats != addsA[0].Stats {
+		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
+	}
+	pf := openStored(t, stF, addsF[0].Path)
+	rgs := pf.NumRowGroups()
+	pf.Close()
+	if rgs != 2 {
+		t.Errorf("%d row groups", rgs)
+	}
+	got, err := ReadConcat(ctx, stF, ti, addsF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Release()
+	if got.NumRows() != n {
+		t.Fatalf("%d rows", got.NumRows())
+	}
+	for c := 0; c < 2; c++ {
+		if !array.Equal(got.Column(c), rec.Column(c)) {
+			t.Errorf("column %d differs", c)
+		}
+	}
+}
