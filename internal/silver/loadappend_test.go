@@ -57,13 +57,16 @@ func keyRow(id int, v string) []change.Datum {
 // ranges is written as plain appends (no MERGE commit, no file read or
 // removed), with the rows MERGE gives, and replaying it changes nothing.
 func TestSilverLoadAppendFresh(t *testing.T) {
+	chunks := func(h *harness) {
+		h.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
+		h.bronze()
+		h.load(99, 2, keyRow(7, "g"), keyRow(8, "h")) // chunks land out of order
+		h.bronze()
+		h.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
+		h.bronze()
+	}
 	h := newHarness(t)
-	h.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
-	h.bronze()
-	h.load(99, 2, keyRow(7, "g"), keyRow(8, "h")) // chunks land out of order
-	h.bronze()
-	h.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
-	h.bronze()
+	chunks(h)
 	_, flat0 := silver.LoadAppendedRows()
 	appended, merged := loadAll(t, h, silver.Options{})
 	if _, flat := silver.LoadAppendedRows(); flat-flat0 != 8 {
@@ -75,12 +78,7 @@ func TestSilverLoadAppendFresh(t *testing.T) {
 	expect(t, h.rows(), "1,a,NULL", "2,b,NULL", "3,c,NULL", "4,d,NULL", "5,e,NULL", "6,f,NULL", "7,g,NULL", "8,h,NULL")
 	// All three Bronze versions in one batch: appended too.
 	h1 := newHarness(t)
-	h1.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
-	h1.bronze()
-	h1.load(99, 2, keyRow(7, "g"), keyRow(8, "h"))
-	h1.bronze()
-	h1.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
-	h1.bronze()
+	chunks(h1)
 	appended, merged = loadAll(t, h1, silver.Options{MaxVersionsPerBatch: 50, LoadArrow: true}) // from Arrow records
 	if appended != 8 || merged != 0 {
 		t.Fatalf("appended %d rows, merged %d batches; want 8 appended, none merged", appended, merged)
@@ -113,12 +111,7 @@ func TestSilverLoadAppendFresh(t *testing.T) {
 	}
 	// The same Bronze versions through MERGE give the same rows.
 	h2 := newHarness(t)
-	h2.load(99, 0, keyRow(1, "a"), keyRow(2, "b"), keyRow(3, "c"))
-	h2.bronze()
-	h2.load(99, 2, keyRow(7, "g"), keyRow(8, "h"))
-	h2.bronze()
-	h2.load(99, 1, keyRow(4, "d"), keyRow(5, "e"), keyRow(6, "f"))
-	h2.bronze()
+	chunks(h2)
 	if appended, _ := loadAll(t, h2, silver.Options{LoadMerge: true}); appended != 0 {
 		t.Fatalf("LoadMerge appended %d rows", appended)
 	}
