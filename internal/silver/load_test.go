@@ -3,23 +3,14 @@ package silver_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/silt-dev/silt/internal/change"
 	"github.com/silt-dev/silt/internal/silver"
-	"github.com/silt-dev/silt/internal/stream"
 )
 
 // load appends snapshot rows (OpLoad) at LSN lsn, position pos.
 func (h *harness) load(lsn change.LSN, pos uint32, rows ...[]change.Datum) {
-	var entries []stream.Entry
-	for _, r := range rows {
-		c := &change.Change{Rel: rel, Op: change.OpLoad, LSN: lsn, Pos: pos, EndLSN: lsn, CommitTime: time.Unix(1767225600, 0), New: r}
-		entries = append(entries, stream.Entry{PartitionKey: r[0].Data, Data: change.AppendEncode(nil, c)})
-	}
-	if err := h.Log.Append(context.Background(), entries); err != nil {
-		h.t.Fatal(err)
-	}
+	h.loadRel(rel, lsn, pos, rows...)
 }
 
 // TestSilverLoadPassBeforeChanges: logged changes that reached Bronze
