@@ -2,11 +2,14 @@ package datafile
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 )
 
 // TestFlatDecimalWidths checks decimals of every FIXED_LEN_BYTE_ARRAY
@@ -149,6 +152,58 @@ func TestFlatRowGroups(t *testing.T) {
 	if got.NumRows() != n {
 		t.Fatalf("%d rows", got.NumRows())
 	}
+	for c := 0; c < 2; c++ {
+		if !array.Equal(got.Column(c), rec.Column(c)) {
+			t.Errorf("column %d differs", c)
+		}
+	}
+}
+
+// TestFlatInt64Wrap checks DELTA_BINARY_PACKED long columns whose deltas
+// wrap int64 (non-descending from MinInt64 to MaxInt64) read back.
+func TestFlatInt64Wrap(t *testing.T) {
+	s := mustSchema(t, fld("a", "long", false), fld("b", "long", true))
+	const n = 5000
+	mem := memory.NewGoAllocator()
+	as, err := ArrowSchema(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := array.NewRecordBuilder(mem, as)
+	defer rb.Release()
+	b := &FlatBatch{Rows: n, Cols: make([]FlatColumn, 2)}
+	for r := 0; r < n; r++ {
+		v := int64(math.MinInt64) + int64(r)
+		switch {
+		case r >= n-3:
+			v = math.MaxInt64 - int64(n-1-r)
+		case r > n/2:
+			v = int64(r)
+		}
+		for c := 0; c < 2; c++ {
+			b.Cols[c].Int = append(b.Cols[c].Int, v)
+			rb.Field(c).(*array.Int64Builder).Append(v)
+		}
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	ti := TableInfo{Schema: s, Allocator: mem}
+	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
+	_, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, []*FlatBatch{b}, nil)
+	if addsF[0].Stats != addsA[0].Stats {
+		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
+	}
+	pf := openStored(t, stF, addsF[0].Path)
+	cc, _ := pf.MetaData().RowGroup(0).ColumnChunk(0)
+	if encs := cc.Encodings(); !slices.Contains(encs, parquet.Encodings.DeltaBinaryPacked) {
+		t.Errorf("a: encodings %v", encs)
+	}
+	pf.Close()
+	got, err := ReadConcat(ctx, stF, ti, addsF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Release()
 	for c := 0; c < 2; c++ {
 		if !array.Equal(got.Column(c), rec.Column(c)) {
 			t.Errorf("column %d differs", c)
