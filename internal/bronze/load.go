@@ -291,8 +291,7 @@ func (c *LoadChunk) fillConst() {
 	}
 	rb.unB.AppendNulls(n)
 	if len(rb.partB) > 0 {
-		t := k.commit.UTC()
-		parts := [4]int32{int32(t.Year()), int32(t.Month()), int32(t.Day()), int32(t.Hour())}
+		parts := commitParts(k.commit)
 		for pi, pb := range rb.partB {
 			pb.Reserve(n)
 			for i := 0; i < n; i++ {
@@ -303,6 +302,13 @@ func (c *LoadChunk) fillConst() {
 	for _, i := range c.pl.missing {
 		rb.b.Field(i).AppendNulls(n)
 	}
+}
+
+// commitParts is the values of the partition columns (year, month, day,
+// hour: a prefix of them) of a row committed at t.
+func commitParts(t time.Time) [4]int32 {
+	t = t.UTC()
+	return [4]int32{int32(t.Year()), int32(t.Month()), int32(t.Day()), int32(t.Hour())}
 }
 
 func fillInt64(b *array.Int64Builder, v int64, n int) {
@@ -326,8 +332,7 @@ func (c *LoadChunk) appendFlat(rows []*change.Change) error {
 			if err := c.flushFlat(); err != nil {
 				return err
 			}
-			t := r.CommitTime.UTC()
-			parts := [4]int32{int32(t.Year()), int32(t.Month()), int32(t.Day()), int32(t.Hour())}
+			parts := commitParts(r.CommitTime)
 			fl.part = make([]any, len(c.snap.PartitionColumns()))
 			for i := range fl.part {
 				fl.part[i] = parts[i]
