@@ -534,7 +534,10 @@ func (c *flatCol) add(ff *flatFile, col *FlatColumn, lo, hi int) error {
 		// rows that fit the open page
 		n := hi - lo
 		switch c.kind {
-		case flatBytes: // checked per value below
+		case flatBytes: // checked per value below, once the page has room
+			if len(c.vals) >= defRoom+ff.pageBytes {
+				n = 0
+			}
 		case flatBool:
 			n = min(n, ff.pageBytes-c.n)
 		default:

@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
 )
 
 // TestFlatDecimalWidths checks decimals of every FIXED_LEN_BYTE_ARRAY
@@ -208,5 +209,46 @@ func TestFlatInt64Wrap(t *testing.T) {
 		if !array.Equal(got.Column(c), rec.Column(c)) {
 			t.Errorf("column %d differs", c)
 		}
+	}
+}
+
+// TestFlatStringPagesOneRowBatches checks that a string column written one
+// row per WriteFlat still ends its pages at the page size.
+func TestFlatStringPagesOneRowBatches(t *testing.T) {
+	s := mustSchema(t, fld("s", "string", true))
+	st := newStore(t)
+	ti := TableInfo{Schema: s, Allocator: memory.NewGoAllocator()}
+	w, err := NewWriter(ctx, st, ti, WriteOptions{DataChange: true, CompressionLevel: 1, TargetFileSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 20_000, 100
+	for r := 0; r < n; r++ {
+		v := fmt.Sprintf("%0*d", size, r)
+		b := &FlatBatch{Rows: 1, Cols: []FlatColumn{{Bytes: []byte(v), Offsets: []int32{0, int32(len(v))}}}}
+		if err := w.WriteFlat(b, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adds, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := openStored(t, st, adds[0].Path)
+	defer pf.Close()
+	pr, err := pf.RowGroup(0).GetColumnPageReader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, most := 0, int32(0)
+	for pr.Next() {
+		if p, ok := pr.Page().(*file.DataPageV1); ok {
+			pages++
+			most = max(most, p.NumValues())
+		}
+	}
+	// 2 MB of values in pages of 64 MiB / 16, at most 1 MiB: 2 pages and more.
+	if rows := int32(1<<20/(4+size) + 1); pages < 2 || most > rows {
+		t.Errorf("%d pages, the largest of %d rows (want at most %d)", pages, most, rows)
 	}
 }
