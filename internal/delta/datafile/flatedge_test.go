@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -251,4 +252,45 @@ func TestFlatStringPagesOneRowBatches(t *testing.T) {
 	if rows := int32(1<<20/(4+size) + 1); pages < 2 || most > rows {
 		t.Errorf("%d pages, the largest of %d rows (want at most %d)", pages, most, rows)
 	}
+}
+
+// TestFlatLongStringStats checks the stats of string and binary columns
+// whose min or max is longer than Parquet statistics keep, against the
+// Arrow path's.
+func TestFlatLongStringStats(t *testing.T) {
+	s := mustSchema(t, fld("s", "string", true), fld("b", "binary", true))
+	mem := memory.NewGoAllocator()
+	as, err := ArrowSchema(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := array.NewRecordBuilder(mem, as)
+	defer rb.Release()
+	const n = 2000
+	b := &FlatBatch{Rows: n, Cols: []FlatColumn{{Offsets: []int32{0}}, {Offsets: []int32{0}}}}
+	for r := 0; r < n; r++ {
+		v := fmt.Sprintf("m%05d", r)
+		switch r {
+		case 7:
+			v = "z" + strings.Repeat("é", 3000) // the max, beyond 4096 bytes
+		case 900:
+			v = "a" + strings.Repeat("x", 5000) // the min
+		}
+		for c := range b.Cols {
+			b.Cols[c].Bytes = append(b.Cols[c].Bytes, v...)
+			b.Cols[c].Offsets = append(b.Cols[c].Offsets, int32(len(b.Cols[c].Bytes)))
+		}
+		rb.Field(0).(*array.StringBuilder).Append(v)
+		rb.Field(1).(*array.BinaryBuilder).Append([]byte(v))
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	ti := TableInfo{Schema: s, Allocator: mem}
+	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
+	stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, []*FlatBatch{b}, nil)
+	sameRows(t, readAll(t, stF, ti, addsF), readAll(t, stA, ti, addsA))
+	if addsF[0].Stats != addsA[0].Stats {
+		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
+	}
+	compareParquetStats(t, stA, addsA[0], stF, addsF[0])
 }
