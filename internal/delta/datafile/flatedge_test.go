@@ -7,12 +7,49 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
+
+	"github.com/silt-dev/silt/internal/blob"
+	"github.com/silt-dev/silt/internal/delta"
 )
+
+// newArrowBuilder is a record builder of s's rows.
+func newArrowBuilder(t *testing.T, s *delta.StructType) *array.RecordBuilder {
+	t.Helper()
+	as, err := ArrowSchema(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return array.NewRecordBuilder(memory.NewGoAllocator(), as)
+}
+
+// flatLikeArrow writes rec with Write and batches (the same rows) with
+// WriteFlat, and checks that each wrote one file and that the Delta stats
+// are equal; with full also the rows read back and the Parquet stats (of
+// a one-row-group file). It returns the flat file.
+func flatLikeArrow(t *testing.T, s *delta.StructType, rec arrow.Record, batches []*FlatBatch, full bool) (TableInfo, blob.Store, []*delta.Add) {
+	t.Helper()
+	mem := memory.NewGoAllocator()
+	ti := TableInfo{Schema: s, Allocator: mem}
+	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
+	stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, batches, nil)
+	if len(addsA) != 1 || len(addsF) != 1 {
+		t.Fatalf("%d and %d files", len(addsA), len(addsF))
+	}
+	if addsF[0].Stats != addsA[0].Stats {
+		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
+	}
+	if full {
+		sameRows(t, readAll(t, stF, ti, addsF), readAll(t, stA, ti, addsA))
+		compareParquetStats(t, stA, addsA[0], stF, addsF[0])
+	}
+	return ti, stF, addsF
+}
 
 // TestFlatDecimalWidths checks decimals of every FIXED_LEN_BYTE_ARRAY
 // width (1..16 bytes) with negative values and extremes, an all-null
@@ -26,12 +63,7 @@ func TestFlatDecimalWidths(t *testing.T) {
 	}
 	fields = append(fields, fld("nul", "long", true), fld("s", "string", true))
 	s := mustSchema(t, fields...)
-	mem := memory.NewGoAllocator()
-	as, err := ArrowSchema(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := array.NewRecordBuilder(mem, as)
+	rb := newArrowBuilder(t, s)
 	defer rb.Release()
 	const n = 3000
 	b := &FlatBatch{Rows: n, Cols: make([]FlatColumn, len(s.Fields))}
@@ -84,17 +116,7 @@ func TestFlatDecimalWidths(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	ti := TableInfo{Schema: s, Allocator: mem}
-	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
-	stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, []*FlatBatch{b}, nil)
-	sameRows(t, readAll(t, stF, ti, addsF), readAll(t, stA, ti, addsA))
-	if len(addsA) != 1 || len(addsF) != 1 {
-		t.Fatalf("%d and %d files", len(addsA), len(addsF))
-	}
-	if addsF[0].Stats != addsA[0].Stats {
-		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
-	}
-	compareParquetStats(t, stA, addsA[0], stF, addsF[0])
+	flatLikeArrow(t, s, rec, []*FlatBatch{b}, true)
 }
 
 // TestFlatRowGroups checks a flat file of more rows than a row group holds
@@ -103,12 +125,7 @@ func TestFlatDecimalWidths(t *testing.T) {
 func TestFlatRowGroups(t *testing.T) {
 	s := mustSchema(t, fld("id", "long", false), fld("v", "integer", true))
 	const n = 1<<20 + 300_000
-	mem := memory.NewGoAllocator()
-	as, err := ArrowSchema(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := array.NewRecordBuilder(mem, as)
+	rb := newArrowBuilder(t, s)
 	defer rb.Release()
 	var batches []*FlatBatch
 	for lo := 0; lo < n; lo += 8192 {
@@ -131,15 +148,7 @@ func TestFlatRowGroups(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	ti := TableInfo{Schema: s, Allocator: mem}
-	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
-	_, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, batches, nil)
-	if len(addsA) != 1 || len(addsF) != 1 {
-		t.Fatalf("%d and %d files", len(addsA), len(addsF))
-	}
-	if addsF[0].Stats != addsA[0].Stats {
-		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
-	}
+	ti, stF, addsF := flatLikeArrow(t, s, rec, batches, false)
 	pf := openStored(t, stF, addsF[0].Path)
 	rgs := pf.NumRowGroups()
 	pf.Close()
@@ -166,12 +175,7 @@ func TestFlatRowGroups(t *testing.T) {
 func TestFlatInt64Wrap(t *testing.T) {
 	s := mustSchema(t, fld("a", "long", false), fld("b", "long", true))
 	const n = 5000
-	mem := memory.NewGoAllocator()
-	as, err := ArrowSchema(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := array.NewRecordBuilder(mem, as)
+	rb := newArrowBuilder(t, s)
 	defer rb.Release()
 	b := &FlatBatch{Rows: n, Cols: make([]FlatColumn, 2)}
 	for r := 0; r < n; r++ {
@@ -189,12 +193,7 @@ func TestFlatInt64Wrap(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	ti := TableInfo{Schema: s, Allocator: mem}
-	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
-	_, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, []*FlatBatch{b}, nil)
-	if addsF[0].Stats != addsA[0].Stats {
-		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
-	}
+	ti, stF, addsF := flatLikeArrow(t, s, rec, []*FlatBatch{b}, false)
 	pf := openStored(t, stF, addsF[0].Path)
 	cc, _ := pf.MetaData().RowGroup(0).ColumnChunk(0)
 	if encs := cc.Encodings(); !slices.Contains(encs, parquet.Encodings.DeltaBinaryPacked) {
@@ -259,12 +258,7 @@ func TestFlatStringPagesOneRowBatches(t *testing.T) {
 // Arrow path's.
 func TestFlatLongStringStats(t *testing.T) {
 	s := mustSchema(t, fld("s", "string", true), fld("b", "binary", true))
-	mem := memory.NewGoAllocator()
-	as, err := ArrowSchema(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := array.NewRecordBuilder(mem, as)
+	rb := newArrowBuilder(t, s)
 	defer rb.Release()
 	const n = 2000
 	b := &FlatBatch{Rows: n, Cols: []FlatColumn{{Offsets: []int32{0}}, {Offsets: []int32{0}}}}
@@ -285,12 +279,5 @@ func TestFlatLongStringStats(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	ti := TableInfo{Schema: s, Allocator: mem}
-	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
-	stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, []*FlatBatch{b}, nil)
-	sameRows(t, readAll(t, stF, ti, addsF), readAll(t, stA, ti, addsA))
-	if addsF[0].Stats != addsA[0].Stats {
-		t.Errorf("stats\n%s\nwant\n%s", addsF[0].Stats, addsA[0].Stats)
-	}
-	compareParquetStats(t, stA, addsA[0], stF, addsF[0])
+	flatLikeArrow(t, s, rec, []*FlatBatch{b}, true)
 }
