@@ -31,12 +31,13 @@ func newArrowBuilder(t *testing.T, s *delta.StructType) *array.RecordBuilder {
 // flatLikeArrow writes rec with Write and batches (the same rows) with
 // WriteFlat, and checks that each wrote one file and that the Delta stats
 // are equal; with full also the rows read back and the Parquet stats (of
-// a one-row-group file). It returns the flat file.
-func flatLikeArrow(t *testing.T, s *delta.StructType, rec arrow.Record, batches []*FlatBatch, full bool) (TableInfo, blob.Store, []*delta.Add) {
+// a one-row-group file). target is the file size (0: the default; the
+// flat page size is a sixteenth of it). It returns the flat file.
+func flatLikeArrow(t *testing.T, s *delta.StructType, rec arrow.Record, batches []*FlatBatch, full bool, target int64) (TableInfo, blob.Store, []*delta.Add) {
 	t.Helper()
 	mem := memory.NewGoAllocator()
 	ti := TableInfo{Schema: s, Allocator: mem}
-	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem}
+	opts := WriteOptions{DataChange: true, CompressionLevel: 1, SnapshotEncodings: true, Allocator: mem, TargetFileSize: target}
 	stA, addsA, stF, addsF := writeArrowAndFlat(t, ti, opts, rec, batches, nil)
 	if len(addsA) != 1 || len(addsF) != 1 {
 		t.Fatalf("%d and %d files", len(addsA), len(addsF))
@@ -116,7 +117,7 @@ func TestFlatDecimalWidths(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	flatLikeArrow(t, s, rec, []*FlatBatch{b}, true)
+	flatLikeArrow(t, s, rec, []*FlatBatch{b}, true, 0)
 }
 
 // TestFlatRowGroups checks a flat file of more rows than a row group holds
@@ -148,7 +149,7 @@ func TestFlatRowGroups(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	ti, stF, addsF := flatLikeArrow(t, s, rec, batches, false)
+	ti, stF, addsF := flatLikeArrow(t, s, rec, batches, false, 0)
 	pf := openStored(t, stF, addsF[0].Path)
 	rgs := pf.NumRowGroups()
 	pf.Close()
@@ -193,7 +194,7 @@ func TestFlatInt64Wrap(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	ti, stF, addsF := flatLikeArrow(t, s, rec, []*FlatBatch{b}, false)
+	ti, stF, addsF := flatLikeArrow(t, s, rec, []*FlatBatch{b}, false, 0)
 	pf := openStored(t, stF, addsF[0].Path)
 	cc, _ := pf.MetaData().RowGroup(0).ColumnChunk(0)
 	if encs := cc.Encodings(); !slices.Contains(encs, parquet.Encodings.DeltaBinaryPacked) {
@@ -279,5 +280,65 @@ func TestFlatLongStringStats(t *testing.T) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	flatLikeArrow(t, s, rec, []*FlatBatch{b}, true)
+	flatLikeArrow(t, s, rec, []*FlatBatch{b}, true, 0)
+}
+
+// TestFlatDeltaNulls checks DELTA_BINARY_PACKED nullable columns (chosen
+// from a first batch without nulls) whose later batches have nulls, runs
+// of them across pages and all-null batches.
+func TestFlatDeltaNulls(t *testing.T) {
+	s := mustSchema(t, fld("l", "long", true), fld("i", "integer", true), fld("ts", "timestamp", true))
+	rb := newArrowBuilder(t, s)
+	defer rb.Release()
+	var batches []*FlatBatch
+	r := 0
+	for bi, rows := range []int{2000, 3000, 700, 40_000, 1} {
+		b := &FlatBatch{Rows: rows, Cols: make([]FlatColumn, 3)}
+		for k := 0; k < rows; k++ {
+			null := bi > 0 && (bi == 2 || r%5 == 0 || r%20_000 < 3000)
+			for c := range b.Cols {
+				if null && b.Cols[c].Null == nil {
+					b.Cols[c].Null = make([]bool, k, rows)
+				}
+				if b.Cols[c].Null != nil {
+					b.Cols[c].Null = append(b.Cols[c].Null, null)
+				}
+				v := int64(r) * 3
+				b.Cols[c].Int = append(b.Cols[c].Int, v)
+				switch {
+				case null:
+					rb.Field(c).AppendNull()
+				case c == 1:
+					rb.Field(c).(*array.Int32Builder).Append(int32(v))
+				case c == 0:
+					rb.Field(c).(*array.Int64Builder).Append(v)
+				default:
+					rb.Field(c).(*array.TimestampBuilder).Append(arrow.Timestamp(v))
+				}
+			}
+			r++
+		}
+		batches = append(batches, b)
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	ti, stF, addsF := flatLikeArrow(t, s, rec, batches, true, 256<<10)
+	pf := openStored(t, stF, addsF[0].Path)
+	for c := 0; c < 3; c++ {
+		cc, _ := pf.MetaData().RowGroup(0).ColumnChunk(c)
+		if encs := cc.Encodings(); !slices.Contains(encs, parquet.Encodings.DeltaBinaryPacked) {
+			t.Errorf("column %d: encodings %v", c, encs)
+		}
+	}
+	pf.Close()
+	got, err := ReadConcat(ctx, stF, ti, addsF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Release()
+	for c := 0; c < 3; c++ {
+		if !array.Equal(got.Column(c), rec.Column(c)) {
+			t.Errorf("column %d differs", c)
+		}
+	}
 }
