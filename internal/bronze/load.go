@@ -65,6 +65,12 @@ func (l *Loader) zstdLevel() int {
 // snapshot chunk's rows are all one relation), still bounded.
 const loadRecordRows = 64 << 10
 
+// loadRecordBytes also ends a flat batch (loadflat.go): once its string and
+// binary values hold this many bytes, so that wide rows (large text,
+// TOASTed documents) keep the batch's memory bounded and its int32 offsets
+// far from overflowing.
+const loadRecordBytes = 64 << 20
+
 // loadMem holds the column buffers of snapshot records: a chunk's records
 // are built, written and released one after another, and every chunk of
 // every table has buffers of about the same sizes, so they are reused
@@ -342,7 +348,7 @@ func (c *LoadChunk) appendFlat(rows []*change.Change) error {
 		if err := fl.add(r); err != nil {
 			return fmt.Errorf("bronze: table %s: %w", c.rel.Table, err)
 		}
-		if fl.batch.Rows >= loadRecordRows {
+		if fl.batch.Rows >= loadRecordRows || fl.bytes >= loadRecordBytes {
 			if err := c.flushFlat(); err != nil {
 				return err
 			}

@@ -279,3 +279,61 @@ func rowString(rec arrow.RecordBatch, r int) string {
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }
+
+// TestLoaderWideRowsFlushByBytes: a flat batch also ends at
+// loadRecordBytes of string values, so wide rows keep a chunk's memory
+// bounded (and its int32 offsets far from overflowing); the rows all come
+// back.
+func TestLoaderWideRowsFlushByBytes(t *testing.T) {
+	ctx := context.Background()
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := &change.Relation{Table: change.TableID{Schema: "s", Name: "wide"}, Columns: []change.Column{
+		{Name: "id", TypeOID: 20, Key: true}, {Name: "doc", TypeOID: 25}}}
+	const width = 32 << 10
+	perBatch := loadRecordBytes / width
+	n := perBatch + 52
+	doc := strings.Repeat("x", width)
+	rows := make([]*change.Change, n)
+	for k := range rows {
+		rows[k] = &change.Change{Rel: rel, Op: change.OpLoad, LSN: 9, Pos: 1, XID: 3, CommitTime: time.Unix(1700000000, 0),
+			New: []change.Datum{binDatum(8, uint64(k)), {Kind: change.Text, Data: []byte(doc)}}}
+	}
+	c, _, err := NewLoader(st, Options{}).Begin(ctx, rel, "silt-snap-0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	if c.flat == nil {
+		t.Fatal("the chunk does not take the flat path")
+	}
+	if err := c.Append(rows); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.flat.batch.Rows; got != n-perBatch {
+		t.Fatalf("open batch holds %d rows after %d of %d bytes each, want %d (a batch ends at %d bytes)", got, n, width, n-perBatch, loadRecordBytes)
+	}
+	if _, err := c.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tbl := delta.NewTable(st, TablePath(rel.Table))
+	snap, err := tbl.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	err = datafile.Scan(ctx, st, datafile.Info(tbl, snap), snap.Files(), func(rec arrow.RecordBatch) error {
+		for r := 0; r < int(rec.NumRows()); r++ {
+			if !strings.Contains(rowString(rec, r), "doc="+doc) {
+				t.Fatalf("row %d lost its doc", got+r)
+			}
+		}
+		got += int(rec.NumRows())
+		return nil
+	})
+	if err != nil || got != n {
+		t.Fatalf("read %d rows, want %d (%v)", got, n, err)
+	}
+}

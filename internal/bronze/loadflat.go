@@ -32,6 +32,7 @@ type flatLoad struct {
 	src   []int
 	part  []any     // the batch rows' partition values (commit time parts)
 	konst loadConst // the batch rows' LSN, pos, xid and commit time
+	bytes int       // string and binary bytes of the batch (loadRecordBytes)
 }
 
 // flatSource says where a batch column's values come from: a source
@@ -116,7 +117,7 @@ func newFlatLoad(rel *change.Relation, fields []*delta.StructField) (*flatLoad, 
 
 // reset empties the batch, keeping its slices.
 func (fl *flatLoad) reset() {
-	fl.batch.Rows = 0
+	fl.batch.Rows, fl.bytes = 0, 0
 	for i := range fl.batch.Cols {
 		c := &fl.batch.Cols[i]
 		c.Int, c.Float, c.Bool, c.Dec, c.Bytes = c.Int[:0], c.Float[:0], c.Bool[:0], c.Dec[:0], c.Bytes[:0]
@@ -152,6 +153,7 @@ func (fl *flatLoad) add(r *change.Change) error {
 			continue
 		case d.Kind == change.Text && s.kind == kString:
 			c.Bytes = append(c.Bytes, d.Data...)
+			fl.bytes += len(d.Data)
 			c.Offsets = append(c.Offsets, int32(len(c.Bytes)))
 			markValid(c, n)
 			continue
@@ -184,6 +186,7 @@ func (fl *flatLoad) add(r *change.Change) error {
 			c.Dec = append(c.Dec, v.d)
 		case kString, kBinary:
 			c.Bytes = append(c.Bytes, v.b...)
+			fl.bytes += len(v.b)
 			c.Offsets = append(c.Offsets, int32(len(c.Bytes)))
 		}
 		markValid(c, n)
