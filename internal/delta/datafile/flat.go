@@ -215,19 +215,8 @@ func (w *Writer) groupOf(part []any) (*group, error) {
 // createFlat opens a flat file for g's partition, choosing each column's
 // encoding from b's rows.
 func (w *Writer) createFlat(g *group, b *FlatBatch) (*openFile, error) {
-	page := min(max(w.opts.TargetFileSize/16, 4096), 1<<20)
-	opts := []parquet.WriterProperty{
-		parquet.WithAllocator(w.ti.mem()),
-		parquet.WithCompression(w.opts.Compression),
-		parquet.WithDataPageSize(page),
-		parquet.WithMaxRowGroupLength(1 << 20),
-		parquet.WithStats(true),
-		parquet.WithCreatedBy("silt"),
-		parquet.WithDictionaryDefault(false),
-	}
-	if w.opts.CompressionLevel != 0 {
-		opts = append(opts, parquet.WithCompressionLevel(w.opts.CompressionLevel))
-	}
+	page := w.pageBytes()
+	opts := append(w.baseProps(), parquet.WithDictionaryDefault(false))
 	// The column chunk metadata lists the encoding the properties name.
 	dbp := make([]bool, len(w.dataFields))
 	for i, f := range w.dataFields {
@@ -250,6 +239,7 @@ func (w *Writer) createFlat(g *group, b *FlatBatch) (*openFile, error) {
 	}
 	ff := &flatFile{props: props, sc: sc, level: w.opts.CompressionLevel, pageBytes: int(page), mem: w.ti.mem()}
 	ff.buf = *bytes.NewBuffer(fileBufs.get())
+	ff.buf.WriteString("PAR1")
 	ff.fmb = metadata.NewFileMetadataBuilder(sc, props, nil)
 	ff.cols = make([]*flatCol, len(w.dataFields))
 	for i, f := range w.dataFields {
@@ -308,7 +298,6 @@ type flatFile struct {
 	rgRows     int
 	rgOrd      int16
 	compressed int64 // compressed page bytes written so far
-	started    bool
 	closed     bool
 }
 
@@ -352,15 +341,11 @@ func (ff *flatFile) flushRowGroup() error {
 			return err
 		}
 	}
-	size := 4 + 16<<10 // magic, and room for the footer
+	size := 16 << 10 // room for the footer
 	for _, c := range ff.cols {
 		size += c.chunkBytes + 64*len(c.pages) + 1024 // page headers, chunk metadata, footer entry
 	}
 	ff.buf.Grow(size)
-	if !ff.started {
-		ff.buf.WriteString("PAR1")
-		ff.started = true
-	}
 	sink := tell{&ff.buf}
 	rgb := ff.fmb.AppendRowGroup()
 	for i, c := range ff.cols {
@@ -401,10 +386,6 @@ func (ff *flatFile) Close() error {
 	ff.closed = true
 	if err := ff.flushRowGroup(); err != nil {
 		return err
-	}
-	if !ff.started {
-		ff.buf.WriteString("PAR1")
-		ff.started = true
 	}
 	fm, err := ff.fmb.Finish()
 	if err != nil {

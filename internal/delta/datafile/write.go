@@ -559,24 +559,31 @@ func (w *Writer) writeChunk(g *group, cols []arrow.Array, start, end int) error 
 	return nil
 }
 
-// create opens a new file for g's partition; first is the file's first
-// rows (one array per data column).
-func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
-	page := min(max(w.opts.TargetFileSize/16, 4096), 1<<20)
+// pageBytes is the data page size of the Writer's files: a sixteenth of
+// the target file size, between 4 KiB and 1 MiB.
+func (w *Writer) pageBytes() int64 { return min(max(w.opts.TargetFileSize/16, 4096), 1<<20) }
+
+// baseProps are the Parquet writer properties of every file (create and
+// createFlat add the per-column ones).
+func (w *Writer) baseProps() []parquet.WriterProperty {
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(w.ti.mem()),
 		parquet.WithCompression(w.opts.Compression),
+		parquet.WithDataPageSize(w.pageBytes()),
+		parquet.WithMaxRowGroupLength(1 << 20),
+		parquet.WithStats(true),
+		parquet.WithCreatedBy("silt"),
 	}
 	if w.opts.CompressionLevel != 0 {
 		opts = append(opts, parquet.WithCompressionLevel(w.opts.CompressionLevel))
 	}
-	opts = append(opts,
-		parquet.WithDataPageSize(page),
-		parquet.WithDictionaryPageSizeLimit(page),
-		parquet.WithMaxRowGroupLength(1<<20),
-		parquet.WithStats(true),
-		parquet.WithCreatedBy("silt"),
-	)
+	return opts
+}
+
+// create opens a new file for g's partition; first is the file's first
+// rows (one array per data column).
+func (w *Writer) create(g *group, first []arrow.Array) (*openFile, error) {
+	opts := append(w.baseProps(), parquet.WithDictionaryPageSizeLimit(w.pageBytes()))
 	// Floats and timestamps are nearly always distinct: a dictionary costs
 	// CPU (hashing every value) and falls back to plain anyway.
 	// Columns whose first rows are mostly distinct (keys, sequence numbers)
