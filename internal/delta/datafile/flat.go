@@ -238,7 +238,8 @@ func (w *Writer) createFlat(g *group, b *FlatBatch) (*openFile, error) {
 		return nil, fmt.Errorf("flat schema of %d fields has %d Parquet columns", len(w.dataFields), sc.NumColumns())
 	}
 	ff := &flatFile{props: props, sc: sc, level: w.opts.CompressionLevel, pageBytes: int(page), mem: w.ti.mem()}
-	ff.buf = *bytes.NewBuffer(fileBufs.get())
+	buf, _ := fileBufs.get()
+	ff.buf = *bytes.NewBuffer(buf[:0])
 	ff.buf.WriteString("PAR1")
 	ff.fmb = metadata.NewFileMetadataBuilder(sc, props, nil)
 	ff.cols = make([]*flatCol, len(w.dataFields))
@@ -413,29 +414,15 @@ func (ff *flatFile) release() {
 // fileBufs keeps the buffers of flat files stored (Writer.finish gives
 // them back once the store has the file): a snapshot writes one file after
 // another of about the same size, each once cleared and grown.
-var fileBufs = bufList{free: make(chan []byte, 4)}
+var fileBufs = newFreeList[[]byte](4)
 
 // fileBufKeep is the largest file buffer kept.
 const fileBufKeep = 32 << 20
 
-type bufList struct{ free chan []byte }
-
-func (l *bufList) get() []byte {
-	select {
-	case b := <-l.free:
-		return b[:0]
-	default:
-		return nil
-	}
-}
-
-func (l *bufList) put(b []byte) {
-	if cap(b) == 0 || cap(b) > fileBufKeep {
-		return
-	}
-	select {
-	case l.free <- b[:0]:
-	default:
+// keepFileBuf gives a stored flat file's buffer back to fileBufs.
+func keepFileBuf(b []byte) {
+	if cap(b) > 0 && cap(b) <= fileBufKeep {
+		fileBufs.put(b[:0])
 	}
 }
 

@@ -671,7 +671,7 @@ func (w *Writer) finish(key string) error {
 		Stats:            f.stats.JSON(),
 	})
 	if f.ff != nil { // stored: the store keeps no reference to data
-		fileBufs.put(data)
+		keepFileBuf(data)
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ var pageZstdPools sync.Map // zstd.EncoderLevel -> *encoderPool
 // allocation rate, a sync.Pool was emptied several times a second); more
 // go to a sync.Pool.
 type encoderPool struct {
-	free  chan *zstd.Encoder
+	free  freeList[*zstd.Encoder]
 	extra sync.Pool
 }
 
@@ -42,26 +42,48 @@ type encoderPool struct {
 const encoderKeep = 8
 
 func (p *encoderPool) Get() *zstd.Encoder {
-	select {
-	case e := <-p.free:
+	if e, ok := p.free.get(); ok {
 		return e
-	default:
 	}
 	return p.extra.Get().(*zstd.Encoder)
 }
 
 func (p *encoderPool) Put(e *zstd.Encoder) {
-	select {
-	case p.free <- e:
-	default:
+	if !p.free.put(e) {
 		p.extra.Put(e)
+	}
+}
+
+// freeList keeps up to its capacity of values out of the garbage
+// collector's reach (a sync.Pool is emptied by every collection).
+type freeList[T any] struct{ free chan T }
+
+func newFreeList[T any](n int) freeList[T] { return freeList[T]{free: make(chan T, n)} }
+
+// get returns a kept value, if there is one.
+func (l freeList[T]) get() (v T, ok bool) {
+	select {
+	case v = <-l.free:
+		return v, true
+	default:
+		return v, false
+	}
+}
+
+// put keeps v unless the list is full (false).
+func (l freeList[T]) put(v T) bool {
+	select {
+	case l.free <- v:
+		return true
+	default:
+		return false
 	}
 }
 
 func pageEncoder(level zstd.EncoderLevel) (*zstd.Encoder, *encoderPool) {
 	p, ok := pageZstdPools.Load(level)
 	if !ok {
-		p, _ = pageZstdPools.LoadOrStore(level, &encoderPool{free: make(chan *zstd.Encoder, encoderKeep), extra: sync.Pool{New: func() any {
+		p, _ = pageZstdPools.LoadOrStore(level, &encoderPool{free: newFreeList[*zstd.Encoder](encoderKeep), extra: sync.Pool{New: func() any {
 			enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
 				zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(pageZstdWindow),
 				zstd.WithEncoderCRC(false)) // no frame checksum, as parquet-mr and arrow-rs write pages (readers take both)
