@@ -88,11 +88,7 @@ func newFlatLoad(rel *change.Relation, fields []*delta.StructField) (*flatLoad, 
 		}
 	}
 	if p, ok := flatPool.Get().(*flatLoad); ok && len(p.batch.Cols) >= len(fields) {
-		fl.batch.Cols = p.batch.Cols[:len(fields)]
-		for i := range fl.batch.Cols {
-			c := &fl.batch.Cols[i]
-			*c = datafile.FlatColumn{Int: c.Int[:0], Float: c.Float[:0], Bool: c.Bool[:0], Dec: c.Dec[:0], Bytes: c.Bytes[:0], Offsets: c.Offsets[:0]}
-		}
+		fl.batch.Cols = p.batch.Cols[:len(fields)] // emptied by reset below
 	} else {
 		fl.batch.Cols = make([]datafile.FlatColumn, len(fields))
 	}
