@@ -319,6 +319,8 @@ func DecodeDMS(b []byte, cache *RelationCache) (*Change, error) {
 		}
 		if s.Old == nil {
 			old = nil
+		} else if old == nil && !bytes.Equal(bytes.TrimSpace(s.Old.raw), []byte("null")) {
+			old = []field{} // an empty old image: every column absent (not "no old image")
 		}
 	} else {
 		c.LSN, c.EndLSN, c.Pos = parseStreamPosition(m.StreamPos, m.RecordID)
